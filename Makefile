@@ -1,0 +1,33 @@
+# The README's two commands: `make book` (the study with its default preset, then the book)
+# and `make test`. Both create .venv on first use; everything is pinned in pyproject.toml.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+BENCH   := $(VENV)/bin/backbone-bench
+PRESET  ?= quick
+SHARED  ?= $(abspath ../shared)
+
+# The offline mirror and weights beside the checkout (set them yourself elsewhere).
+export BACKBONE_BENCH_DATA    ?= $(SHARED)/data
+export BACKBONE_BENCH_WEIGHTS ?= $(SHARED)/weights
+
+.PHONY: install test book clean-book
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: pip takes this build from the local wheel cache where there is one
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m ipykernel install --user --name python3 >/dev/null
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest
+
+book: install
+	$(BENCH) study --preset $(PRESET)
+
+clean-book:
+	rm -rf _build

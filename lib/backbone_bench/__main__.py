@@ -1,0 +1,3 @@
+from backbone_bench.cli import main
+
+raise SystemExit(main())

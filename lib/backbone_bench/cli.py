@@ -1,0 +1,84 @@
+"""``backbone-bench``: the one command line. Subcommands are thin; the work lives in the modules."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from backbone_bench.errors import BenchError
+
+
+def _csv(kind):
+    return lambda text: [kind(x) for x in text.split(",") if x]
+
+
+# ---- data ---------------------------------------------------------------------------------
+def cmd_data_list(args) -> int:
+    from backbone_bench.data.registry import DATASETS
+
+    for spec in DATASETS.values():
+        sources = " | ".join(s.describe() for s in spec.sources)
+        print(f"{spec.name:18s} {spec.domain:15s} {spec.num_classes:4d} classes  flip={'yes' if spec.flip_ok else 'no ':3s}  {sources}")
+    return 0
+
+
+def cmd_data_prepare(args) -> int:
+    from backbone_bench.data.card import summary
+    from backbone_bench.data.prepare import prepare
+    from backbone_bench.data.splits import load_splits
+
+    for name in args.names:
+        prepared = prepare(name, on_corrupt=args.on_corrupt)
+        splits = load_splits(prepared)
+        print(" ".join(f"{k}={v}" for k, v in summary(prepared, splits).items()))
+    return 0
+
+
+def cmd_data_card(args) -> int:
+    from backbone_bench import paths
+    from backbone_bench.data.card import class_counts, sample_grid, summary
+    from backbone_bench.data.prepare import prepare
+    from backbone_bench.data.splits import load_splits
+
+    for name in args.names:
+        prepared = prepare(name)
+        splits = load_splits(prepared)
+        out = paths.results_dir() / "cards"
+        counts = class_counts(prepared, splits)
+        out.mkdir(parents=True, exist_ok=True)
+        counts.to_csv(out / f"{name}_counts.csv")
+        grid = sample_grid(prepared, splits, out / f"{name}_samples.png")
+        print(f"# {name}")
+        for key, value in summary(prepared, splits).items():
+            print(f"{key:32s} {value}")
+        print(counts.to_string())
+        print(f"wrote {out / f'{name}_counts.csv'} and {grid}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="backbone-bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="datasets: list, prepare, card").add_subparsers(dest="action", required=True)
+    data.add_parser("list", help="the dataset registry").set_defaults(func=cmd_data_list)
+    p = data.add_parser("prepare", help="decode once into cached uint8 arrays and write the split files")
+    p.add_argument("names", nargs="+")
+    p.add_argument("--on-corrupt", choices=("skip", "error"), default="skip")
+    p.set_defaults(func=cmd_data_prepare)
+    p = data.add_parser("card", help="class counts, duplicates and a sample grid (results/cards/)")
+    p.add_argument("names", nargs="+")
+    p.set_defaults(func=cmd_data_card)
+
+    from backbone_bench import commands  # the study's subcommands: run, cost, study
+
+    commands.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BenchError as err:
+        print(f"backbone-bench: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,160 @@
+"""One entry per dataset: what it is, where it comes from, and how it is curated.
+
+Sources are tried in the order given; mirror sources look inside every folder named by
+BACKBONE_BENCH_DATA, download sources fetch into the cache and verify a checksum.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from backbone_bench.data.sources import HubParquet, MirrorNpz, MirrorParquet, UrlImageFolder, UrlNpz
+from backbone_bench.errors import unknown_name
+
+DOMAINS = ("natural", "medical", "galaxy", "remote_sensing")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    domain: str                      # one of DOMAINS: the study ranks backbones per domain
+    classes: tuple[str, ...]         # final class names; label i is classes[i]
+    sources: tuple                   # tried in order (see data/sources.py)
+    flip_ok: bool                    # does a horizontal flip preserve the label?
+    storage_size: int                # prepared arrays are square, this many pixels a side
+    channels: int = 3                # 1 for grayscale modalities: stored once, repeated on device
+    label_map: dict = field(default_factory=dict)  # source label -> class, None drops it
+    curation: str = ""               # the curation rules in words, for the card and the book
+    description: str = ""
+    citation: str = ""
+    licence: str = ""
+
+    def __post_init__(self):
+        if self.domain not in DOMAINS:
+            raise ValueError(f"{self.name}: domain {self.domain!r} is not one of {DOMAINS}")
+        mapped = {v for v in self.label_map.values() if v is not None}
+        if not mapped <= set(self.classes):
+            raise ValueError(f"{self.name}: label_map targets {mapped - set(self.classes)} not in classes")
+
+    def map_label(self, source_label: str) -> str | None:
+        """Curated class name for a source label; None means the image is dropped."""
+        return self.label_map.get(source_label, source_label)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+UC_MERCED_CLASSES = (
+    "agricultural", "airplane", "baseballdiamond", "beach", "buildings", "chaparral",
+    "denseresidential", "forest", "freeway", "golfcourse", "harbor", "intersection",
+    "mediumresidential", "mobilehomepark", "overpass", "parkinglot", "river", "runway",
+    "sparseresidential", "storagetanks", "tenniscourt")
+EUROSAT_CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial",
+                   "Pasture", "PermanentCrop", "Residential", "River", "SeaLake")
+
+_ENTRIES = [
+    DatasetSpec(
+        name="cifar10", domain="natural", classes=CIFAR10_CLASSES, flip_ok=True,
+        storage_size=32, sources=(MirrorParquet("cifar10", {"train": "train.parquet", "test": "test.parquet"}),
+                                  HubParquet("uoft-cs/cifar10", {"train": "train", "test": "test"},
+                                             image_column="img")),
+        description="Tiny everyday photos, 32 px, ten classes.",
+        citation="Krizhevsky, Learning Multiple Layers of Features from Tiny Images, 2009.",
+        licence="Free for research (no formal licence).",
+        curation="None. The mirror re-saved the official pixels as JPEG, so results are close to, "
+                 "not identical with, results on the original pixels."),
+    DatasetSpec(
+        name="uc_merced", domain="remote_sensing", classes=UC_MERCED_CLASSES, flip_ok=True,
+        storage_size=256, sources=(MirrorParquet("uc_merced", {"train": "train.parquet", "test": "test.parquet"}),),
+        description="USGS aerial orthoimagery tiles, 256 px, 21 land-use classes.",
+        citation="Yang and Newsam, Bag-of-Visual-Words and Spatial Extensions for Land-Use "
+                 "Classification, ACM SIGSPATIAL 2010.",
+        licence="USGS imagery, public domain.",
+        curation="None; the mirror's 80/20 per-class split is used as the test split."),
+    DatasetSpec(
+        name="brain_tumor_mri", domain="medical", channels=1, flip_ok=True, storage_size=256,
+        classes=("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor"),
+        sources=(MirrorParquet("brain_tumor_mri", {"train": "train.parquet", "test": "test.parquet"}),),
+        description="Brain MRI slices (T1 contrast), four classes; stored grayscale at 256 px.",
+        citation="Bhuvaji et al., Brain Tumor Classification (MRI), Kaggle 2020.",
+        licence="MIT (as published by the authors).",
+        curation="Exact duplicate images are removed: a test copy is kept and its training "
+                 "copies dropped. The authors' test split is known to be shifted from train."),
+    DatasetSpec(
+        name="galaxy_zoo1", domain="galaxy", flip_ok=False, storage_size=212,
+        classes=("edge_on", "elliptical", "merger", "spiral"),
+        label_map={"spiral_cw": "spiral", "spiral_acw": "spiral", "dont_know": None},
+        sources=(MirrorParquet("galaxy_zoo1", {"train": "train.parquet"}),),
+        description="SDSS galaxy cut-outs labelled by Galaxy Zoo 1 volunteers.",
+        citation="Lintott et al., MNRAS 389 (2008) 1179; Lintott et al., MNRAS 410 (2011) 166.",
+        licence="Galaxy Zoo data release, public; SDSS imagery.",
+        curation="spiral_cw and spiral_acw merged into spiral; dont_know dropped. Horizontal flips "
+                 "are off: they swap the handedness the source labels encode."),
+    DatasetSpec(
+        name="breastmnist", domain="medical", channels=1, flip_ok=True, storage_size=28,
+        classes=("malignant", "normal_or_benign"),
+        sources=(MirrorNpz("medmnist/breastmnist.npz", ("malignant", "normal_or_benign")),
+                 UrlNpz("https://zenodo.org/records/10519652/files/breastmnist.npz",
+                        "md5:750601b1f35ba3300ea97c75c52ff8f6", ("malignant", "normal_or_benign"))),
+        description="Breast ultrasound, MedMNIST v2, 28 px, binary.",
+        citation="Yang et al., MedMNIST v2, Scientific Data 10 (2023) 41; Al-Dhabyani et al. 2020.",
+        licence="CC BY 4.0.",
+        curation="None; the official train/val/test splits are used."),
+    DatasetSpec(
+        name="pneumoniamnist", domain="medical", channels=1, flip_ok=True, storage_size=28,
+        classes=("normal", "pneumonia"),
+        sources=(MirrorNpz("medmnist/pneumoniamnist_subsampled.npz", ("normal", "pneumonia")),
+                 UrlNpz("https://zenodo.org/records/10519652/files/pneumoniamnist.npz",
+                        "md5:28209eda62fecd6e6a2d98b1501bb15f", ("normal", "pneumonia"))),
+        description="Paediatric chest X-ray, MedMNIST v2, 28 px, binary.",
+        citation="Yang et al., MedMNIST v2, Scientific Data 10 (2023) 41; Kermany et al. 2018.",
+        licence="CC BY 4.0.",
+        curation="The mirror's train split was subsampled by its uploader (3,882 of 4,708); "
+                 "official validation and test splits."),
+    # ---- served only by the public internet -------------------------------------------
+    DatasetSpec(
+        name="eurosat", domain="remote_sensing", classes=EUROSAT_CLASSES, flip_ok=True,
+        storage_size=64,
+        sources=(UrlImageFolder(
+            "https://huggingface.co/datasets/torchgeo/eurosat/resolve/"
+            "c877bcd43f099cd0196738f714544e355477f3fd/EuroSAT.zip",
+            "md5:c8fa014336c82ac7804f0398fcb19387", root="2750"),),
+        description="Sentinel-2 RGB patches, 64 px, ten land-cover classes (27,000 images).",
+        citation="Helber et al., EuroSAT, IEEE JSTARS 12 (2019) 2217.",
+        licence="MIT.",
+        curation="None; no source test split, so a stratified 20 % is held out."),
+    DatasetSpec(
+        name="galaxy10_decals", domain="galaxy", flip_ok=True, storage_size=256,
+        classes=("disturbed", "merging", "round_smooth", "in_between_round_smooth", "cigar_shaped_smooth",
+                 "barred_spiral", "unbarred_tight_spiral", "unbarred_loose_spiral", "edge_on_without_bulge",
+                 "edge_on_with_bulge"),
+        sources=(HubParquet("matthieulel/galaxy10_decals", {"train": "train", "test": "test"},
+                            class_names=("disturbed", "merging", "round_smooth", "in_between_round_smooth",
+                                         "cigar_shaped_smooth", "barred_spiral", "unbarred_tight_spiral",
+                                         "unbarred_loose_spiral", "edge_on_without_bulge",
+                                         "edge_on_with_bulge")),),
+        description="DECaLS galaxy images (17,736), ten Galaxy Zoo DECaLS morphology classes.",
+        citation="Leung and Bovy, astroNN (2019); Walmsley et al., MNRAS 509 (2022) 3966.",
+        licence="Galaxy10 DECaLS, public (astroNN).",
+        curation="None; no class is defined by handedness, so flips are allowed."),
+    DatasetSpec(
+        name="flowers102", domain="natural", flip_ok=True, storage_size=256,
+        classes=tuple(f"flower_{i:03d}" for i in range(102)),
+        sources=(HubParquet("nelorth/oxford-flowers", {"train": "train", "test": "test"},
+                            class_names=tuple(f"flower_{i:03d}" for i in range(102))),),
+        description="Oxford 102 Flowers: 8,189 photos of 102 flower species.",
+        citation="Nilsback and Zisserman, ICVGIP 2008.",
+        licence="Research use.",
+        curation="Class indices as the Hub copy numbers them."),
+]
+
+DATASETS: dict[str, DatasetSpec] = {d.name: d for d in _ENTRIES}
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise unknown_name("dataset", name, DATASETS) from None

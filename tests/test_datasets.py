@@ -1,0 +1,99 @@
+"""The six mirrored datasets, prepared from the real mirror: sizes, classes and splits pinned."""
+import numpy as np
+import pytest
+
+from backbone_bench.data import get_dataset
+from backbone_bench.data.card import class_counts, sample_grid, summary
+from backbone_bench.data.prepare import prepare
+from backbone_bench.data.splits import SUBSET_SEEDS, load_splits, make_splits
+from backbone_bench.errors import UnknownNameError
+from conftest import requires_mirror
+
+# name: (classes, storage (S, C), pool, val, test, duplicates removed, dropped by curation)
+EXPECTED = {
+    "cifar10": (10, (32, 3), 45000, 5000, 10000, 0, 0),
+    "uc_merced": (21, (256, 3), 1511, 168, 420, 1, 0),
+    "brain_tumor_mri": (4, (256, 1), 2359, 263, 314, 328, 0),
+    "galaxy_zoo1": (4, (212, 3), 4600, 512, 1279, 0, 55),
+    "breastmnist": (2, (28, 1), 545, 78, 155, 2, 0),
+    "pneumoniamnist": (2, (28, 1), 3857, 524, 621, 28, 0),
+}
+
+
+@requires_mirror
+@pytest.mark.parametrize("name", EXPECTED)
+def test_prepared_dataset_matches_its_pinned_shape(name, results, committed_splits):
+    classes, (size, channels), n_pool, n_val, n_test, n_dup, n_dropped = EXPECTED[name]
+    prepared = prepare(name, progress=False)
+    splits = load_splits(prepared, committed_splits)
+    assert prepared.spec.num_classes == classes == len(np.unique(prepared.labels))
+    assert prepared.images.shape == (len(prepared), size, size, channels)
+    assert prepared.images.dtype == np.uint8
+    assert (len(splits.pool), len(splits.val), len(splits.test)) == (n_pool, n_val, n_test)
+    assert prepared.meta["duplicates"]["removed"] == n_dup
+    assert sum(prepared.meta["dropped_by_curation"].values()) == n_dropped
+    assert prepared.meta["corrupt"] == []
+    # the three parts cover every prepared image exactly once
+    everything = np.concatenate([splits.pool, splits.val, splits.test])
+    assert np.array_equal(np.sort(everything), np.arange(len(prepared)))
+    # no image is both trained on and tested on, even as a duplicate copy
+    names = np.asarray(prepared.meta["names"])
+    assert not set(names[splits.test]) & set(names[splits.pool])
+
+
+@requires_mirror
+@pytest.mark.parametrize("name", EXPECTED)
+def test_committed_splits_regenerate_bit_for_bit(name, committed_splits):
+    prepared = prepare(name, progress=False)
+    committed = load_splits(prepared, committed_splits)
+    fresh = make_splits(prepared)
+    for part in ("test", "val", "pool"):
+        assert np.array_equal(getattr(committed, part), getattr(fresh, part)), part
+    for seed in SUBSET_SEEDS:
+        assert np.array_equal(committed.order[seed], fresh.order[seed])
+
+
+@requires_mirror
+@pytest.mark.parametrize("name", ["uc_merced", "galaxy_zoo1", "breastmnist"])
+def test_shot_subsets_are_nested_capped_and_seeded(name, committed_splits):
+    prepared = prepare(name, progress=False)
+    splits = load_splits(prepared, committed_splits)
+    per_class = np.bincount(prepared.labels[splits.pool])
+    for seed in SUBSET_SEEDS:
+        previous = np.array([], dtype=np.int64)
+        for shots in (10, 100, 1000):
+            subset = splits.train(shots, seed)
+            assert set(previous) <= set(subset)
+            assert set(subset) <= set(splits.pool)
+            counts = np.bincount(prepared.labels[subset], minlength=len(per_class))
+            assert np.array_equal(counts, np.minimum(per_class, shots))
+            previous = subset
+    assert not np.array_equal(splits.train(10, 0), splits.train(10, 1))
+
+
+def test_galaxy_zoo1_curation_merges_spirals_and_forbids_flips():
+    spec = get_dataset("galaxy_zoo1")
+    assert spec.map_label("spiral_cw") == spec.map_label("spiral_acw") == "spiral"
+    assert spec.map_label("dont_know") is None
+    assert not spec.flip_ok
+
+
+def test_unknown_dataset_lists_close_names():
+    with pytest.raises(UnknownNameError, match="cifar10") as err:
+        get_dataset("cifar-10")
+    assert "Did you mean" in str(err.value)
+
+
+@requires_mirror
+def test_card_counts_and_sample_grid(tmp_path, committed_splits):
+    prepared = prepare("uc_merced", progress=False)
+    splits = load_splits(prepared, committed_splits)
+    counts = class_counts(prepared, splits)
+    assert counts.loc["total", "test"] == 420
+    assert counts.loc["total", "10-shot"] == 210
+    assert summary(prepared, splits)["duplicates_removed"] == 1
+    png = sample_grid(prepared, splits, tmp_path / "grid.png")
+    from PIL import Image
+
+    image = np.asarray(Image.open(png).convert("L"))
+    assert image.std() > 10  # real pictures, not a blank canvas
