@@ -1,5 +1,78 @@
-"""Subcommands for the study itself (run, cost, study); registered by cli.build_parser."""
+"""Subcommands for the study itself (run, results, backbones, ...); registered by cli.build_parser."""
+from __future__ import annotations
+
+
+def _csv(kind):
+    return lambda text: [kind(x) for x in text.split(",") if x]
+
+
+def add_grid_options(p) -> None:
+    """The grid a preset defines, each narrowable from the command line."""
+    p.add_argument("--preset", default="quick", help="quick | offline | full (see presets.py)")
+    p.add_argument("--datasets", type=_csv(str), help="comma-separated dataset names")
+    p.add_argument("--backbones", type=_csv(str), help="comma-separated timm model names")
+    p.add_argument("--shots", type=_csv(int), help="shots per class, e.g. 10,100")
+    p.add_argument("--modes", type=_csv(str), help="finetune,linear_probe,scratch")
+    p.add_argument("--seeds", type=_csv(int), help="subset/training seeds, e.g. 0,1,2")
+    p.add_argument("--resolution", type=int, help="input size in px (the preset's by default)")
+    p.add_argument("--steps", type=int, help="override the optimizer steps per learning rate")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--retry-failed", action="store_true", help="run again the recorded failures")
+
+
+def plan_from_args(args):
+    from backbone_bench.sweep import build_plan
+
+    return build_plan(args.preset, args.datasets, args.backbones, args.shots, args.modes, args.seeds,
+                      args.resolution, args.steps, retry_failed=args.retry_failed)
+
+
+def cmd_run(args) -> int:
+    from backbone_bench.sweep import execute
+
+    plan = plan_from_args(args)
+    print(f"preset {plan.preset}: {len(plan.configs)} runs to do, {plan.skipped_done} already recorded"
+          + (f", {len(plan.skipped_same)} shot levels skipped (same images as a smaller level: "
+             f"{', '.join(f'{d}@{k}' for d, k in plan.skipped_same)})" if plan.skipped_same else ""))
+    if args.dry_run:
+        for c in plan.configs:
+            print(f"  {c['dataset']:16s} {c['shots']:5d}-shot {c['backbone']:28s} {c['mode']:12s} seed {c['seed']}")
+        return 0
+    counts = execute(plan, args.device)
+    print("finished: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) if counts else "nothing to run")
+    return 0
+
+
+def cmd_results(args) -> int:
+    from backbone_bench.store import compile_table
+
+    table = compile_table()
+    print(f"{len(table)} records compiled into results/runs.csv and results/runs.parquet")
+    if len(table):
+        print(table.groupby(["dataset", "mode", "status"]).size().to_string())
+    return 0
+
+
+def cmd_backbones(args) -> int:
+    from backbone_bench.backbones import PANELS, resolve_weights
+    from backbone_bench.errors import WeightsUnavailableError
+
+    for name in PANELS[args.panel]:
+        try:
+            w = resolve_weights(name)
+            flags = ",".join(f for f in ("bn_folded", "int8_derived") if getattr(w, f)) or "-"
+            print(f"{name:44s} {w.provenance:6s} {flags:24s} {w.source[:60]}")
+        except WeightsUnavailableError:
+            print(f"{name:44s} unavailable (no local file, Hub not reachable)")
+    return 0
 
 
 def register(sub) -> None:
-    pass
+    p = sub.add_parser("run", help="run a preset's sweep, resuming; failures are recorded and skipped")
+    add_grid_options(p)
+    p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    p.set_defaults(func=cmd_run)
+    sub.add_parser("results", help="rebuild results/runs.csv|parquet from the records").set_defaults(func=cmd_results)
+    p = sub.add_parser("backbones", help="a panel's backbones and where their weights resolve")
+    p.add_argument("panel", nargs="?", default="offline")
+    p.set_defaults(func=cmd_backbones)

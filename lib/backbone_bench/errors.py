@@ -42,4 +42,6 @@ def unknown_name(kind: str, name: str, choices: Iterable[str]) -> UnknownNameErr
     choices = sorted(choices)
     close = difflib.get_close_matches(name, choices, n=5, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return UnknownNameError(f"unknown {kind} {name!r}.{hint} Known {kind}s: {', '.join(choices)}.")
+    known = (f"Known {kind}s: {', '.join(choices)}." if len(choices) <= 40 else
+             f"{len(choices)} {kind}s are known (timm.list_models() lists them).")
+    return UnknownNameError(f"unknown {kind} {name!r}.{hint} {known}")

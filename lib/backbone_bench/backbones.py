@@ -1,0 +1,199 @@
+"""Backbone panels (timm names) and ImageNet weights: local folder first, then the Hub.
+
+A backbone whose weights cannot be resolved raises WeightsUnavailableError with the reason;
+nothing here ever hands back a randomly initialised network under a pretrained label.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from backbone_bench import paths
+from backbone_bench.errors import WeightsUnavailableError, unknown_name
+
+PANELS: dict[str, tuple[str, ...]] = {
+    # The six models with ImageNet weights in ../shared/weights (see its README for the flags).
+    "offline": ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2",
+                "mobilenetv2_100", "tf_mobilenetv3_small_100", "regnetx_002"),
+    # Under ~30 M parameters, across families; each with its exact pretrained tag.
+    "lightweight": (
+        "resnet18.tv_in1k", "resnet50.tv_in1k", "mobilenetv2_100.ra_in1k", "mobilenetv3_large_100.ra_in1k",
+        "mobilenetv3_small_100.lamb_in1k", "efficientnet_b0.ra_in1k", "tf_efficientnet_lite0.in1k",
+        "regnetx_002.pycls_in1k", "regnetx_004.pycls_in1k", "regnety_008.pycls_in1k", "regnety_032.ra_in1k",
+        "convnext_atto.d2_in1k", "convnext_nano.d1h_in1k", "convnext_tiny.fb_in1k", "ghostnet_100.in1k",
+        "mnasnet_100.rmsp_in1k", "densenet121.tv_in1k", "mobilevit_s.cvnets_in1k",
+        "efficientformer_l1.snap_dist_in1k", "edgenext_small.usi_in1k", "repvit_m1_1.dist_450e_in1k",
+        "fastvit_t8.apple_in1k", "deit_tiny_patch16_224.fb_in1k", "vit_tiny_patch16_224.augreg_in21k_ft_in1k",
+        "swin_tiny_patch4_window7_224.ms_in1k"),
+    # timm equivalents of the torchvision backbones of Jeevan and Sethi (TMLR 2025). Not in timm:
+    # ShuffleNetV2 x2.0 and WaveMix, so the seed panel has nine of their eleven.
+    "seed": ("resnet50.tv_in1k", "convnext_tiny.fb_in1k", "swin_tiny_patch4_window7_224.ms_in1k",
+             "swinv2_tiny_window8_256.ms_in1k", "tf_efficientnetv2_s.in1k", "densenet161.tv_in1k",
+             "mobilenetv3_large_100.ra_in1k", "regnety_032.tv2_in1k", "resnext50_32x4d.tv_in1k"),
+}
+NOT_IN_TIMM = {"shufflenet_v2_x2_0": "torchvision only", "wavemix": "not in timm or torchvision"}
+
+
+def panel(name: str) -> tuple[str, ...]:
+    try:
+        return PANELS[name]
+    except KeyError:
+        raise unknown_name("panel", name, PANELS) from None
+
+
+def check_backbone(name: str) -> str:
+    """``name`` if timm knows the architecture (and the tag, when one is given); else a clear error."""
+    import timm
+
+    arch, _, tag = name.partition(".")
+    known = set(timm.list_models())
+    if arch not in known:
+        raise unknown_name("backbone", arch, known | {m for p in PANELS.values() for m in p})
+    if tag and name not in set(timm.list_pretrained(arch + ".*")):
+        raise unknown_name("pretrained tag", name, timm.list_pretrained(arch + ".*"))
+    return name
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Where a backbone's starting weights come from, and what a result row must say about them."""
+    backbone: str
+    provenance: str                  # "local", "hub" or "random"
+    source: str = ""
+    sha256: str = ""
+    file: str = ""
+    create_kwargs: dict = field(default_factory=dict)
+    mean: tuple = (0.485, 0.456, 0.406)
+    std: tuple = (0.229, 0.224, 0.225)
+    bn_folded: bool = False
+    int8_derived: bool = False
+    reported_top1: float | None = None
+
+    def row(self) -> dict:
+        d = asdict(self)
+        d.pop("file")
+        d["create_kwargs"] = json.dumps(self.create_kwargs, sort_keys=True)
+        return {f"weights_{k}": v for k, v in d.items()}
+
+
+@lru_cache(maxsize=None)
+def _sha256(path: str, size: int, mtime: float) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _local(backbone: str) -> Weights | None:
+    # Exact names only: a tagged name (mobilenetv2_100.ra_in1k) means other weights than the
+    # local file of the bare name, so it goes to the Hub.
+    for folder in paths.weights_folders():
+        manifest = folder / "weights.json"
+        if not manifest.exists():
+            continue
+        entry = json.loads(manifest.read_text()).get(backbone)
+        if entry is None:
+            continue
+        file = folder / entry["file"]
+        stat = file.stat()
+        digest = _sha256(str(file), stat.st_size, stat.st_mtime)
+        if digest != entry["sha256"]:
+            raise WeightsUnavailableError(f"{file}: sha256 {digest[:12]}.. does not match weights.json "
+                                          f"({entry['sha256'][:12]}..); the file is damaged or replaced. Restore it.")
+        return Weights(backbone, "local", entry.get("source", ""), digest, str(file), entry.get("create_kwargs", {}),
+                       tuple(entry["mean"]), tuple(entry["std"]), bool(entry.get("bn_folded")),
+                       bool(entry.get("int8_derived")), entry.get("reported_top1"))
+    return None
+
+
+def resolve_weights(backbone: str, pretrained: bool = True) -> Weights:
+    """Local folder, then the Hub (timm's own cache included). Raises when neither has them."""
+    check_backbone(backbone)
+    if not pretrained:
+        return Weights(backbone, "random")
+    local = _local(backbone)
+    if local is not None:
+        return local
+    import timm
+
+    try:  # timm goes to the Hub, or to its cache when HF_HUB_OFFLINE is set
+        model = timm.create_model(backbone, pretrained=True)
+    except Exception as err:
+        folders = ", ".join(map(str, paths.weights_folders())) or "(BACKBONE_BENCH_WEIGHTS is not set)"
+        raise WeightsUnavailableError(
+            f"{backbone}: no ImageNet weights. Not in the local weights folders ({folders}) and the Hub "
+            f"did not serve them ({type(err).__name__}: {str(err)[:160]}). Connect to the internet, or add "
+            f"{backbone.partition('.')[0]}.safetensors with a weights.json entry.") from None
+    cfg = model.pretrained_cfg
+    return Weights(backbone, "hub", f"hf-hub:{cfg.get('hf_hub_id') or backbone}", mean=tuple(cfg["mean"]),
+                   std=tuple(cfg["std"]))
+
+
+def create_model(weights: Weights, num_classes: int | None = None) -> torch.nn.Module:
+    """The network with the resolved weights loaded; with ``num_classes``, a fresh head of that size."""
+    import timm
+
+    if weights.provenance == "hub":
+        model = timm.create_model(weights.backbone, pretrained=True, **weights.create_kwargs)
+    else:
+        model = timm.create_model(weights.backbone, pretrained=False, **weights.create_kwargs)
+        if weights.provenance == "local":
+            from safetensors.torch import load_file
+
+            state = {k: v.float() for k, v in load_file(weights.file).items()}
+            model.load_state_dict(state, strict=True)
+    if num_classes is not None:
+        model.reset_classifier(num_classes)
+    return model
+
+
+@torch.no_grad()
+def reestimate_folded_batchnorm(model: torch.nn.Module, images: torch.Tensor, batch: int = 64) -> int:
+    """Make folded (identity) BatchNorm layers stay identities when trained.
+
+    With BN folded into the convolutions, every BN holds running mean 0 and var 1 (the folded
+    conv bias may sit in its bias), so in train mode it would re-normalise by batch statistics
+    and wreck the pretrained function. We measure each BN input's per-channel mean and variance
+    on training images (in eval mode, where the network is exact), set the running stats to
+    them and rescale weight and bias so that the layer computes the same affine map as before:
+    then the network starts as the pretrained function in train mode as in eval mode.
+    Returns the number of BN layers adjusted.
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    sums = {id(m): [0.0, 0.0, 0] for m in bns}
+
+    def hook(module, inputs):
+        x = inputs[0].float()
+        dims = [d for d in range(x.dim()) if d != 1]
+        s = sums[id(module)]
+        s[0] = s[0] + x.sum(dims)
+        s[1] = s[1] + (x * x).sum(dims)
+        s[2] += x.numel() // x.shape[1]
+
+    handles = [m.register_forward_pre_hook(hook) for m in bns]
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(images), batch):
+            model(images[start:start + batch])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    for m in bns:
+        total, total_sq, n = sums[id(m)]
+        mean = total / n
+        var = (total_sq / n - mean * mean).clamp_min(0)
+        scale = m.weight / (m.running_var + m.eps).sqrt()   # eval-mode map: y = scale * x + shift
+        shift = m.bias - m.running_mean * scale
+        m.running_mean.copy_(mean)
+        m.running_var.copy_(var)
+        m.weight.copy_(scale * (var + m.eps).sqrt())
+        m.bias.copy_(shift + scale * mean)
+    return len(bns)

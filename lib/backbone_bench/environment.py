@@ -1,0 +1,55 @@
+"""What produced a result: device, library versions, git commit. Stored in every record."""
+from __future__ import annotations
+
+import platform
+import subprocess
+from functools import lru_cache
+
+import torch
+
+from backbone_bench import paths
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return f"CPU {line.split(':', 1)[1].strip()} x{torch.get_num_threads()} threads"
+    except OSError:
+        pass
+    return f"CPU {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=paths.REPO_ROOT, text=True,
+                                capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "lib"],
+                               cwd=paths.REPO_ROOT, text=True, capture_output=True).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def environment(device: torch.device) -> dict:
+    import timm
+
+    from backbone_bench import __version__
+
+    return dict(device=device_name(device), device_type=device.type, torch=torch.__version__,
+                timm=timm.__version__, backbone_bench=__version__, python=platform.python_version(),
+                git_commit=git_commit(), precision="bf16-autocast" if device.type == "cuda" else "fp32")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from backbone_bench.errors import InvalidParameterError
+
+        raise InvalidParameterError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
+    return device

@@ -1,0 +1,66 @@
+"""Presets name whole studies. A preset fixes the grid and the recipe; the CLI may narrow the grid.
+
+quick    finishes on a laptop CPU in minutes: two local models, one dataset per domain, 10 shots,
+         64 px, a few dozen steps, one seed. For trying the pipeline and for teaching, not for
+         conclusions (the book marks its pages with a banner).
+offline  the study's offline edition: the six backbones with weights on these machines,
+         fine-tuned and linear-probed, plus scratch twins; four domains and the two MedMNIST
+         sets; 10 / 100 / 1000 shots; three seeds; 224 px.
+full     the `lightweight` panel (needs Hub access for its weights), same grid as offline.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from backbone_bench.backbones import panel
+from backbone_bench.errors import unknown_name
+from backbone_bench.train import MODES, Recipe
+
+STUDY_DATASETS = ("cifar10", "uc_merced", "brain_tumor_mri", "galaxy_zoo1", "breastmnist", "pneumoniamnist")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    datasets: tuple
+    backbones: tuple
+    shots: tuple
+    modes: tuple
+    seeds: tuple
+    resolution: int
+    recipe: Recipe
+    steps_by_shots: dict = field(default_factory=dict)   # optimizer steps per lr, by shots per class
+    lrs_by_mode: dict = field(default_factory=dict)      # learning-rate grid per gradient mode
+    note: str = ""
+
+    def recipe_for(self, mode: str, shots: int) -> Recipe:
+        steps = self.steps_by_shots.get(shots) or self.steps_by_shots[max(k for k in self.steps_by_shots if k <= shots)]
+        return replace(self.recipe, steps=steps, lrs=tuple(self.lrs_by_mode.get(mode, self.recipe.lrs)))
+
+
+PRESETS = {
+    "quick": Preset(
+        name="quick", datasets=("cifar10", "uc_merced", "brain_tumor_mri", "galaxy_zoo1"),
+        backbones=("tf_efficientnet_lite0", "mobilenetv2_100"), shots=(10,), modes=MODES, seeds=(0,),
+        resolution=64, recipe=Recipe(batch_size=32, eval_every=10, patience=3, eval_batch=512,
+                                     bn_reestimate_images=64, probe_cs=(0.1, 1.0)),
+        steps_by_shots={10: 40, 100: 80, 1000: 160}, lrs_by_mode={"finetune": (1e-3,), "scratch": (3e-3,)},
+        note="Quick preset: 64 px, 40 steps, one seed, one learning rate. A pipeline check, not a result."),
+    "offline": Preset(
+        name="offline", datasets=STUDY_DATASETS, backbones=panel("offline"), shots=(10, 100, 1000), modes=MODES,
+        seeds=(0, 1, 2), resolution=224, recipe=Recipe(),
+        steps_by_shots={10: 200, 100: 500, 1000: 1000},
+        lrs_by_mode={"finetune": (1e-3, 3e-4), "scratch": (3e-3, 1e-3)}),
+    "full": Preset(
+        name="full", datasets=STUDY_DATASETS, backbones=panel("lightweight"), shots=(10, 100, 1000), modes=MODES,
+        seeds=(0, 1, 2), resolution=224, recipe=Recipe(),
+        steps_by_shots={10: 200, 100: 500, 1000: 1000},
+        lrs_by_mode={"finetune": (1e-3, 3e-4), "scratch": (3e-3, 1e-3)}),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise unknown_name("preset", name, PRESETS) from None

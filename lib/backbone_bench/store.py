@@ -1,0 +1,99 @@
+"""The results store: one record per run, written atomically, compiled into a tidy table.
+
+results/runs/<key>.json   config, status, metrics, curves, timing, environment, weights
+results/runs/<key>.npz    test indices, predictions (small ints), probabilities (float16)
+results/runs.csv|parquet  one row per record, rebuilt from the records (never edited)
+
+A record appears whole or not at all (temporary file + rename), and the JSON is written
+last, so a run killed mid-write leaves at most an orphan .tmp that nothing reads.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from backbone_bench import paths
+
+
+def config_key(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def runs_dir(results: Path | None = None) -> Path:
+    return (results or paths.results_dir()) / "runs"
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_record(record: dict, arrays: dict | None = None, results: Path | None = None) -> Path:
+    folder = runs_dir(results)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = record["key"]
+    if arrays:
+        _atomic_write(folder / f"{key}.npz", lambda f: np.savez_compressed(f, **arrays))
+    path = folder / f"{key}.json"
+    _atomic_write(path, lambda f: f.write(json.dumps(record, indent=1, default=_jsonable).encode()))
+    return path
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value)} in a record")
+
+
+def read_records(results: Path | None = None) -> list[dict]:
+    folder = runs_dir(results)
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
+
+
+def done_keys(results: Path | None = None, include_failed: bool = True) -> set[str]:
+    return {r["key"] for r in read_records(results) if include_failed or r["status"] == "ok"}
+
+
+def read_arrays(key: str, results: Path | None = None) -> dict:
+    with np.load(runs_dir(results) / f"{key}.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+def flatten(record: dict) -> dict:
+    """One tidy row: the context (config, environment, weights) in columns beside the metrics."""
+    row = {"key": record["key"], "status": record["status"], "reason": record.get("reason", "")}
+    config = dict(record["config"])
+    recipe = config.pop("recipe")
+    row |= config
+    row |= {f"recipe_{k}": json.dumps(v) if isinstance(v, list) else v for k, v in recipe.items()}
+    for split in ("test", "val"):
+        row |= {f"{split}_{k}": v for k, v in record.get("metrics", {}).get(split, {}).items()}
+    row |= {f"chosen_{k}": v for k, v in record.get("chosen", {}).items() if k != "candidates"}
+    row |= record.get("timing", {})
+    row |= record.get("environment", {})
+    row |= record.get("weights", {})
+    row |= {k: record[k] for k in ("n_train", "n_val", "n_test", "effective_shots", "micro_batch") if k in record}
+    row["finished_at"] = record.get("finished_at")
+    return row
+
+
+def compile_table(results: Path | None = None) -> pd.DataFrame:
+    """Rebuild results/runs.csv and runs.parquet from the records; returns the table."""
+    results = results or paths.results_dir()
+    table = pd.DataFrame([flatten(r) for r in read_records(results)])
+    if len(table):
+        table = table.sort_values(["dataset", "shots", "backbone", "mode", "seed"]).reset_index(drop=True)
+        table.to_csv(results / "runs.csv", index=False)
+        table.to_parquet(results / "runs.parquet", index=False)
+    return table

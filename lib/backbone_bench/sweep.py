@@ -1,0 +1,183 @@
+"""Plan the cross product of a preset, skip what is recorded, run the rest, never stop the sweep.
+
+A run's config (dataset, shots, subset seed, seed, backbone, mode, resolution, recipe) is
+hashed into its key; the record under that key is the run. A failed run (weights unavailable,
+diverged, out of memory, any other error) is recorded with its reason and the sweep goes on;
+``retry_failed`` runs those again.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from backbone_bench import store
+from backbone_bench.augment import normalize, resize
+from backbone_bench.backbones import check_backbone, create_model, reestimate_folded_batchnorm, resolve_weights
+from backbone_bench.data.prepare import prepare
+from backbone_bench.data.registry import get_dataset
+from backbone_bench.data.splits import SUBSET_SEEDS, load_splits
+from backbone_bench.environment import environment, pick_device
+from backbone_bench.errors import InvalidParameterError, WeightsUnavailableError
+from backbone_bench.metrics import classification_metrics
+from backbone_bench.presets import get_preset
+from backbone_bench.train import MODES, Diverged, Split, linear_probe, train_gradient
+
+
+class OutOfMemory(RuntimeError):
+    pass
+
+
+@dataclass
+class Plan:
+    preset: str
+    configs: list          # configs still to run
+    skipped_done: int      # already recorded
+    skipped_same: list     # (dataset, shots): the subset equals a smaller shot level's
+
+
+def build_plan(preset: str, datasets=None, backbones=None, shots=None, modes=None, seeds=None,
+               resolution=None, steps=None, results=None, retry_failed=False) -> Plan:
+    """Every parameter is checked here, before any compute; a bad one raises naming itself."""
+    p = get_preset(preset)
+    datasets = list(datasets or p.datasets)
+    backbones = list(backbones or p.backbones)
+    shots = list(shots or p.shots)
+    modes = list(modes or p.modes)
+    seeds = list(seeds if seeds is not None else p.seeds)
+    resolution = resolution or p.resolution
+    for name in datasets:
+        get_dataset(name)
+    for name in backbones:
+        check_backbone(name)
+    if bad := [m for m in modes if m not in MODES]:
+        raise InvalidParameterError(f"modes {bad} unknown; choose from {', '.join(MODES)}")
+    if bad := [s for s in shots if not isinstance(s, int) or s < 1]:
+        raise InvalidParameterError(f"shots {bad}: shots are positive numbers of images per class")
+    if bad := [s for s in seeds if s not in SUBSET_SEEDS]:
+        raise InvalidParameterError(f"seeds {bad}: the committed subsets exist for seeds {list(SUBSET_SEEDS)}")
+    if not 16 <= resolution <= 1024:
+        raise InvalidParameterError(f"resolution {resolution}: choose an input size between 16 and 1024 px")
+    if steps is not None and steps < 1:
+        raise InvalidParameterError(f"steps {steps}: a run needs at least one optimizer step")
+
+    done = store.done_keys(results, include_failed=not retry_failed)
+    configs, skipped_done, skipped_same = [], 0, []
+    for dataset in datasets:
+        splits = load_splits(prepare(dataset, progress=False))
+        previous = None
+        for k in sorted(shots):
+            effective = splits.effective_shots(k)
+            if effective == previous:
+                skipped_same.append((dataset, k))
+                continue
+            previous = effective
+            for backbone in backbones:
+                for mode in modes:
+                    recipe = p.recipe_for(mode, k)
+                    if steps is not None:
+                        recipe = type(recipe)(**{**recipe.__dict__, "steps": steps})
+                    for seed in seeds:
+                        config = dict(dataset=dataset, shots=k, subset_seed=seed, seed=seed, backbone=backbone,
+                                      mode=mode, pretrained=mode != "scratch", resolution=resolution,
+                                      recipe=recipe.as_dict())
+                        key = store.config_key(config)
+                        if key in done:
+                            skipped_done += 1
+                        else:
+                            configs.append(config)
+    return Plan(preset, configs, skipped_done, skipped_same)
+
+
+def _to_device(prepared, index, resolution, device) -> Split:
+    images = torch.from_numpy(np.ascontiguousarray(prepared.images[index])).permute(0, 3, 1, 2).to(device)
+    labels = torch.from_numpy(prepared.labels[index].astype(np.int64)).to(device)
+    # kept at min(storage, resolution): small images are upsampled per batch, never stored large
+    return Split(resize(images, min(resolution, images.shape[-1])), labels, resolution)
+
+
+def run_one(config: dict, device: torch.device, progress=None) -> tuple[dict, dict]:
+    """Train and evaluate one config; returns (record fields, arrays). Raises on failure."""
+    from backbone_bench.train import Recipe
+
+    recipe = Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["recipe"].items()})
+    spec = get_dataset(config["dataset"])
+    prepared = prepare(spec.name, progress=False)
+    splits = load_splits(prepared)
+    weights = resolve_weights(config["backbone"], pretrained=config["pretrained"])
+    index = dict(train=splits.train(config["shots"], config["subset_seed"]), val=splits.val, test=splits.test)
+    data = {k: _to_device(prepared, v, config["resolution"], device) for k, v in index.items()}
+    mean, std, n_cls = weights.mean, weights.std, spec.num_classes
+
+    if config["mode"] == "linear_probe":
+        fit = linear_probe(create_model(weights), data["train"], data["val"], data["test"], recipe, mean, std,
+                           n_cls, device, config["seed"])
+        micro = None
+    else:
+        def factory():
+            model = create_model(weights, n_cls)
+            if weights.bn_folded:
+                sample = data["train"].images[: recipe.bn_reestimate_images]
+                reestimate_folded_batchnorm(model.to(device), normalize(resize(sample, data["train"].size), mean, std))
+            return model
+
+        micro = recipe.batch_size
+        while True:
+            try:
+                fit = train_gradient(factory, data["train"], data["val"], data["test"], recipe, recipe.lrs,
+                                     spec.flip_ok, mean, std, n_cls, device, config["seed"], micro, progress)
+                break
+            except torch.OutOfMemoryError as err:
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if micro == 1:
+                    raise OutOfMemory(f"out of memory even at micro-batch 1: {err}") from None
+                micro //= 2  # same effective batch, accumulated over more, smaller passes
+
+    labels = {k: data[k].labels.cpu().numpy() for k in ("val", "test")}
+    metrics = {"val": classification_metrics(fit.probs_val, labels["val"], n_cls),
+               "test": classification_metrics(fit.probs_test, labels["test"], n_cls)}
+    record = dict(metrics=metrics, chosen=fit.chosen, curves=fit.curves, weights=weights.row(),
+                  n_train=len(index["train"]), n_val=len(index["val"]), n_test=len(index["test"]),
+                  effective_shots=splits.effective_shots(config["shots"]), micro_batch=micro,
+                  timing=dict(train_seconds=round(fit.train_seconds, 3),
+                              train_images_per_second=round(fit.images_seen / max(fit.train_seconds, 1e-9), 1)))
+    small = np.uint8 if n_cls <= 255 else np.int16
+    arrays = dict(test_index=index["test"].astype(np.int32), test_pred=fit.probs_test.argmax(1).astype(small),
+                  test_prob=fit.probs_test.astype(np.float16))
+    return record, arrays
+
+
+def execute(plan: Plan, device: str = "auto", results=None, progress: bool = True) -> dict:
+    """Run every planned config, recording each outcome. Returns counts by status."""
+    dev = pick_device(device)
+    env = environment(dev)
+    counts: dict[str, int] = {}
+    bar = tqdm(plan.configs, desc=f"sweep {plan.preset}", unit="run", disable=not progress)
+    for config in bar:
+        bar.set_postfix_str(f"{config['dataset']} {config['shots']}-shot {config['backbone']} {config['mode']} s{config['seed']}")
+        start = time.perf_counter()
+        base = dict(key=store.config_key(config), config=config, preset=plan.preset, environment=env)
+        try:
+            fields, arrays = run_one(config, dev)
+            record = base | dict(status="ok") | fields
+        except WeightsUnavailableError as err:
+            record, arrays = base | dict(status="unavailable", reason=str(err)), None
+        except Diverged as err:
+            record, arrays = base | dict(status="diverged", reason=str(err)), None
+        except OutOfMemory as err:
+            record, arrays = base | dict(status="oom", reason=str(err)), None
+        except Exception as err:  # recorded, and the sweep goes on
+            record, arrays = base | dict(status="error", reason=f"{type(err).__name__}: {err}",
+                                         traceback=traceback.format_exc(limit=6)), None
+        record.setdefault("timing", {})["total_seconds"] = round(time.perf_counter() - start, 3)
+        record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        store.write_record(record, arrays, results)
+        counts[record["status"]] = counts.get(record["status"], 0) + 1
+    store.compile_table(results)
+    return counts
