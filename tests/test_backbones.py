@@ -1,0 +1,101 @@
+"""The six local ImageNet models load exactly, get the right head, and fail clearly otherwise."""
+import json
+import shutil
+
+import pytest
+import torch
+
+from backbone_bench.backbones import (PANELS, check_backbone, create_model, reestimate_folded_batchnorm,
+                                      resolve_weights)
+from backbone_bench.errors import UnknownNameError, WeightsUnavailableError
+from conftest import SHARED
+
+requires_weights = pytest.mark.skipif(not (SHARED / "weights" / "weights.json").exists(), reason="no local weights")
+
+
+@requires_weights
+@pytest.mark.parametrize("name", PANELS["offline"])
+def test_local_weights_reproduce_the_state_dict_function(name):
+    import timm
+    from safetensors.torch import load_file
+
+    weights = resolve_weights(name)
+    assert weights.provenance == "local" and len(weights.sha256) == 64
+    manifest = json.loads((SHARED / "weights" / "weights.json").read_text())[name]
+    assert (weights.bn_folded, weights.int8_derived) == (manifest["bn_folded"], manifest["int8_derived"])
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 224, 224)
+    model = create_model(weights).eval()
+    # the reference: a fresh network evaluated with the file's tensors as its parameters
+    reference_net = timm.create_model(name, pretrained=False, **manifest["create_kwargs"]).eval()
+    state = {k: v.float() for k, v in load_file(SHARED / "weights" / manifest["file"]).items()}
+    with torch.no_grad():
+        ours = model(x)
+        reference = torch.func.functional_call(reference_net, state, (x,))
+    assert ours.shape == (2, 1000)
+    assert torch.allclose(ours, reference, rtol=1e-4, atol=1e-4)
+    # and it is not a random network: the random twin disagrees
+    with torch.no_grad():
+        assert not torch.allclose(reference_net(x), reference, atol=1e-2)
+
+    head = create_model(weights, num_classes=7)
+    assert head.get_classifier().out_features == 7
+
+
+@requires_weights
+@pytest.mark.parametrize("name", [n for n in PANELS["offline"] if n in ("mobilenetv2_100", "regnetx_002")])
+def test_folded_batchnorm_is_reestimated_to_an_identity_in_train_mode(name):
+    weights = resolve_weights(name)
+    assert weights.bn_folded
+    torch.manual_seed(0)
+    x = torch.randn(16, 3, 96, 96)
+    model = create_model(weights).eval()
+    with torch.no_grad():
+        before = model(x)
+        model.train()
+        naive = model(x)  # train mode without re-estimation: the pretrained function is lost
+    assert (naive - before).norm() / before.norm() > 0.1
+    model = create_model(weights)
+    assert reestimate_folded_batchnorm(model, x) > 10
+    model.train()
+    with torch.no_grad():
+        after = model(x)
+    assert (after - before).norm() / before.norm() < 1e-3
+
+
+def test_unknown_backbone_names_close_matches():
+    with pytest.raises(UnknownNameError, match="resnet18"):
+        check_backbone("resnet_18")
+    with pytest.raises(UnknownNameError, match="tag"):
+        check_backbone("resnet18.no_such_tag")
+
+
+def test_backbone_without_weights_is_unavailable_never_random(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsUnavailableError, match="no ImageNet weights"):
+        resolve_weights("resnet18.tv_in1k")
+    assert resolve_weights("resnet18.tv_in1k", pretrained=False).provenance == "random"
+
+
+@requires_weights
+def test_damaged_weights_file_is_refused(tmp_path, monkeypatch):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    shutil.copy(SHARED / "weights" / "weights.json", folder)
+    data = bytearray((SHARED / "weights" / "regnetx_002.safetensors").read_bytes())
+    data[-100] ^= 0xFF
+    (folder / "regnetx_002.safetensors").write_bytes(data)
+    monkeypatch.setenv("BACKBONE_BENCH_WEIGHTS", str(folder))
+    with pytest.raises(WeightsUnavailableError, match="does not match"):
+        resolve_weights("regnetx_002")
+
+
+def test_panels_are_what_the_study_asks_for():
+    import timm
+
+    assert len(PANELS["offline"]) == 6
+    assert len(PANELS["lightweight"]) >= 20
+    assert len(PANELS["seed"]) == 9
+    for name in PANELS["lightweight"] + PANELS["seed"]:
+        assert name in timm.list_pretrained(name), name

@@ -1,0 +1,131 @@
+"""The engine end to end on CPU with real data and real weights, and every fault it must survive."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from backbone_bench import store, sweep, train
+from backbone_bench.errors import InvalidParameterError, UnknownNameError
+from conftest import REPO, requires_mirror
+
+SMALL = dict(datasets=["uc_merced"], backbones=["tf_efficientnet_lite0"], shots=[10], seeds=[0],
+             resolution=48, steps=20)
+
+
+@requires_mirror
+def test_pretrained_and_scratch_runs_make_complete_records_and_resume(results):
+    plan = sweep.build_plan("quick", modes=["finetune", "scratch", "linear_probe"], **SMALL)
+    assert len(plan.configs) == 3
+    counts = sweep.execute(plan, "cpu", progress=False)
+    assert counts == {"ok": 3}
+    records = {r["config"]["mode"]: r for r in store.read_records()}
+    for record in records.values():
+        for split in ("val", "test"):
+            assert set(record["metrics"][split]) == {"balanced_accuracy", "accuracy", "macro_f1", "auc_ovr", "ece", "nll"}
+        assert record["environment"]["device_type"] == "cpu" and record["environment"]["git_commit"]
+        assert record["n_test"] == 420 and record["n_train"] == 210
+        arrays = store.read_arrays(record["key"])
+        assert arrays["test_pred"].dtype == np.uint8 and arrays["test_prob"].dtype == np.float16
+        assert arrays["test_prob"].shape == (420, 21)
+    assert records["finetune"]["weights"]["weights_provenance"] == "local"
+    assert records["scratch"]["weights"]["weights_provenance"] == "random"
+    assert records["finetune"]["curves"] and records["finetune"]["chosen"]["step"] <= 20
+    # what pretraining buys, measured on validation (never on test)
+    assert (records["finetune"]["metrics"]["val"]["balanced_accuracy"]
+            > records["scratch"]["metrics"]["val"]["balanced_accuracy"] + 0.2)
+    table = store.compile_table()
+    assert len(table) == 3 and (results / "runs.csv").exists() and (results / "runs.parquet").exists()
+    assert {"device", "torch", "timm", "git_commit", "weights_bn_folded", "resolution", "test_balanced_accuracy"} <= set(table.columns)
+    # resume: everything is recorded, nothing to do
+    assert sweep.build_plan("quick", modes=["finetune", "scratch", "linear_probe"], **SMALL).configs == []
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(backbones=["efficientnet_lite_0"]), "efficientnet_lite0"),
+    (dict(datasets=["uc-merced"]), "uc_merced"),
+    (dict(modes=["fine_tune"]), "modes"),
+    (dict(shots=[0]), "shots"),
+    (dict(seeds=[7]), "seeds"),
+    (dict(resolution=8), "resolution"),
+    (dict(steps=0), "steps"),
+])
+def test_bad_parameters_are_rejected_before_any_compute(kwargs, match, results, monkeypatch):
+    monkeypatch.setattr(sweep, "prepare", lambda *a, **k: pytest.fail("prepared data before validating"))
+    with pytest.raises((InvalidParameterError, UnknownNameError), match=match):
+        sweep.build_plan("quick", **kwargs)
+
+
+@requires_mirror
+def test_diverged_run_is_recorded_and_the_sweep_goes_on(results, monkeypatch):
+    real = train.F.cross_entropy
+    monkeypatch.setattr(train.F, "cross_entropy",
+                        lambda logits, *a, **k: real(logits, *a, **k) * (float("nan") if logits.shape[1] == 21 else 1))
+    plan = sweep.build_plan("quick", modes=["finetune", "linear_probe"], **SMALL)
+    counts = sweep.execute(plan, "cpu", progress=False)
+    assert counts == {"diverged": 1, "ok": 1}
+    diverged = [r for r in store.read_records() if r["status"] == "diverged"][0]
+    assert "step 1" in diverged["reason"]
+
+
+@requires_mirror
+def test_out_of_memory_retries_with_smaller_micro_batches(results, monkeypatch):
+    real = train.random_resized_crop
+
+    def tight_memory(images, *a, **k):
+        if len(images) > 8:
+            raise torch.OutOfMemoryError("simulated: CUDA out of memory")
+        return real(images, *a, **k)
+
+    monkeypatch.setattr(train, "random_resized_crop", tight_memory)
+    counts = sweep.execute(sweep.build_plan("quick", modes=["finetune"], **SMALL), "cpu", progress=False)
+    assert counts == {"ok": 1}
+    record = store.read_records()[0]
+    assert record["micro_batch"] == 8 and record["config"]["recipe"]["batch_size"] == 32
+
+
+@requires_mirror
+def test_out_of_memory_at_every_size_is_recorded(results, monkeypatch):
+    def no_memory(*a, **k):
+        raise torch.OutOfMemoryError("simulated: CUDA out of memory")
+
+    monkeypatch.setattr(train, "random_resized_crop", no_memory)
+    counts = sweep.execute(sweep.build_plan("quick", modes=["finetune", "linear_probe"], **SMALL), "cpu", progress=False)
+    assert counts == {"oom": 1, "ok": 1}
+
+
+@requires_mirror
+def test_unavailable_weights_are_recorded_not_trained(results):
+    plan = sweep.build_plan("quick", **{**SMALL, "backbones": ["resnet18.tv_in1k"]}, modes=["finetune"])
+    assert sweep.execute(plan, "cpu", progress=False) == {"unavailable": 1}
+    assert "no ImageNet weights" in store.read_records()[0]["reason"]
+
+
+@requires_mirror
+def test_sweep_killed_mid_run_loses_and_duplicates_nothing(results):
+    command = [sys.executable, "-m", "backbone_bench", "run", "--preset", "quick", "--datasets", "uc_merced",
+               "--backbones", "tf_efficientnet_lite0", "--modes", "finetune,scratch", "--seeds", "0",
+               "--resolution", "48", "--steps", "30", "--device", "cpu"]
+    env = dict(os.environ, BACKBONE_BENCH_RESULTS=str(results))
+    proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    runs = results / "runs"
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(runs.glob("*.json")):
+        time.sleep(0.2)
+    assert list(runs.glob("*.json")), "the first run never finished"
+    time.sleep(1.0)  # well inside the second run
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(list(runs.glob("*.json"))) == 1
+    (runs / ".half-written.json.123.tmp").write_text('{"key": "broken"')  # what a kill mid-write would leave
+    subprocess.run(command, env=env, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = [json.loads(p.read_text()) for p in runs.glob("*.json")]
+    assert len(records) == 2 and len({r["key"] for r in records}) == 2
+    assert {r["config"]["mode"] for r in records} == {"finetune", "scratch"}
+    assert all(r["status"] == "ok" for r in records)
