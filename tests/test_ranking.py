@@ -1,0 +1,69 @@
+"""Rankings on small hand-made tables whose z-scores and ranks are worked out by hand."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from backbone_bench import ranking
+
+
+def runs(rows):
+    return pd.DataFrame([dict(dataset=d, shots=k, backbone=b, seed=s, mode="finetune", status="ok",
+                              test_balanced_accuracy=v) for d, k, b, s, v in rows])
+
+
+# Two cells. Cell (A, 10): seed means a=0.8, b=0.6, c=0.4 -> mean 0.6, population sd sqrt(0.08/3)
+# = 0.163299 -> z = +1.224745, 0, -1.224745; ranks 1, 2, 3.
+# Cell (B, 10): means a=0.5, b=0.9, c=0.5 -> mean 0.633333, sd = 0.188562 -> z = -0.707107,
+# +1.414214, -0.707107; ranks 2.5, 1, 2.5 (a and c tie).
+TABLE = runs([("A", 10, "a", 0, 0.7), ("A", 10, "a", 1, 0.9), ("A", 10, "b", 0, 0.6), ("A", 10, "b", 1, 0.6),
+              ("A", 10, "c", 0, 0.4), ("A", 10, "c", 1, 0.4),
+              ("B", 10, "a", 0, 0.5), ("B", 10, "b", 0, 0.9), ("B", 10, "c", 0, 0.5)])
+DOMAINS = {"A": "medical", "B": "galaxy"}
+
+
+def test_zscores_and_ranks_match_hand_computation():
+    cells = ranking.zscores(ranking.cell_means(TABLE)).set_index(["dataset", "backbone"])
+    assert cells.loc[("A", "a"), "z"] == pytest.approx(1.224745, abs=1e-6)
+    assert cells.loc[("A", "b"), "z"] == pytest.approx(0.0, abs=1e-12)
+    assert cells.loc[("B", "b"), "z"] == pytest.approx(1.414214, abs=1e-6)
+    assert cells.loc[("B", "c"), "z"] == pytest.approx(-0.707107, abs=1e-6)
+    assert cells.loc[("B", "a"), "rank"] == 2.5 and cells.loc[("A", "c"), "rank"] == 3
+    assert cells.loc[("A", "a"), "sd"] == pytest.approx(np.std([0.7, 0.9], ddof=1))
+
+
+def test_domain_and_overall_scores_weight_domains_equally():
+    s = ranking.scores(TABLE, DOMAINS).set_index(["domain", "backbone"])
+    # overall = mean of the two domain scores, e.g. a: (1.224745 - 0.707107) / 2 = 0.258819
+    assert s.loc[("overall", "a"), "score"] == pytest.approx(0.258819, abs=1e-6)
+    assert s.loc[("overall", "b"), "score"] == pytest.approx(0.707107, abs=1e-6)
+    assert s.loc[("overall", "c"), "mean_rank"] == pytest.approx((3 + 2.5) / 2)
+
+
+def test_a_domain_with_more_datasets_does_not_weigh_more():
+    extra = pd.concat([TABLE, runs([("C", 10, "a", 0, 0.9), ("C", 10, "b", 0, 0.1), ("C", 10, "c", 0, 0.5)])])
+    s = ranking.scores(extra, DOMAINS | {"C": "medical"}).set_index(["domain", "backbone"])
+    medical_a = (1.224745 + 1.224745) / 2  # cell C: a is best by the same z
+    assert s.loc[("medical", "a"), "score"] == pytest.approx(medical_a, abs=1e-5)
+    assert s.loc[("overall", "a"), "score"] == pytest.approx((medical_a - 0.707107) / 2, abs=1e-5)
+
+
+def test_bootstrap_intervals_contain_the_point_and_collapse_without_seed_noise():
+    b = ranking.bootstrap(TABLE, DOMAINS, n=200).set_index(["domain", "backbone"])
+    assert (b["score_lo"] <= b["score"] + 1e-9).all() and (b["score"] <= b["score_hi"] + 1e-9).all()
+    # galaxy has one seed per backbone: nothing to resample, the interval is the point
+    g = b.loc["galaxy"]
+    assert np.allclose(g["score_lo"], g["score"]) and np.allclose(g["score_hi"], g["score"])
+    # medical: a's seeds differ, so its interval has width
+    assert b.loc[("medical", "a"), "score_hi"] > b.loc[("medical", "a"), "score_lo"]
+
+
+def test_domain_correlation_and_pretraining_gain():
+    s = ranking.scores(TABLE, DOMAINS)
+    rho = ranking.domain_correlation(s)
+    # ranks medical (a, b, c) = (3, 2, 1), galaxy = (1.5, 3, 1.5): centred (1, 0, -1) . (-0.5, 1, -0.5) = 0
+    assert rho.loc["medical", "galaxy"] == pytest.approx(0.0, abs=1e-12)
+    same_order = pd.concat([TABLE[TABLE.dataset == "A"], TABLE[TABLE.dataset == "A"].assign(dataset="B")])
+    assert ranking.domain_correlation(ranking.scores(same_order, DOMAINS)).loc["medical", "galaxy"] == pytest.approx(1.0)
+    both = pd.concat([TABLE, TABLE.assign(mode="scratch", test_balanced_accuracy=0.3)])
+    gain = ranking.pretraining_gain(both).set_index(["dataset", "backbone"])
+    assert gain.loc[("A", "a"), "gain_over_scratch"] == pytest.approx(0.5)
