@@ -18,7 +18,6 @@ $(VENV)/.installed: pyproject.toml
 	# torch first and pinned: pip takes this build from the local wheel cache where there is one
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[test]'
-	$(PY) -m ipykernel install --user --name python3 >/dev/null
 	touch $@
 
 install: $(VENV)/.installed

@@ -67,3 +67,11 @@ def test_domain_correlation_and_pretraining_gain():
     both = pd.concat([TABLE, TABLE.assign(mode="scratch", test_balanced_accuracy=0.3)])
     gain = ranking.pretraining_gain(both).set_index(["dataset", "backbone"])
     assert gain.loc[("A", "a"), "gain_over_scratch"] == pytest.approx(0.5)
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    from backbone_bench.plots import pareto_front
+
+    points = pd.DataFrame(dict(backbone=list("abcde"), cost=[1, 2, 3, 4, 2], score=[0.1, 0.5, 0.4, 0.9, 0.2]))
+    # a (cheapest), b (better than a), d (best); c is beaten by cheaper b, e by b at equal cost
+    assert pareto_front(points, "cost", "score")["backbone"].tolist() == ["a", "b", "d"]

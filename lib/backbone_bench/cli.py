@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    import signal
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `backbone-bench ... | head` ends quietly
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -1,6 +1,8 @@
 """Subcommands for the study itself (run, results, backbones, ...); registered by cli.build_parser."""
 from __future__ import annotations
 
+import argparse
+
 
 def _csv(kind):
     return lambda text: [kind(x) for x in text.split(",") if x]
@@ -67,7 +69,59 @@ def cmd_backbones(args) -> int:
     return 0
 
 
+def cmd_cost(args) -> int:
+    from backbone_bench.backbones import check_backbone, panel
+    from backbone_bench.cost import measure
+    from backbone_bench.environment import pick_device
+    from backbone_bench.errors import InvalidParameterError
+
+    names = args.backbones or list(dict.fromkeys(n for p in args.panel for n in panel(p)))
+    for name in names:
+        check_backbone(name)
+    if min(args.train_batch, args.infer_batch) < 0 or min(args.repeats, args.resolution) < 1:
+        raise InvalidParameterError("--train-batch, --infer-batch, --repeats and --resolution must be positive")
+    device = pick_device(args.device)
+    cpu = device.type == "cpu"
+    rows = measure(names, device, resolution=args.resolution,
+                   train_batch=args.train_batch or (8 if cpu else 64), infer_batch=args.infer_batch or (32 if cpu else 256),
+                   repeats=args.repeats, compile=args.compile, channels_last=args.channels_last)
+    cols = ["backbone", "status", "params_m", "gmacs", "train_images_per_s", "infer_images_per_s", "latency_ms_median"]
+    print(rows[[c for c in cols if c in rows]].to_string(index=False, float_format="%.2f"))
+    return 0
+
+
+def cmd_study(args) -> int:
+    from backbone_bench.study import run_study
+
+    html = run_study(args.preset, args.root, args.results, run=not args.no_run, device=args.device,
+                     build=not args.no_build, n_boot=args.n_boot)
+    if html:
+        print(f"book built: {html / 'index.html'}")
+    return 0
+
+
 def register(sub) -> None:
+    p = sub.add_parser("cost", help="parameters, GMACs, throughput, latency, memory -> results/cost.csv")
+    p.add_argument("--panel", type=_csv(str), default=["lightweight", "seed", "offline"], help="panels to measure")
+    p.add_argument("--backbones", type=_csv(str), help="measure these instead of panels")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--resolution", type=int, default=224)
+    p.add_argument("--train-batch", type=int, default=0, help="default 64 on GPU, 8 on CPU")
+    p.add_argument("--infer-batch", type=int, default=0, help="default 256 on GPU, 32 on CPU")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model first")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: on for CUDA, off for CPU")
+    p.set_defaults(func=cmd_cost)
+    p = sub.add_parser("study", help="the whole study: sweep (resuming), notebooks via papermill, the book")
+    p.add_argument("--preset", default="offline", help="offline (the committed edition) | quick | full")
+    p.add_argument("--root", help="where the book is built (default: the repo for offline, else _build/books/PRESET)")
+    p.add_argument("--results", help="results folder (default: results/)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-run", action="store_true", help="report the recorded runs only; train nothing")
+    p.add_argument("--no-build", action="store_true", help="execute the notebooks but do not build the site")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap draws for the intervals")
+    p.set_defaults(func=cmd_study)
     p = sub.add_parser("run", help="run a preset's sweep, resuming; failures are recorded and skipped")
     add_grid_options(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")

@@ -1,11 +1,14 @@
 """Presets name whole studies. A preset fixes the grid and the recipe; the CLI may narrow the grid.
 
 quick    finishes on a laptop CPU in minutes: two local models, one dataset per domain, 10 shots,
-         64 px, a few dozen steps, one seed. For trying the pipeline and for teaching, not for
+         64 px, a few dozen steps, one seed, validation and test capped at 1,000 images each. For trying the pipeline and for teaching, not for
          conclusions (the book marks its pages with a banner).
 offline  the study's offline edition: the six backbones with weights on these machines,
          fine-tuned and linear-probed, plus scratch twins; four domains and the two MedMNIST
          sets; 10 / 100 / 1000 shots; three seeds; 224 px.
+offline_cpu  what of `offline` a 2-core CPU can finish in about an hour, and the edition this
+         repository commits: linear probes for the whole grid (three seeds, all shot levels),
+         fine-tuning and scratch twins at 10 shots, all at 96 px with a CPU step budget.
 full     the `lightweight` panel (needs Hub access for its weights), same grid as offline.
 """
 from __future__ import annotations
@@ -31,6 +34,8 @@ class Preset:
     recipe: Recipe
     steps_by_shots: dict = field(default_factory=dict)   # optimizer steps per lr, by shots per class
     lrs_by_mode: dict = field(default_factory=dict)      # learning-rate grid per gradient mode
+    shots_by_mode: dict = field(default_factory=dict)    # narrower shot levels for some modes
+    seeds_by_mode: dict = field(default_factory=dict)    # fewer seeds for some modes
     note: str = ""
 
     def recipe_for(self, mode: str, shots: int) -> Recipe:
@@ -43,14 +48,24 @@ PRESETS = {
         name="quick", datasets=("cifar10", "uc_merced", "brain_tumor_mri", "galaxy_zoo1"),
         backbones=("tf_efficientnet_lite0", "mobilenetv2_100"), shots=(10,), modes=MODES, seeds=(0,),
         resolution=64, recipe=Recipe(batch_size=32, eval_every=10, patience=3, eval_batch=512,
-                                     bn_reestimate_images=64, probe_cs=(0.1, 1.0)),
+                                     bn_reestimate_images=64, probe_cs=(0.1, 1.0), eval_limit=1000),
         steps_by_shots={10: 40, 100: 80, 1000: 160}, lrs_by_mode={"finetune": (1e-3,), "scratch": (3e-3,)},
-        note="Quick preset: 64 px, 40 steps, one seed, one learning rate. A pipeline check, not a result."),
+        note="Quick preset: 64 px, 40 steps, one seed, one learning rate, at most 1,000 validation and "
+             "1,000 test images per dataset. A pipeline check, not a result."),
     "offline": Preset(
         name="offline", datasets=STUDY_DATASETS, backbones=panel("offline"), shots=(10, 100, 1000), modes=MODES,
         seeds=(0, 1, 2), resolution=224, recipe=Recipe(),
         steps_by_shots={10: 200, 100: 500, 1000: 1000},
         lrs_by_mode={"finetune": (1e-3, 3e-4), "scratch": (3e-3, 1e-3)}),
+    "offline_cpu": Preset(
+        name="offline_cpu", datasets=STUDY_DATASETS, backbones=panel("offline"), shots=(10, 100, 1000), modes=MODES,
+        seeds=(0, 1, 2), resolution=96,
+        recipe=Recipe(batch_size=32, eval_every=20, patience=3, eval_limit=1000, bn_reestimate_images=128),
+        steps_by_shots={10: 80}, lrs_by_mode={"finetune": (1e-3,), "scratch": (3e-3,)},
+        shots_by_mode={"finetune": (10,), "scratch": (10,)}, seeds_by_mode={"finetune": (0,), "scratch": (0,)},
+        note="CPU edition: 96 px; fine-tuning and scratch at 10 shots with one seed and one learning rate "
+             "(80 steps of 32); linear probes for every shot level and three seeds; validation and test capped "
+             "at 1,000 images each. The `offline` preset (224 px, three seeds throughout) needs a GPU."),
     "full": Preset(
         name="full", datasets=STUDY_DATASETS, backbones=panel("lightweight"), shots=(10, 100, 1000), modes=MODES,
         seeds=(0, 1, 2), resolution=224, recipe=Recipe(),

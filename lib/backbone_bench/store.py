@@ -72,7 +72,8 @@ def read_arrays(key: str, results: Path | None = None) -> dict:
 
 def flatten(record: dict) -> dict:
     """One tidy row: the context (config, environment, weights) in columns beside the metrics."""
-    row = {"key": record["key"], "status": record["status"], "reason": record.get("reason", "")}
+    row = {"key": record["key"], "status": record["status"], "reason": record.get("reason", ""),
+           "preset": record.get("preset", "")}
     config = dict(record["config"])
     recipe = config.pop("recipe")
     row |= config

@@ -26,7 +26,7 @@ from backbone_bench.environment import environment, pick_device
 from backbone_bench.errors import InvalidParameterError, WeightsUnavailableError
 from backbone_bench.metrics import classification_metrics
 from backbone_bench.presets import get_preset
-from backbone_bench.train import MODES, Diverged, Split, linear_probe, train_gradient
+from backbone_bench.train import MODES, Diverged, Split, extract_features, linear_probe, train_gradient
 
 
 class OutOfMemory(RuntimeError):
@@ -79,10 +79,12 @@ def build_plan(preset: str, datasets=None, backbones=None, shots=None, modes=Non
             previous = effective
             for backbone in backbones:
                 for mode in modes:
+                    if k not in p.shots_by_mode.get(mode, (k,)):
+                        continue
                     recipe = p.recipe_for(mode, k)
                     if steps is not None:
                         recipe = type(recipe)(**{**recipe.__dict__, "steps": steps})
-                    for seed in seeds:
+                    for seed in [s for s in seeds if s in p.seeds_by_mode.get(mode, seeds)]:
                         config = dict(dataset=dataset, shots=k, subset_seed=seed, seed=seed, backbone=backbone,
                                       mode=mode, pretrained=mode != "scratch", resolution=resolution,
                                       recipe=recipe.as_dict())
@@ -101,6 +103,38 @@ def _to_device(prepared, index, resolution, device) -> Split:
     return Split(resize(images, min(resolution, images.shape[-1])), labels, resolution)
 
 
+class FeatureCache:
+    """Frozen-backbone features per (weights, data, resolution), computed once per image.
+
+    Linear probes of every shot level and seed share one extraction; the val and test
+    features are computed once per backbone and dataset, not once per run.
+    """
+
+    def __init__(self, max_entries: int = 8):
+        self.entries: dict = {}
+        self.max_entries = max_entries
+
+    def get(self, weights, prepared, index: np.ndarray, split: Split, batch: int, device) -> np.ndarray:
+        key = (weights.backbone, weights.provenance, weights.sha256, prepared.key, split.size)
+        if key not in self.entries:
+            if len(self.entries) >= self.max_entries:
+                self.entries.pop(next(iter(self.entries)))
+            model = create_model(weights).to(device)
+            model.reset_classifier(0)  # the network now returns pooled features
+            self.entries[key] = dict(model=model, rows={})
+        entry = self.entries[key]
+        missing = np.asarray([i for i in index.tolist() if i not in entry["rows"]], dtype=np.int64)
+        if len(missing):
+            position = {i: p for p, i in enumerate(index.tolist())}
+            sub = Split(split.images[[position[i] for i in missing.tolist()]], split.labels[:0], split.size)
+            feats = extract_features(entry["model"], sub, weights.mean, weights.std, batch, device)
+            entry["rows"].update(zip(missing.tolist(), feats))
+        return np.stack([entry["rows"][i] for i in index.tolist()])
+
+
+FEATURES = FeatureCache()
+
+
 def run_one(config: dict, device: torch.device, progress=None) -> tuple[dict, dict]:
     """Train and evaluate one config; returns (record fields, arrays). Raises on failure."""
     from backbone_bench.train import Recipe
@@ -111,12 +145,18 @@ def run_one(config: dict, device: torch.device, progress=None) -> tuple[dict, di
     splits = load_splits(prepared)
     weights = resolve_weights(config["backbone"], pretrained=config["pretrained"])
     index = dict(train=splits.train(config["shots"], config["subset_seed"]), val=splits.val, test=splits.test)
+    if recipe.eval_limit:  # a preset's cap on evaluation cost, recorded in its config: a fixed seeded draw
+        for part in ("val", "test"):
+            if len(index[part]) > recipe.eval_limit:
+                index[part] = np.sort(np.random.default_rng(0).permutation(index[part])[: recipe.eval_limit])
     data = {k: _to_device(prepared, v, config["resolution"], device) for k, v in index.items()}
     mean, std, n_cls = weights.mean, weights.std, spec.num_classes
 
     if config["mode"] == "linear_probe":
-        fit = linear_probe(create_model(weights), data["train"], data["val"], data["test"], recipe, mean, std,
-                           n_cls, device, config["seed"])
+        start = time.perf_counter()
+        feats = {k: FEATURES.get(weights, prepared, index[k], data[k], recipe.eval_batch, device) for k in index}
+        labels = {k: prepared.labels[v].astype(np.int64) for k, v in index.items()}
+        fit = linear_probe(feats, labels, recipe, n_cls, config["seed"], time.perf_counter() - start)
         micro = None
     else:
         def factory():

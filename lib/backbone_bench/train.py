@@ -3,8 +3,9 @@
 finetune / scratch: AdamW + warm-up + cosine, label smoothing, device-side augmentation; each
 learning rate of the grid trains a model, validation picks the lr and the checkpoint (early
 stopping with patience), and only then is the test split evaluated, once.
-linear_probe: features of the frozen backbone are extracted once; a logistic-regression
-head is fitted per regularisation strength of the grid and validation picks one.
+linear_probe: features of the frozen backbone are extracted once per (backbone, dataset) and
+reused across shots and seeds; a logistic-regression head is fitted per regularisation
+strength of the grid and validation picks one.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class Recipe:
     probe_cs: tuple = (0.01, 0.1, 1.0, 10.0)  # linear probe: inverse L2 strengths tried on validation
     bn_reestimate_images: int = 256       # training images used to re-estimate folded BatchNorm
     eval_batch: int = 256
+    eval_limit: int = 0                   # >0: validate and test on this many images (seeded draw); 0 = all
 
     def as_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -173,25 +175,22 @@ def _steps(model, train: Split, recipe: Recipe, lr, flip, mean, std, device, see
 def extract_features(model, split: Split, mean, std, batch, device) -> np.ndarray:
     model.eval()
     out = []
-    for start in range(0, len(split.labels), batch):
+    for start in range(0, len(split.images), batch):
         x = normalize(resize(split.images[start:start + batch], split.size), mean, std)
         with autocast(device):
             out.append(model(x).float().cpu())
     return torch.cat(out).numpy()
 
 
-def linear_probe(backbone, train: Split, val: Split, test: Split, recipe: Recipe, mean, std, num_classes,
-                 device, seed: int) -> Fit:
-    """Frozen features once, then a logistic-regression head per C; validation picks C."""
+def linear_probe(feats: dict, labels: dict, recipe: Recipe, num_classes: int, seed: int, extract_seconds: float) -> Fit:
+    """A logistic-regression head on frozen features, one per C of the grid; validation picks C.
+
+    ``feats`` and ``labels`` map "train", "val", "test" to arrays (features come from the
+    frozen backbone, extracted once; see sweep.FeatureCache)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     start = time.perf_counter()
-    backbone = backbone.to(device)
-    backbone.reset_classifier(0)  # the network now returns pooled features
-    feats = {name: extract_features(backbone, s, mean, std, recipe.eval_batch, device)
-             for name, s in (("train", train), ("val", val), ("test", test))}
-    labels = {name: s.labels.cpu().numpy() for name, s in (("train", train), ("val", val), ("test", test))}
     scaler = StandardScaler().fit(feats["train"])
     feats = {k: scaler.transform(v) for k, v in feats.items()}
     best, candidates = None, {}
@@ -204,7 +203,8 @@ def linear_probe(backbone, train: Split, val: Split, test: Split, recipe: Recipe
             best = (key, c, head)
     _, c, head = best
     return Fit(_full_probs(head, feats["val"], num_classes), _full_probs(head, feats["test"], num_classes),
-               dict(C=c, candidates=candidates), [], time.perf_counter() - start, len(train.labels))
+               dict(C=c, candidates=candidates), [], extract_seconds + time.perf_counter() - start,
+               len(labels["train"]))
 
 
 def _full_probs(head, feats, num_classes) -> np.ndarray:

@@ -1,0 +1,131 @@
+"""The book's figures. Each function takes tidy tables and returns a matplotlib Figure."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from backbone_bench.metrics import PRIMARY  # noqa: E402
+
+METRIC = f"test_{PRIMARY}"
+MODE_ORDER = ["finetune", "linear_probe", "scratch"]
+sns.set_theme(style="whitegrid", context="notebook")
+
+
+def accuracy_vs_shots(runs: pd.DataFrame, dataset: str):
+    """Balanced accuracy against shots per class, one line per backbone and mode; bars = seed sd."""
+    d = runs[(runs["dataset"] == dataset) & (runs["status"] == "ok")]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.lineplot(d, x="shots", y=METRIC, hue="backbone", style="mode", style_order=[m for m in MODE_ORDER if m in set(d["mode"])],
+                 markers=True, errorbar="sd", err_style="bars", ax=ax)
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(d["shots"].unique()), labels=[str(s) for s in sorted(d["shots"].unique())])
+    ax.set(xlabel="training images per class", ylabel="balanced accuracy (test)", title=dataset)
+    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def modes_by_backbone(runs: pd.DataFrame, dataset: str):
+    """Fine-tune vs linear probe vs scratch per backbone and shot level: what pretraining buys."""
+    d = runs[(runs["dataset"] == dataset) & (runs["status"] == "ok")]
+    grid = sns.catplot(d, kind="bar", x="backbone", y=METRIC, hue="mode",
+                       hue_order=[m for m in MODE_ORDER if m in set(d["mode"])], col="shots", errorbar="sd",
+                       height=3.6, aspect=1.2, legend_out=True)
+    grid.set_xticklabels(rotation=35, ha="right", fontsize=8)
+    grid.set_axis_labels("", "balanced accuracy (test)")
+    grid.figure.suptitle(f"{dataset}: fine-tuning, linear probe and training from scratch", y=1.03)
+    return grid.figure
+
+
+def calibration(runs: pd.DataFrame, dataset: str):
+    d = runs[(runs["dataset"] == dataset) & (runs["status"] == "ok")]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    sns.barplot(d, x="backbone", y="test_ece", hue="mode", hue_order=[m for m in MODE_ORDER if m in set(d["mode"])],
+                errorbar="sd", ax=ax)
+    ax.set(xlabel="", ylabel="expected calibration error (test)", title=f"{dataset}: calibration (lower is better)")
+    ax.tick_params(axis="x", rotation=35, labelsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def confusion(labels: np.ndarray, preds: np.ndarray, classes, title: str):
+    from sklearn.metrics import confusion_matrix
+
+    cm = confusion_matrix(labels, preds, labels=np.arange(len(classes)), normalize="true")
+    size = max(4, 0.38 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    sns.heatmap(cm, annot=len(classes) <= 12, fmt=".2f", cmap="Blues", vmin=0, vmax=1, square=True,
+                xticklabels=classes, yticklabels=classes, ax=ax, cbar_kws={"shrink": 0.7})
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def ranking_intervals(table: pd.DataFrame, title: str):
+    """Score per backbone with its bootstrap interval, one panel per domain (and overall)."""
+    domains = list(dict.fromkeys(["overall"] + sorted(d for d in table["domain"].unique() if d != "overall")))
+    domains = [d for d in domains if d in set(table["domain"])]
+    fig, axes = plt.subplots(1, len(domains), figsize=(3.3 * len(domains), 0.35 * table["backbone"].nunique() + 1.6),
+                             sharey=True, squeeze=False)
+    order = table[table["domain"] == domains[0]].sort_values("score")["backbone"].tolist()
+    for ax, domain in zip(axes[0], domains):
+        t = table[table["domain"] == domain].set_index("backbone").reindex(order)
+        y = np.arange(len(order))
+        ax.errorbar(t["score"], y, xerr=[t["score"] - t["score_lo"], t["score_hi"] - t["score"]], fmt="o", capsize=3)
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set(title=domain, xlabel="z-score (mean over cells)")
+        ax.set_yticks(y, labels=order, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap(cells: pd.DataFrame, value: str = "mean", title: str = ""):
+    """Backbone x (dataset, shots) heatmap of the seed-mean primary metric."""
+    wide = cells.assign(cell=cells["dataset"] + " @" + cells["shots"].astype(str)).pivot(
+        index="backbone", columns="cell", values=value)
+    fig, ax = plt.subplots(figsize=(1.0 * wide.shape[1] + 3, 0.45 * wide.shape[0] + 1.5))
+    sns.heatmap(wide, annot=True, fmt=".2f", cmap="viridis", ax=ax, cbar_kws={"label": "balanced accuracy"})
+    ax.set(xlabel="", ylabel="", title=title)
+    ax.tick_params(axis="x", rotation=45, labelsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def correlation(rho: pd.DataFrame, title: str):
+    fig, ax = plt.subplots(figsize=(4.5, 3.8))
+    sns.heatmap(rho.astype(float), annot=True, fmt=".2f", cmap="vlag", vmin=-1, vmax=1, square=True, ax=ax)
+    ax.set(title=title, xlabel="", ylabel="")
+    fig.tight_layout()
+    return fig
+
+
+def pareto(points: pd.DataFrame, x: str, y: str, label: str = "backbone", xlabel: str = "", ylabel: str = ""):
+    """Accuracy against a cost, with the Pareto front (cheaper and better) drawn through."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    sns.scatterplot(points, x=x, y=y, hue=label, ax=ax, s=60, legend=False)
+    for _, row in points.iterrows():
+        ax.annotate(row[label], (row[x], row[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    front = pareto_front(points, x, y)
+    ax.plot(front[x], front[y], color="black", lw=1, ls="--", label="Pareto front")
+    ax.set(xlabel=xlabel or x, ylabel=ylabel or y, xscale="log")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def pareto_front(points: pd.DataFrame, cost: str, value: str) -> pd.DataFrame:
+    """Rows not beaten by any cheaper-or-equal row: sorted by cost, keep each new best value."""
+    ordered = points.sort_values([cost, value], ascending=[True, False])
+    best, keep = -np.inf, []
+    for i, v in zip(ordered.index, ordered[value]):
+        if v > best:
+            keep.append(i)
+            best = v
+    return ordered.loc[keep]

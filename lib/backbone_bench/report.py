@@ -1,0 +1,189 @@
+"""What the book's notebooks call: load a preset's results, label them, tabulate and plot.
+
+The notebooks stay thin (parameters, then one call per section); everything they show is
+computed here from the results records, so a number on a page always has a code path.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import Image, Markdown, display
+
+from backbone_bench import plots, ranking, store
+from backbone_bench.data.registry import DATASETS, get_dataset
+from backbone_bench.metrics import PRIMARY
+from backbone_bench.presets import get_preset
+
+METRIC = f"test_{PRIMARY}"
+
+
+def glue(name, value, fmt=None):
+    """Glue a value for the prose ({glue:text}`name`), formatted for reading."""
+    from myst_nb import glue as _glue
+
+    _glue(name, fmt.format(value) if fmt else value, display=False)
+
+
+def load(preset: str, results: str | Path = "results", run_missing: bool = False, device: str = "auto",
+         **grid) -> pd.DataFrame:
+    """The preset's records as a tidy table; with ``run_missing``, runs what is not recorded first."""
+    results = Path(results)
+    if run_missing:
+        import os
+
+        from backbone_bench.sweep import build_plan, execute
+
+        os.environ["BACKBONE_BENCH_RESULTS"] = str(results)
+        execute(build_plan(preset, results=results, **{k: v for k, v in grid.items() if v}), device, results)
+    table = store.compile_table(results)
+    if table.empty:
+        return table
+    table = table[table["preset"] == preset]
+    for key, column in (("datasets", "dataset"), ("backbones", "backbone"), ("shots", "shots"), ("modes", "mode"),
+                        ("seeds", "seed")):
+        if grid.get(key):
+            table = table[table[column].isin(grid[key])]
+    return table.reset_index(drop=True)
+
+
+def banner(preset: str, table: pd.DataFrame) -> None:
+    """A visible label on every page: which preset, resolution, devices, weights flags made it."""
+    p = get_preset(preset)
+    ok = table[table["status"] == "ok"] if len(table) else table
+    devices = ", ".join(sorted(ok["device"].unique())) if len(ok) else "none yet"
+    resolutions = ", ".join(f"{r} px" for r in sorted(ok["resolution"].unique())) if len(ok) else f"{p.resolution} px"
+    flags = []
+    if len(ok):
+        flagged = ok.groupby("backbone")[["weights_bn_folded", "weights_int8_derived"]].max()
+        flags = [f"{b} ({', '.join(f for f, v in (('bn_folded', r.weights_bn_folded), ('int8_derived', r.weights_int8_derived)) if v)})"
+                 for b, r in flagged.iterrows() if r.weights_bn_folded or r.weights_int8_derived]
+    commits = ", ".join(sorted(ok["git_commit"].unique())) if len(ok) else "-"
+    kind = "warning" if preset == "quick" else "note"
+    head = ("**Quick preset: a pipeline check, not a result.** " + p.note + "\n\n") if preset == "quick" else ""
+    text = (f"{head}Made by preset `{preset}` at {resolutions} on {devices}; {len(ok)} successful runs "
+            f"(code {commits}). Weights flags: {'; '.join(flags) if flags else 'none'}.")
+    display(Markdown(f":::{{{kind}}}\n{text}\n:::"))
+
+
+def failures(table: pd.DataFrame) -> None:
+    bad = table[table["status"] != "ok"] if len(table) else table
+    if len(bad):
+        display(Markdown(f"{len(bad)} run(s) did not finish; they are listed with the reason recorded."))
+        display(bad[["dataset", "shots", "backbone", "mode", "seed", "status", "reason"]])
+
+
+def mean_sd_table(table: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
+    """Seed mean ± sd per (dataset, shots, backbone) x mode."""
+    ok = table[table["status"] == "ok"]
+    g = ok.groupby(["dataset", "shots", "backbone", "mode"])[metric]
+    cell = g.mean().map("{:.3f}".format) + " ± " + g.std(ddof=1).fillna(0).map("{:.3f}".format) + \
+        " (n=" + g.size().astype(str) + ")"
+    return cell.unstack("mode").fillna("")
+
+
+def dataset_cards(datasets) -> None:
+    from backbone_bench.data.card import class_counts, sample_grid, summary
+    from backbone_bench.data.prepare import prepare
+    from backbone_bench.data.splits import load_splits
+
+    rows = []
+    for name in datasets:
+        prepared = prepare(name, progress=False)
+        splits = load_splits(prepared)
+        rows.append(summary(prepared, splits))
+        spec = get_dataset(name)
+        display(Markdown(f"### {name}\n\n{spec.description} *Curation:* {spec.curation} *Source:* {spec.citation}"))
+        with tempfile.TemporaryDirectory() as tmp:  # embedded in the notebook, not kept as a file
+            display(Image(filename=str(sample_grid(prepared, splits, Path(tmp) / f"{name}.png"))))
+        display(class_counts(prepared, splits))
+    display(Markdown("### Summary of the datasets"))
+    display(pd.DataFrame(rows).set_index("dataset").drop(columns=["source"]))
+
+
+def figures_for(table: pd.DataFrame, datasets) -> None:
+    for name in datasets:
+        d = table[(table["dataset"] == name) & (table["status"] == "ok")]
+        if d.empty:
+            display(Markdown(f"No successful runs for {name} yet."))
+            continue
+        display(plots.accuracy_vs_shots(d, name))
+        display(plots.modes_by_backbone(d, name))
+
+
+def best_backbone(table: pd.DataFrame, dataset: str, mode: str = "finetune"):
+    ok = table[(table["status"] == "ok") & (table["dataset"] == dataset) & (table["mode"] == mode)]
+    if ok.empty:
+        return None
+    top_shots = ok["shots"].max()
+    means = ok[ok["shots"] == top_shots].groupby("backbone")[METRIC].mean()
+    return top_shots, means.idxmax(), means.max()
+
+
+def confusion_of_best(table: pd.DataFrame, datasets, results) -> None:
+    for name in datasets:
+        best = best_backbone(table, name)
+        if best is None:
+            continue
+        shots, backbone, score = best
+        rows = table[(table["dataset"] == name) & (table["backbone"] == backbone) & (table["shots"] == shots)
+                     & (table["mode"] == "finetune") & (table["status"] == "ok")].sort_values("seed")
+        arrays = store.read_arrays(rows.iloc[0]["key"], Path(results))
+        from backbone_bench.data.prepare import prepare
+
+        labels = prepare(name, progress=False).labels[arrays["test_index"]]
+        display(plots.confusion(labels, arrays["test_pred"], DATASETS[name].classes,
+                                f"{name}: {backbone}, {shots} shots, seed {rows.iloc[0]['seed']}"))
+
+
+def domain_ranking(table: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame | None:
+    ok = ranking.select(table)
+    if ok.empty or ok["backbone"].nunique() < 2:
+        return None
+    domains = {d: DATASETS[d].domain for d in ok["dataset"].unique()}
+    return ranking.bootstrap(ok, domains, n=n_boot)
+
+
+def fmt_interval(row, value="score", lo="score_lo", hi="score_hi") -> str:
+    return f"{row[value]:+.2f} [{row[lo]:+.2f}, {row[hi]:+.2f}]"
+
+
+def ranking_table(scores: pd.DataFrame) -> pd.DataFrame:
+    t = scores.copy()
+    t["score [95% CI]"] = t.apply(fmt_interval, axis=1)
+    t["mean rank [95% CI]"] = t.apply(lambda r: f"{r['mean_rank']:.2f} [{r['rank_lo']:.2f}, {r['rank_hi']:.2f}]", axis=1)
+    return t[["domain", "backbone", "score [95% CI]", "mean rank [95% CI]"]].set_index(["domain", "backbone"])
+
+
+def recommendation(scores: pd.DataFrame, domain: str) -> str:
+    """The top backbone, and whether its interval separates it from the runner-up."""
+    d = scores[scores["domain"] == domain].sort_values("score", ascending=False)
+    if d.empty:
+        return "no results"
+    top = d.iloc[0]
+    text = f"{top['backbone']} (z {fmt_interval(top)})"
+    if len(d) > 1:
+        second = d.iloc[1]
+        separated = top["score_lo"] > second["score_hi"]
+        text += (f", clearly ahead of {second['backbone']}" if separated else
+                 f", not separable from {second['backbone']} (z {fmt_interval(second)})")
+    return text
+
+
+def cost_table(results) -> pd.DataFrame | None:
+    path = Path(results) / "cost.csv"
+    return pd.read_csv(path) if path.exists() else None
+
+
+def gains_summary(table: pd.DataFrame) -> pd.DataFrame:
+    g = ranking.pretraining_gain(table)
+    g["domain"] = g["dataset"].map(lambda d: DATASETS[d].domain)
+    out = g.groupby(["domain", "shots"])[["gain_over_scratch", "gain_over_probe"]].mean()
+    return out.rename(columns={"gain_over_scratch": "fine-tune minus scratch",
+                               "gain_over_probe": "fine-tune minus linear probe"})
+
+
+def domain_title(domain: str) -> str:
+    return {"natural": "Natural photos", "medical": "Medical imaging", "galaxy": "Galaxy images",
+            "remote_sensing": "Aerial and remote-sensing tiles"}[domain]

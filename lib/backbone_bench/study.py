@@ -1,0 +1,117 @@
+"""The whole study in one call: sweep (resuming), notebooks through papermill, then the book.
+
+The repository's own book (book/, built to _build/html) is the `offline` edition; any other
+preset is built in a folder of its own (_build/books/<preset>/) from a copy of the book's
+sources, so trying the quick preset never overwrites the committed edition.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from backbone_bench import paths
+from backbone_bench.data.registry import DATASETS
+from backbone_bench.presets import PRESETS, get_preset
+
+EDITION = "offline"                  # the preset whose book the repository commits
+NOTEBOOKS = paths.REPO_ROOT / "notebooks"
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+DOMAIN_ORDER = ("natural", "medical", "galaxy", "remote_sensing")
+
+
+def default_root(preset: str) -> Path:
+    return paths.REPO_ROOT if preset == EDITION else paths.REPO_ROOT / "_build" / "books" / preset
+
+
+def copy_sources(root: Path) -> None:
+    """A fresh copy of the book's prose and configuration; executed notebooks are made anew."""
+    for name in BOOK_SOURCES:
+        src, dst = paths.REPO_ROOT / name, root / name
+        if src.is_dir():
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.ipynb", "_build"))
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+
+
+def pages(preset: str) -> list[tuple[str, str, dict]]:
+    """(template, output path relative to the root, parameters) for every executed page."""
+    p = get_preset(preset)
+    domains = [d for d in DOMAIN_ORDER if any(DATASETS[n].domain == d for n in p.datasets)]
+    out = [("summary", "book/intro.ipynb", {}), ("ranking", "book/ranking.ipynb", {}), ("cost", "book/cost.ipynb", {})]
+    out += [("domain", f"book/domains/{d}.ipynb", {"domain": d}) for d in domains]
+    return out
+
+
+def write_recipe_page(root: Path) -> Path:
+    """book/generated/presets.md: every preset's grid and recipe, straight from presets.py."""
+    lines = ["| preset | datasets | backbones | shots | modes | seeds | px | steps by shots | learning rates |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for p in PRESETS.values():
+        lines.append(f"| `{p.name}` | {', '.join(p.datasets)} | {', '.join(p.backbones)} | "
+                     f"{', '.join(map(str, p.shots))} | {', '.join(p.modes)} | {', '.join(map(str, p.seeds))} | "
+                     f"{p.resolution} | {', '.join(f'{k}: {v}' for k, v in p.steps_by_shots.items())} | "
+                     f"{'; '.join(f'{m}: {v}' for m, v in p.lrs_by_mode.items())} |")
+    lines += ["", "Recipe fields shared by the runs of each preset (``Recipe`` in `lib/backbone_bench/train.py`):", "",
+              "| preset | " + " | ".join(k for k in PRESETS["offline"].recipe.as_dict() if k not in ("steps", "lrs")) + " |",
+              "|---" * (len(PRESETS["offline"].recipe.as_dict()) - 1) + "|"]
+    for p in PRESETS.values():
+        values = [v for k, v in p.recipe.as_dict().items() if k not in ("steps", "lrs")]
+        lines.append(f"| `{p.name}` | " + " | ".join(str(v) for v in values) + " |")
+    path = root / "book" / "generated" / "presets.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def execute_notebooks(preset: str, root: Path, results: Path, n_boot: int = 1000, progress: bool = True) -> list[Path]:
+    import nbformat
+    import papermill as pm
+
+    from backbone_bench.report import domain_title
+
+    done = []
+    for template, rel, params in tqdm(pages(preset), desc="notebooks", unit="page", disable=not progress):
+        out = root / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        nb = nbformat.read(NOTEBOOKS / f"{template}.ipynb", as_version=4)
+        if template == "domain":  # each domain page gets its own title
+            nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {domain_title(params['domain'])}"))
+        params = params | dict(preset=preset, results=os.path.relpath(results, out.parent), n_boot=n_boot)
+        pm.execute_notebook(nb, str(out), parameters=params, kernel_name="python3", cwd=str(out.parent),
+                            progress_bar=False, log_output=False)
+        done.append(out)
+    return done
+
+
+def build_book(root: Path, strict: bool = True) -> Path:
+    exe = Path(sys.executable).with_name("jupyter-book")
+    command = [str(exe), "build", str(root), "--keep-going"] + (["-W", "-n"] if strict else [])
+    subprocess.run(command, check=True, cwd=root)
+    return root / "_build" / "html"
+
+
+def run_study(preset: str = EDITION, root: Path | None = None, results: Path | None = None, run: bool = True,
+              device: str = "auto", build: bool = True, n_boot: int = 1000) -> Path | None:
+    from backbone_bench.sweep import build_plan, execute
+
+    root = Path(root) if root else default_root(preset)
+    results = Path(results or paths.results_dir()).resolve()
+    os.environ["BACKBONE_BENCH_RESULTS"] = str(results)
+    plan = build_plan(preset, results=results)  # validates before anything runs
+    if run and plan.configs:
+        print(f"study {preset}: {len(plan.configs)} runs to do, {plan.skipped_done} already recorded")
+        execute(plan, device, results)
+    elif plan.configs:
+        print(f"study {preset}: {len(plan.configs)} runs not recorded; reporting without them (--no-run)")
+    if root.resolve() != paths.REPO_ROOT:
+        copy_sources(root)
+    write_recipe_page(root)
+    execute_notebooks(preset, root, results, n_boot)
+    return build_book(root) if build else None

@@ -1,0 +1,78 @@
+"""The quick preset end to end: papermill executes every template from a clean results folder on
+CPU, the book builds strictly (-W -n) from those outputs, and a browser shows real pages."""
+import shutil
+import subprocess
+
+import nbformat
+import numpy as np
+import pytest
+
+from conftest import requires_mirror
+
+CHAPTERS = ["book/intro", "book/question", "book/methods", "book/domains/natural", "book/domains/medical",
+            "book/domains/galaxy", "book/domains/remote_sensing", "book/ranking", "book/cost", "book/reproduce",
+            "book/lab", "book/provenance", "book/limitations"]
+DOMAINS = ["natural", "medical", "galaxy", "remote_sensing"]
+
+
+@pytest.fixture(scope="module")
+def quick_book(tmp_path_factory):
+    from backbone_bench.study import run_study
+
+    root = tmp_path_factory.mktemp("quick-book")
+    html = run_study("quick", root=root, results=root / "results", device="cpu", n_boot=200)
+    return root, html
+
+
+pytestmark = [pytest.mark.slow, requires_mirror]
+
+
+def test_every_template_executes_without_errors(quick_book):
+    root, _ = quick_book
+    executed = sorted((root / "book").rglob("*.ipynb"))
+    assert {p.relative_to(root).with_suffix("").as_posix() for p in executed} == {
+        "book/intro", "book/ranking", "book/cost"} | {f"book/domains/{d}" for d in DOMAINS}
+    for path in executed:
+        nb = nbformat.read(path, as_version=4)
+        assert nb.metadata["papermill"]["exception"] is None, path
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+        assert not errors, (path, errors[:1])
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert injected and "preset = \"quick\"" in injected[0].source
+
+
+def test_book_has_every_chapter_and_figures_and_tables_per_domain(quick_book):
+    root, html = quick_book
+    for chapter in CHAPTERS:
+        assert (html / f"{chapter}.html").exists(), chapter
+    for domain in DOMAINS:
+        page = (html / "book" / "domains" / f"{domain}.html").read_text()
+        assert page.count("<img") >= 2 and "<table" in page, domain
+        assert "Quick preset" in page  # the banner says what produced the page
+    intro = (html / "book" / "intro.html").read_text()
+    assert "Quick preset" in intro and "tf_efficientnet_lite0" in intro
+    assert "glue:text" not in intro  # every glued number was pasted
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()  # math renders offline
+
+
+def screenshot(url: str, path) -> np.ndarray:
+    from PIL import Image
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+                    f"--user-data-dir={path.parent / 'chromium-profile'}", "--window-size=1280,1600",
+                    f"--screenshot={path}", url], check=True, capture_output=True, timeout=120)
+    return np.asarray(Image.open(path).convert("L"), dtype=float)
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="no chromium")
+@pytest.mark.parametrize("page", ["book/intro", "book/domains/remote_sensing"])
+def test_pages_render_in_headless_chromium(quick_book, page):
+    root, html = quick_book
+    shots = html / "screenshots"
+    shots.mkdir(exist_ok=True)
+    pixels = screenshot((html / f"{page}.html").as_uri(), shots / f"{page.replace('/', '_')}.png")
+    assert pixels.shape == (1600, 1280)
+    assert pixels.std() > 20, "the page rendered blank"
+    assert (pixels < 128).mean() > 0.01, "no text or figures drawn"
