@@ -3,7 +3,7 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 BENCH   := $(VENV)/bin/backbone-bench
-PRESET  ?= quick
+PRESET  ?= offline_cpu
 SHARED  ?= $(abspath ../shared)
 
 # The offline mirror and weights beside the checkout (set them yourself elsewhere).

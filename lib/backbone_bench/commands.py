@@ -114,7 +114,7 @@ def register(sub) -> None:
                    help="default: on for CUDA, off for CPU")
     p.set_defaults(func=cmd_cost)
     p = sub.add_parser("study", help="the whole study: sweep (resuming), notebooks via papermill, the book")
-    p.add_argument("--preset", default="offline", help="offline (the committed edition) | quick | full")
+    p.add_argument("--preset", default="offline_cpu", help="offline_cpu (the committed edition) | quick | offline | full")
     p.add_argument("--root", help="where the book is built (default: the repo for offline, else _build/books/PRESET)")
     p.add_argument("--results", help="results folder (default: results/)")
     p.add_argument("--device", default="auto")

@@ -120,7 +120,7 @@ def _stats(name: str, values: np.ndarray) -> dict:
 
 def measure(backbones, device: torch.device, results: Path | None = None, progress: bool = True, **kw) -> pd.DataFrame:
     """Profile each backbone, failures included as rows with a reason; append to results/cost.csv."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     import timm
 

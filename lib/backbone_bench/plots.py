@@ -1,15 +1,12 @@
 """The book's figures. Each function takes tidy tables and returns a matplotlib Figure."""
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from backbone_bench.metrics import PRIMARY  # noqa: E402
+from backbone_bench.metrics import PRIMARY
 
 METRIC = f"test_{PRIMARY}"
 MODE_ORDER = ["finetune", "linear_probe", "scratch"]

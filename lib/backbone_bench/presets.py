@@ -6,9 +6,9 @@ quick    finishes on a laptop CPU in minutes: two local models, one dataset per 
 offline  the study's offline edition: the six backbones with weights on these machines,
          fine-tuned and linear-probed, plus scratch twins; four domains and the two MedMNIST
          sets; 10 / 100 / 1000 shots; three seeds; 224 px.
-offline_cpu  what of `offline` a 2-core CPU can finish in about an hour, and the edition this
+offline_cpu  what of `offline` a 2-core CPU can finish in under an hour, and the edition this
          repository commits: linear probes for the whole grid (three seeds, all shot levels),
-         fine-tuning and scratch twins at 10 shots, all at 96 px with a CPU step budget.
+         fine-tuning and scratch twins at 10 shots (one seed), all at 80 px with a CPU step budget.
 full     the `lightweight` panel (needs Hub access for its weights), same grid as offline.
 """
 from __future__ import annotations
@@ -59,13 +59,14 @@ PRESETS = {
         lrs_by_mode={"finetune": (1e-3, 3e-4), "scratch": (3e-3, 1e-3)}),
     "offline_cpu": Preset(
         name="offline_cpu", datasets=STUDY_DATASETS, backbones=panel("offline"), shots=(10, 100, 1000), modes=MODES,
-        seeds=(0, 1, 2), resolution=96,
-        recipe=Recipe(batch_size=32, eval_every=20, patience=3, eval_limit=1000, bn_reestimate_images=128),
-        steps_by_shots={10: 80}, lrs_by_mode={"finetune": (1e-3,), "scratch": (3e-3,)},
+        seeds=(0, 1, 2), resolution=80,
+        recipe=Recipe(batch_size=32, eval_every=20, patience=3, eval_limit=500, bn_reestimate_images=128,
+                      probe_cs=(0.1, 1.0)),
+        steps_by_shots={10: 60}, lrs_by_mode={"finetune": (1e-3,), "scratch": (3e-3,)},
         shots_by_mode={"finetune": (10,), "scratch": (10,)}, seeds_by_mode={"finetune": (0,), "scratch": (0,)},
-        note="CPU edition: 96 px; fine-tuning and scratch at 10 shots with one seed and one learning rate "
-             "(80 steps of 32); linear probes for every shot level and three seeds; validation and test capped "
-             "at 1,000 images each. The `offline` preset (224 px, three seeds throughout) needs a GPU."),
+        note="CPU edition: 80 px; fine-tuning and scratch at 10 shots with one seed and one learning rate "
+             "(60 steps of 32 images); linear probes for every shot level and three seeds; validation and test "
+             "capped at 500 images each. The `offline` preset (224 px, three seeds throughout) needs a GPU."),
     "full": Preset(
         name="full", datasets=STUDY_DATASETS, backbones=panel("lightweight"), shots=(10, 100, 1000), modes=MODES,
         seeds=(0, 1, 2), resolution=224, recipe=Recipe(),

@@ -5,7 +5,9 @@ computed here from the results records, so a number on a page always has a code 
 """
 from __future__ import annotations
 
+import io
 import tempfile
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +19,17 @@ from backbone_bench.metrics import PRIMARY
 from backbone_bench.presets import get_preset
 
 METRIC = f"test_{PRIMARY}"
+warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation chatter, not findings
+
+
+def show(fig) -> None:
+    """Embed a figure as PNG whatever matplotlib backend the kernel runs, then free it."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    display(Image(data=buf.getvalue()))
 
 
 def glue(name, value, fmt=None):
@@ -64,7 +77,7 @@ def banner(preset: str, table: pd.DataFrame) -> None:
     head = ("**Quick preset: a pipeline check, not a result.** " + p.note + "\n\n") if preset == "quick" else ""
     text = (f"{head}Made by preset `{preset}` at {resolutions} on {devices}; {len(ok)} successful runs "
             f"(code {commits}). Weights flags: {'; '.join(flags) if flags else 'none'}.")
-    display(Markdown(f":::{{{kind}}}\n{text}\n:::"))
+    display(Markdown(f":::{{{kind}}}\n{text}\n:::"))  # MyST admonition (nb_render_markdown_format: myst)
 
 
 def failures(table: pd.DataFrame) -> None:
@@ -108,8 +121,8 @@ def figures_for(table: pd.DataFrame, datasets) -> None:
         if d.empty:
             display(Markdown(f"No successful runs for {name} yet."))
             continue
-        display(plots.accuracy_vs_shots(d, name))
-        display(plots.modes_by_backbone(d, name))
+        show(plots.accuracy_vs_shots(d, name))
+        show(plots.modes_by_backbone(d, name))
 
 
 def best_backbone(table: pd.DataFrame, dataset: str, mode: str = "finetune"):
@@ -133,7 +146,7 @@ def confusion_of_best(table: pd.DataFrame, datasets, results) -> None:
         from backbone_bench.data.prepare import prepare
 
         labels = prepare(name, progress=False).labels[arrays["test_index"]]
-        display(plots.confusion(labels, arrays["test_pred"], DATASETS[name].classes,
+        show(plots.confusion(labels, arrays["test_pred"], DATASETS[name].classes,
                                 f"{name}: {backbone}, {shots} shots, seed {rows.iloc[0]['seed']}"))
 
 

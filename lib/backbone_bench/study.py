@@ -1,6 +1,6 @@
 """The whole study in one call: sweep (resuming), notebooks through papermill, then the book.
 
-The repository's own book (book/, built to _build/html) is the `offline` edition; any other
+The repository's own book (book/, built to _build/html) is the EDITION preset's; any other
 preset is built in a folder of its own (_build/books/<preset>/) from a copy of the book's
 sources, so trying the quick preset never overwrites the committed edition.
 """
@@ -12,13 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from backbone_bench import paths
 from backbone_bench.data.registry import DATASETS
 from backbone_bench.presets import PRESETS, get_preset
 
-EDITION = "offline"                  # the preset whose book the repository commits
+EDITION = "offline_cpu"              # the preset whose book the repository commits (see presets.py)
 NOTEBOOKS = paths.REPO_ROOT / "notebooks"
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 DOMAIN_ORDER = ("natural", "medical", "galaxy", "remote_sensing")
@@ -83,11 +83,28 @@ def execute_notebooks(preset: str, root: Path, results: Path, n_boot: int = 1000
         nb = nbformat.read(NOTEBOOKS / f"{template}.ipynb", as_version=4)
         if template == "domain":  # each domain page gets its own title
             nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {domain_title(params['domain'])}"))
-        params = params | dict(preset=preset, results=os.path.relpath(results, out.parent), n_boot=n_boot)
+        params = params | dict(preset=preset, results=os.path.relpath(results, out.parent))
+        if "n_boot" in next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", [])):
+            params["n_boot"] = n_boot
         pm.execute_notebook(nb, str(out), parameters=params, kernel_name="python3", cwd=str(out.parent),
                             progress_bar=False, log_output=False)
+        _tag_parameter_cells(out)
         done.append(out)
     return done
+
+
+def _tag_parameter_cells(path: Path) -> None:
+    """On the page: the template's defaults removed, the parameters actually used folded away."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+        if "injected-parameters" in tags and "hide-input" not in tags:
+            tags.append("hide-input")
+    nbformat.write(nb, path)
 
 
 def build_book(root: Path, strict: bool = True) -> Path:

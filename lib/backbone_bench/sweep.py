@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from backbone_bench import store
 from backbone_bench.augment import normalize, resize

@@ -34,7 +34,7 @@ def summary(prepared: Prepared, splits: Splits) -> dict:
                 source=m["source"], prepare_seconds=m["prepare_seconds"])
 
 
-def sample_grid(prepared: Prepared, splits: Splits, path: Path, per_class: int = 6, max_classes: int = 12):
+def sample_grid(prepared: Prepared, splits: Splits, path: Path, per_class: int = 8, max_classes: int = 10):
     """A PNG with ``per_class`` training images for each class (the first ``max_classes``)."""
     import matplotlib
 
@@ -43,7 +43,7 @@ def sample_grid(prepared: Prepared, splits: Splits, path: Path, per_class: int =
 
     classes = prepared.spec.classes[:max_classes]
     rng = np.random.default_rng(0)
-    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 1.2, len(classes) * 1.25), squeeze=False)
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.9 + 1.2, len(classes) * 0.9 + 0.4), squeeze=False)
     for row, name in enumerate(classes):
         members = splits.pool[prepared.labels[splits.pool] == row]
         picks = rng.choice(members, size=min(per_class, len(members)), replace=False) if len(members) else []

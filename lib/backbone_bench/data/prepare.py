@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from backbone_bench import paths
 from backbone_bench.data.registry import DatasetSpec, get_dataset

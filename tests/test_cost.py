@@ -1,0 +1,41 @@
+"""Cost profiling on the CPU: real counts and timings on small inputs (no timed assertions)."""
+import pandas as pd
+import pytest
+import torch
+
+from backbone_bench import cost
+from backbone_bench.cli import main
+
+
+def test_gmacs_match_the_published_count():
+    import timm
+
+    # ResNet-18 at 224 px: 1.82 GMACs (He et al. 2016 report 1.8 GFLOPs, counting multiply-adds)
+    assert cost.gmacs(timm.create_model("resnet18"), 224) == pytest.approx(1.82, rel=0.02)
+
+
+def test_profile_row_has_every_cost_and_the_context():
+    row = cost.profile("tf_efficientnet_lite0", torch.device("cpu"), resolution=64, train_batch=4, infer_batch=8,
+                       repeats=2, warmup=1)
+    assert row["params_m"] == pytest.approx(3.38, rel=0.02)  # timm's count with a 10-class head
+    for key in ("train_images_per_s", "infer_images_per_s", "latency_ms_median", "latency_ms_p90", "gmacs"):
+        assert row[key] > 0, key
+    assert row["latency_ms_p90"] >= row["latency_ms_median"]
+    assert {"device", "precision", "channels_last", "compile", "resolution", "train_batch"} <= set(row)
+
+
+def test_measure_appends_per_setup_and_records_failures(tmp_path, monkeypatch):
+    kw = dict(resolution=32, train_batch=2, infer_batch=2, repeats=2, warmup=1, progress=False)
+    cost.measure(["regnetx_002"], torch.device("cpu"), tmp_path, **kw)
+    real = cost.profile
+    monkeypatch.setattr(cost, "profile", lambda name, *a, **k: (_ for _ in ()).throw(RuntimeError("boom"))
+                        if name == "resnet18" else real(name, *a, **k))
+    cost.measure(["regnetx_002", "resnet18"], torch.device("cpu"), tmp_path, **kw)
+    table = pd.read_csv(tmp_path / "cost.csv")
+    assert (table["backbone"] == "regnetx_002").sum() == 1  # re-measured: the row was replaced
+    assert table.set_index("backbone").loc["resnet18", "status"] == "error"
+
+
+def test_cost_command_rejects_unknown_backbones_before_measuring(capsys):
+    assert main(["cost", "--backbones", "resnet_18", "--device", "cpu"]) == 2
+    assert "resnet18" in capsys.readouterr().err
