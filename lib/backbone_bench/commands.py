@@ -40,7 +40,7 @@ def cmd_run(args) -> int:
         for c in plan.configs:
             print(f"  {c['dataset']:16s} {c['shots']:5d}-shot {c['backbone']:28s} {c['mode']:12s} seed {c['seed']}")
         return 0
-    counts = execute(plan, args.device)
+    counts = execute(plan, args.device, compile_model=args.compile)
     print("finished: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) if counts else "nothing to run")
     return 0
 
@@ -125,6 +125,7 @@ def register(sub) -> None:
     p = sub.add_parser("run", help="run a preset's sweep, resuming; failures are recorded and skipped")
     add_grid_options(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    p.add_argument("--compile", action="store_true", help="torch.compile each model (speed only; CUDA)")
     p.set_defaults(func=cmd_run)
     sub.add_parser("results", help="rebuild results/runs.csv|parquet from the records").set_defaults(func=cmd_results)
     p = sub.add_parser("backbones", help="a panel's backbones and where their weights resolve")

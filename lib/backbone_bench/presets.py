@@ -43,6 +43,11 @@ class Preset:
         return replace(self.recipe, steps=steps, lrs=tuple(self.lrs_by_mode.get(mode, self.recipe.lrs)))
 
 
+OFFLINE = Preset(
+    name="offline", datasets=STUDY_DATASETS, backbones=panel("offline"), shots=(10, 100, 1000), modes=MODES,
+    seeds=(0, 1, 2), resolution=224, recipe=Recipe(), steps_by_shots={10: 200, 100: 500, 1000: 1000},
+    lrs_by_mode={"finetune": (1e-3, 3e-4), "scratch": (3e-3, 1e-3)})
+
 PRESETS = {
     "quick": Preset(
         name="quick", datasets=("cifar10", "uc_merced", "brain_tumor_mri", "galaxy_zoo1"),
@@ -52,11 +57,7 @@ PRESETS = {
         steps_by_shots={10: 40, 100: 80, 1000: 160}, lrs_by_mode={"finetune": (1e-3,), "scratch": (3e-3,)},
         note="Quick preset: 64 px, 40 steps, one seed, one learning rate, at most 1,000 validation and "
              "1,000 test images per dataset. A pipeline check, not a result."),
-    "offline": Preset(
-        name="offline", datasets=STUDY_DATASETS, backbones=panel("offline"), shots=(10, 100, 1000), modes=MODES,
-        seeds=(0, 1, 2), resolution=224, recipe=Recipe(),
-        steps_by_shots={10: 200, 100: 500, 1000: 1000},
-        lrs_by_mode={"finetune": (1e-3, 3e-4), "scratch": (3e-3, 1e-3)}),
+    "offline": OFFLINE,
     "offline_cpu": Preset(
         name="offline_cpu", datasets=STUDY_DATASETS, backbones=panel("offline"), shots=(10, 100, 1000), modes=MODES,
         seeds=(0, 1, 2), resolution=80,
@@ -67,11 +68,7 @@ PRESETS = {
         note="CPU edition: 80 px; fine-tuning and scratch at 10 shots with one seed and one learning rate "
              "(60 steps of 32 images); linear probes for every shot level and three seeds; validation and test "
              "capped at 500 images each. The `offline` preset (224 px, three seeds throughout) needs a GPU."),
-    "full": Preset(
-        name="full", datasets=STUDY_DATASETS, backbones=panel("lightweight"), shots=(10, 100, 1000), modes=MODES,
-        seeds=(0, 1, 2), resolution=224, recipe=Recipe(),
-        steps_by_shots={10: 200, 100: 500, 1000: 1000},
-        lrs_by_mode={"finetune": (1e-3, 3e-4), "scratch": (3e-3, 1e-3)}),
+    "full": replace(OFFLINE, name="full", backbones=panel("lightweight")),  # the same study, wider panel
 }
 
 

@@ -150,8 +150,8 @@ def confusion_of_best(table: pd.DataFrame, datasets, results) -> None:
                                 f"{name}: {backbone}, {shots} shots, seed {rows.iloc[0]['seed']}"))
 
 
-def domain_ranking(table: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame | None:
-    ok = ranking.select(table)
+def domain_ranking(table: pd.DataFrame, n_boot: int = 1000, mode: str = "finetune") -> pd.DataFrame | None:
+    ok = ranking.select(table, mode)
     if ok.empty or ok["backbone"].nunique() < 2:
         return None
     domains = {d: DATASETS[d].domain for d in ok["dataset"].unique()}
@@ -178,10 +178,20 @@ def recommendation(scores: pd.DataFrame, domain: str) -> str:
     text = f"{top['backbone']} (z {fmt_interval(top)})"
     if len(d) > 1:
         second = d.iloc[1]
-        separated = top["score_lo"] > second["score_hi"]
-        text += (f", clearly ahead of {second['backbone']}" if separated else
-                 f", not separable from {second['backbone']} (z {fmt_interval(second)})")
+        if top["score_hi"] == top["score_lo"] and second["score_hi"] == second["score_lo"]:
+            text += f", ahead of {second['backbone']} (z {second['score']:+.2f}) on a single seed: no interval"
+        elif top["score_lo"] > second["score_hi"]:
+            text += f", clearly ahead of {second['backbone']} (z {fmt_interval(second)})"
+        else:
+            text += f", not separable from {second['backbone']} (z {fmt_interval(second)})"
     return text
+
+
+def pretrained_vs_scratch(table: pd.DataFrame, shots: int = 10) -> pd.DataFrame:
+    """Seed-mean fine-tune and scratch score per (dataset, backbone) at ``shots``: the sanity check."""
+    g = ranking.pretraining_gain(table)
+    g = g[g["shots"] == shots][["dataset", "backbone", "finetune", "scratch", "gain_over_scratch"]].dropna()
+    return g.assign(pretrained_wins=g["gain_over_scratch"] > 0).reset_index(drop=True)
 
 
 def cost_table(results) -> pd.DataFrame | None:

@@ -135,7 +135,7 @@ class FeatureCache:
 FEATURES = FeatureCache()
 
 
-def run_one(config: dict, device: torch.device, progress=None) -> tuple[dict, dict]:
+def run_one(config: dict, device: torch.device, progress=None, compile_model: bool = False) -> tuple[dict, dict]:
     """Train and evaluate one config; returns (record fields, arrays). Raises on failure."""
     from backbone_bench.train import Recipe
 
@@ -170,7 +170,8 @@ def run_one(config: dict, device: torch.device, progress=None) -> tuple[dict, di
         while True:
             try:
                 fit = train_gradient(factory, data["train"], data["val"], data["test"], recipe, recipe.lrs,
-                                     spec.flip_ok, mean, std, n_cls, device, config["seed"], micro, progress)
+                                     spec.flip_ok, mean, std, n_cls, device, config["seed"], micro, progress,
+                                     compile_model)
                 break
             except torch.OutOfMemoryError as err:
                 if device.type == "cuda":
@@ -193,7 +194,7 @@ def run_one(config: dict, device: torch.device, progress=None) -> tuple[dict, di
     return record, arrays
 
 
-def execute(plan: Plan, device: str = "auto", results=None, progress: bool = True) -> dict:
+def execute(plan: Plan, device: str = "auto", results=None, progress: bool = True, compile_model: bool = False) -> dict:
     """Run every planned config, recording each outcome. Returns counts by status."""
     dev = pick_device(device)
     env = environment(dev)
@@ -202,9 +203,10 @@ def execute(plan: Plan, device: str = "auto", results=None, progress: bool = Tru
     for config in bar:
         bar.set_postfix_str(f"{config['dataset']} {config['shots']}-shot {config['backbone']} {config['mode']} s{config['seed']}")
         start = time.perf_counter()
-        base = dict(key=store.config_key(config), config=config, preset=plan.preset, environment=env)
+        base = dict(key=store.config_key(config), config=config, preset=plan.preset,
+                    environment=env | dict(compiled=compile_model))
         try:
-            fields, arrays = run_one(config, dev)
+            fields, arrays = run_one(config, dev, compile_model=compile_model)
             record = base | dict(status="ok") | fields
         except WeightsUnavailableError as err:
             record, arrays = base | dict(status="unavailable", reason=str(err)), None

@@ -92,7 +92,8 @@ def _score(probs, labels, num_classes):
 
 
 def train_gradient(model_factory, train: Split, val: Split, test: Split, recipe: Recipe, lrs, flip: bool,
-                   mean, std, num_classes: int, device, seed: int, micro_batch: int, progress=None) -> Fit:
+                   mean, std, num_classes: int, device, seed: int, micro_batch: int, progress=None,
+                   compile_model: bool = False) -> Fit:
     """Fine-tune (or train from scratch) once per learning rate; validation picks lr and checkpoint."""
     val_labels = val.labels.cpu().numpy()
     best_overall, curves, candidates, seen = None, [], {}, 0
@@ -102,6 +103,8 @@ def train_gradient(model_factory, train: Split, val: Split, test: Split, recipe:
         model = model_factory().to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
+        if compile_model:  # speed only: the same function, so not part of the run's config
+            model = torch.compile(model)
         best, passes_without_gain, step_loss = None, 0, []
         for step, loss in _steps(model, train, recipe, lr, flip, mean, std, device, seed, micro_batch):
             seen += recipe.batch_size

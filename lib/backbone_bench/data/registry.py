@@ -44,6 +44,17 @@ class DatasetSpec:
         return len(self.classes)
 
 
+def _medmnist(name, mirror_file, classes, md5, what, source_citation, curation) -> DatasetSpec:
+    """A MedMNIST v2 set: the mirror's .npz first, then the official file from Zenodo."""
+    return DatasetSpec(
+        name=name, domain="medical", channels=1, flip_ok=True, storage_size=28, classes=classes,
+        sources=(MirrorNpz(f"medmnist/{mirror_file}", classes),
+                 UrlNpz(f"https://zenodo.org/records/10519652/files/{name}.npz", classes, md5)),
+        description=f"{what}, MedMNIST v2, 28 px, binary.",
+        citation=f"Yang et al., MedMNIST v2, Scientific Data 10 (2023) 41; {source_citation}.",
+        licence="CC BY 4.0.", curation=curation)
+
+
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 UC_MERCED_CLASSES = (
@@ -92,27 +103,13 @@ _ENTRIES = [
         licence="Galaxy Zoo data release, public; SDSS imagery.",
         curation="spiral_cw and spiral_acw merged into spiral; dont_know dropped. Horizontal flips "
                  "are off: they swap the handedness the source labels encode."),
-    DatasetSpec(
-        name="breastmnist", domain="medical", channels=1, flip_ok=True, storage_size=28,
-        classes=("malignant", "normal_or_benign"),
-        sources=(MirrorNpz("medmnist/breastmnist.npz", ("malignant", "normal_or_benign")),
-                 UrlNpz("https://zenodo.org/records/10519652/files/breastmnist.npz",
-                        "md5:750601b1f35ba3300ea97c75c52ff8f6", ("malignant", "normal_or_benign"))),
-        description="Breast ultrasound, MedMNIST v2, 28 px, binary.",
-        citation="Yang et al., MedMNIST v2, Scientific Data 10 (2023) 41; Al-Dhabyani et al. 2020.",
-        licence="CC BY 4.0.",
-        curation="None; the official train/val/test splits are used."),
-    DatasetSpec(
-        name="pneumoniamnist", domain="medical", channels=1, flip_ok=True, storage_size=28,
-        classes=("normal", "pneumonia"),
-        sources=(MirrorNpz("medmnist/pneumoniamnist_subsampled.npz", ("normal", "pneumonia")),
-                 UrlNpz("https://zenodo.org/records/10519652/files/pneumoniamnist.npz",
-                        "md5:28209eda62fecd6e6a2d98b1501bb15f", ("normal", "pneumonia"))),
-        description="Paediatric chest X-ray, MedMNIST v2, 28 px, binary.",
-        citation="Yang et al., MedMNIST v2, Scientific Data 10 (2023) 41; Kermany et al. 2018.",
-        licence="CC BY 4.0.",
-        curation="The mirror's train split was subsampled by its uploader (3,882 of 4,708); "
-                 "official validation and test splits."),
+    _medmnist("breastmnist", "breastmnist.npz", ("malignant", "normal_or_benign"),
+              "md5:750601b1f35ba3300ea97c75c52ff8f6", "Breast ultrasound", "Al-Dhabyani et al. 2020",
+              "None; the official train/val/test splits are used."),
+    _medmnist("pneumoniamnist", "pneumoniamnist_subsampled.npz", ("normal", "pneumonia"),
+              "md5:28209eda62fecd6e6a2d98b1501bb15f", "Paediatric chest X-ray", "Kermany et al. 2018",
+              "The mirror's train split was subsampled by its uploader (3,882 of 4,708); "
+              "official validation and test splits. The download is the full official set."),
     # ---- served only by the public internet -------------------------------------------
     DatasetSpec(
         name="eurosat", domain="remote_sensing", classes=EUROSAT_CLASSES, flip_ok=True,

@@ -135,24 +135,16 @@ class MirrorNpz:
 
 
 @dataclass(frozen=True)
-class UrlNpz:
-    """The same .npz format, downloaded from its publisher and checked against its published hash."""
-    url: str
-    checksum: str
-    class_names: tuple
+class UrlNpz(MirrorNpz):
+    """The same .npz format (``file`` is its URL), downloaded and checked against its published hash."""
+    checksum: str = ""
     download = True
 
     def describe(self) -> str:
-        return f"download {self.url}"
+        return f"download {self.file}"
 
     def locate(self) -> Path | None:
-        return download(self.url, self.checksum, _download_dir("npz"), fname=Path(self.url).name)
-
-    def files_of(self, where: Path) -> list[Path]:
-        return [where]
-
-    def read(self, where: Path) -> Iterator[RawImage]:
-        yield from _read_npz(where, self.class_names)
+        return download(self.file, self.checksum, _download_dir("npz"), fname=Path(self.file).name)
 
 
 @dataclass(frozen=True)
