@@ -1,7 +1,8 @@
 """Study throughput: runs per hour with runs one at a time against K runs at once on one device.
 
 Small backbones leave a large GPU mostly idle; running several runs concurrently (separate
-processes sharing the device) fills it. This script times the same set of runs both ways, in
+processes sharing the device) fills it. On a CPU each of K processes gets cores/K threads (OMP_NUM_THREADS),
+as a user running them side by side would set. This script times the same set of runs both ways, in
 one invocation, into two fresh results folders, and writes one CSV row per setting.
 
     python benchmarks/study_throughput.py --concurrency 1,4 --runs 8 --out results/benchmarks/study_throughput.csv
@@ -24,6 +25,8 @@ from backbone_bench.environment import environment, pick_device
 def run_batch(configs: list[list[str]], concurrency: int, results: Path, device: str) -> float:
     """Wall seconds to finish every config with at most ``concurrency`` processes at a time."""
     env = dict(os.environ, BACKBONE_BENCH_RESULTS=str(results))
+    if device == "cpu":  # K processes share the cores instead of each claiming all of them
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // concurrency))
     pending, running = list(configs), []
     start = time.perf_counter()
     while pending or running:
@@ -59,7 +62,8 @@ def main(argv=None) -> int:
     for k in [int(c) for c in args.concurrency.split(",")]:
         with tempfile.TemporaryDirectory() as tmp:
             seconds = run_batch(configs, k, Path(tmp), device.type)
-        rows.append(dict(concurrency=k, runs=len(configs), seconds=seconds, runs_per_hour=3600 * len(configs) / seconds,
+        threads = max(1, (os.cpu_count() or 1) // k) if device.type == "cpu" else None
+        rows.append(dict(concurrency=k, cpu_threads_per_run=threads, runs=len(configs), seconds=seconds, runs_per_hour=3600 * len(configs) / seconds,
                          preset=args.preset, dataset=args.dataset, backbone=args.backbone, **environment(device)))
         print(f"concurrency {k}: {len(configs)} runs in {seconds:.1f} s = {rows[-1]['runs_per_hour']:.1f} runs/hour", flush=True)
     table = pd.DataFrame(rows)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from backbone_bench import train
 from backbone_bench.augment import resize
-from backbone_bench.backbones import panel
+from backbone_bench.backbones import panel, size_kwargs
 from backbone_bench.environment import environment, pick_device
 
 
@@ -45,17 +45,17 @@ def rate(step, batch, device, warmup, steps) -> float:
     return batch * steps / (time.perf_counter() - start)
 
 
-def model_for(name, device, classes):
+def model_for(name, device, classes, resolution):
     import timm
 
-    model = timm.create_model(name, pretrained=False, num_classes=classes).to(device)
+    model = timm.create_model(name, pretrained=False, num_classes=classes, **size_kwargs(name, resolution)).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     return model.train()
 
 
 def engine_rate(name, images, labels, args, device, classes):
-    model = model_for(name, device, classes)
+    model = model_for(name, device, classes, args.resolution)
     recipe = train.Recipe(steps=10**9, batch_size=args.batch, eval_every=10**9)
     split = train.Split(images, labels, args.resolution)
     steps = train._steps(model, split, recipe, 1e-4, True, (0.5,) * 3, (0.5,) * 3, device, 0, args.batch)
@@ -65,7 +65,7 @@ def engine_rate(name, images, labels, args, device, classes):
 def compute_rate(name, args, device, classes):
     from timm.optim import create_optimizer_v2
 
-    model = model_for(name, device, classes)
+    model = model_for(name, device, classes, args.resolution)
     opt = create_optimizer_v2(model, "adamw", lr=1e-4, weight_decay=0.05)
     x = torch.randn(args.batch, 3, args.resolution, args.resolution, device=device)
     if device.type == "cuda":
@@ -100,7 +100,7 @@ class JpegDataset(torch.utils.data.Dataset):
 
 
 def baseline_rate(name, blobs, labels, args, device, classes):
-    model = model_for(name, device, classes).to(memory_format=torch.contiguous_format)
+    model = model_for(name, device, classes, args.resolution).to(memory_format=torch.contiguous_format)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
     loader = torch.utils.data.DataLoader(JpegDataset(blobs, labels, args.resolution), batch_size=args.batch,
                                          shuffle=True, num_workers=2, pin_memory=device.type == "cuda",

@@ -75,3 +75,23 @@ def test_pareto_front_keeps_only_undominated_points():
     points = pd.DataFrame(dict(backbone=list("abcde"), cost=[1, 2, 3, 4, 2], score=[0.1, 0.5, 0.4, 0.9, 0.2]))
     # a (cheapest), b (better than a), d (best); c is beaten by cheaper b, e by b at equal cost
     assert pareto_front(points, "cost", "score")["backbone"].tolist() == ["a", "b", "d"]
+
+
+def test_gains_summary_means_and_intervals_per_domain_and_shots():
+    from backbone_bench import report
+
+    # real dataset names so the registry gives the domains; gains over scratch per backbone:
+    # medical (breastmnist, pneumoniamnist) 0.2, 0.4, 0.3, 0.5 -> mean 0.35; natural (cifar10) one pair
+    fine = runs([("breastmnist", 10, "a", 0, 0.7), ("breastmnist", 10, "b", 0, 0.9),
+                 ("pneumoniamnist", 10, "a", 0, 0.8), ("pneumoniamnist", 10, "b", 0, 1.0), ("cifar10", 10, "a", 0, 0.6)])
+    scratch = fine.assign(mode="scratch", test_balanced_accuracy=0.5)
+    g = report.gains_summary(pd.concat([fine, scratch]), n_boot=500)
+    label = "fine-tune minus scratch"
+    medical = g.loc[("medical", 10)]
+    assert medical[label] == pytest.approx(0.35)
+    assert 0.2 <= medical[f"{label} lo"] < 0.35 < medical[f"{label} hi"] <= 0.5
+    assert g.loc[("natural", 10), label] == pytest.approx(0.1) and np.isnan(g.loc[("natural", 10), f"{label} lo"])
+    assert "medical imaging at 10 shots (+0.35" in report.cells_where(g, label, positive=True)
+    assert report.cells_where(g, label, positive=False) == "no cell"
+    text = report.gains_display(g)
+    assert text.loc[("natural", 10), label] == "+0.100" and text.loc[("medical", 10), "fine-tune minus linear probe"] == ""

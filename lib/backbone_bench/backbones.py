@@ -135,14 +135,29 @@ def resolve_weights(backbone: str, pretrained: bool = True) -> Weights:
                    std=tuple(cfg["std"]))
 
 
-def create_model(weights: Weights, num_classes: int | None = None) -> torch.nn.Module:
+def size_kwargs(backbone: str, resolution: int | None) -> dict:
+    """``img_size`` for models built for one input size (ViT, Swin) when the study's differs.
+
+    Convolutional networks take any size; transformers with position embeddings or fixed
+    windows must be built for it (timm resamples pretrained position embeddings on load).
+    """
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(backbone)
+    if resolution and cfg is not None and cfg.fixed_input_size and cfg.input_size[-1] != resolution:
+        return {"img_size": resolution}
+    return {}
+
+
+def create_model(weights: Weights, num_classes: int | None = None, resolution: int | None = None) -> torch.nn.Module:
     """The network with the resolved weights loaded; with ``num_classes``, a fresh head of that size."""
     import timm
 
+    kwargs = weights.create_kwargs | size_kwargs(weights.backbone, resolution)
     if weights.provenance == "hub":
-        model = timm.create_model(weights.backbone, pretrained=True, **weights.create_kwargs)
+        model = timm.create_model(weights.backbone, pretrained=True, **kwargs)
     else:
-        model = timm.create_model(weights.backbone, pretrained=False, **weights.create_kwargs)
+        model = timm.create_model(weights.backbone, pretrained=False, **kwargs)
         if weights.provenance == "local":
             from safetensors.torch import load_file
 

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from backbone_bench import paths
+from backbone_bench.backbones import size_kwargs
 from backbone_bench.environment import device_name, environment
 
 SETUP = ["backbone", "device", "precision", "channels_last", "compile", "train_batch", "infer_batch", "resolution"]
@@ -52,18 +53,26 @@ def gmacs(model, resolution: int) -> float:
     return counter.get_total_flops() / 2 / 1e9
 
 
+def setup(backbone: str, device: torch.device, resolution: int = 224, train_batch: int = 64, infer_batch: int = 256,
+          channels_last: bool | None = None, compile: bool = False, **_) -> dict:
+    """The SETUP columns of a row: what was measured, and how (failed rows carry them too)."""
+    cuda = device.type == "cuda"
+    return dict(backbone=backbone, device=device_name(device), precision="bf16-autocast" if cuda else "fp32",
+                channels_last=cuda if channels_last is None else channels_last, compile=compile,
+                train_batch=train_batch, infer_batch=infer_batch, resolution=resolution)
+
+
 def profile(backbone: str, device: torch.device, resolution: int = 224, train_batch: int = 64,
             infer_batch: int = 256, repeats: int = 5, warmup: int = 3, channels_last: bool | None = None,
             compile: bool = False, num_classes: int = 10) -> dict:
     import timm
 
     cuda = device.type == "cuda"
-    channels_last = cuda if channels_last is None else channels_last
-    precision = "bf16-autocast" if cuda else "fp32"
-    model = timm.create_model(backbone, pretrained=False, num_classes=num_classes).to(device)
-    row = dict(backbone=backbone, device=device_name(device), precision=precision, channels_last=channels_last,
-               compile=compile, train_batch=train_batch, infer_batch=infer_batch, resolution=resolution,
-               params_m=sum(p.numel() for p in model.parameters()) / 1e6, gmacs=gmacs(model, resolution))
+    row = setup(backbone, device, resolution, train_batch, infer_batch, channels_last, compile)
+    channels_last = row["channels_last"]
+    model = timm.create_model(backbone, pretrained=False, num_classes=num_classes,
+                              **size_kwargs(backbone, resolution)).to(device)
+    row |= dict(params_m=sum(p.numel() for p in model.parameters()) / 1e6, gmacs=gmacs(model, resolution))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     run = torch.compile(model) if compile else model
@@ -130,12 +139,11 @@ def measure(backbones, device: torch.device, results: Path | None = None, progre
         try:
             row = profile(name, device, **kw) | dict(status="ok", reason="")
         except torch.OutOfMemoryError as err:
-            row = dict(backbone=name, status="oom", reason=str(err)[:200])
+            row = setup(name, device, **kw) | dict(status="oom", reason=str(err)[:200])
         except Exception as err:  # recorded; the next model is measured
-            row = dict(backbone=name, status="error", reason=f"{type(err).__name__}: {str(err)[:200]}")
+            row = setup(name, device, **kw) | dict(status="error", reason=f"{type(err).__name__}: {str(err)[:200]}")
         row |= dict(torch=env["torch"], timm=timm.__version__, git_commit=env["git_commit"],
                     measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        row.setdefault("device", device_name(device))
         rows.append(row)
         if device.type == "cuda":
             torch.cuda.empty_cache()

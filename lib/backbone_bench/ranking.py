@@ -70,6 +70,19 @@ def bootstrap(runs: pd.DataFrame, domains: dict, n: int = 1000, seed: int = 0, l
     return point.join(q).reset_index().sort_values(["domain", "score"], ascending=[True, False])
 
 
+def mean_interval(values, n: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and percentile-bootstrap interval; the interval is NaN with fewer than two values."""
+    from scipy.stats import bootstrap as scipy_bootstrap
+
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if len(v) < 2:
+        return (float(v.mean()) if len(v) else np.nan), np.nan, np.nan
+    ci = scipy_bootstrap((v,), np.mean, n_resamples=n, confidence_level=level, method="percentile",
+                         random_state=seed).confidence_interval
+    return float(v.mean()), float(ci.low), float(ci.high)
+
+
 def domain_correlation(domain_scores: pd.DataFrame) -> pd.DataFrame:
     """Spearman correlation between domains of the backbones' domain scores."""
     wide = domain_scores[domain_scores["domain"] != "overall"].pivot(index="backbone", columns="domain", values="score")

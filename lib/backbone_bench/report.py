@@ -10,6 +10,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from IPython.display import Image, Markdown, display
 
@@ -199,12 +200,42 @@ def cost_table(results) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.exists() else None
 
 
-def gains_summary(table: pd.DataFrame) -> pd.DataFrame:
+GAINS = {"gain_over_scratch": "fine-tune minus scratch", "gain_over_probe": "fine-tune minus linear probe"}
+
+
+def gains_summary(table: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
+    """Mean gain per (domain, shots) with a 95 % bootstrap interval over its (dataset, backbone) pairs.
+
+    Columns: each GAINS label, and the label with " lo" / " hi" for the interval.
+    """
     g = ranking.pretraining_gain(table)
     g["domain"] = g["dataset"].map(lambda d: DATASETS[d].domain)
-    out = g.groupby(["domain", "shots"])[["gain_over_scratch", "gain_over_probe"]].mean()
-    return out.rename(columns={"gain_over_scratch": "fine-tune minus scratch",
-                               "gain_over_probe": "fine-tune minus linear probe"})
+    rows = []
+    for (domain, shots), cell in g.groupby(["domain", "shots"]):
+        row = dict(domain=domain, shots=shots)
+        for column, label in GAINS.items():
+            row[label], row[f"{label} lo"], row[f"{label} hi"] = ranking.mean_interval(cell[column], n_boot)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["domain", "shots"])
+
+
+def gains_display(gains: pd.DataFrame) -> pd.DataFrame:
+    """gains_summary as text: mean [low, high]; blank where a mode has no runs."""
+    def text(row, label):
+        if np.isnan(row[label]):
+            return ""
+        interval = "" if np.isnan(row[f"{label} lo"]) else f" [{row[f'{label} lo']:+.3f}, {row[f'{label} hi']:+.3f}]"
+        return f"{row[label]:+.3f}{interval}"
+
+    return pd.DataFrame({label: gains.apply(text, axis=1, label=label) for label in GAINS.values()})
+
+
+def cells_where(gains: pd.DataFrame, label: str, positive: bool) -> str:
+    """The (domain, shots) cells whose whole interval for ``label`` lies above (or below) zero."""
+    side = gains[f"{label} lo"] > 0 if positive else gains[f"{label} hi"] < 0
+    hits = gains[side]
+    return "; ".join(f"{domain_title(d).lower()} at {k} shots ({row[label]:+.2f} [{row[f'{label} lo']:+.2f}, "
+                     f"{row[f'{label} hi']:+.2f}])" for (d, k), row in hits.iterrows()) or "no cell"
 
 
 def domain_title(domain: str) -> str:

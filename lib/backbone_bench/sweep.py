@@ -119,7 +119,7 @@ class FeatureCache:
         if key not in self.entries:
             if len(self.entries) >= self.max_entries:
                 self.entries.pop(next(iter(self.entries)))
-            model = create_model(weights).to(device)
+            model = create_model(weights, resolution=split.size).to(device)
             model.reset_classifier(0)  # the network now returns pooled features
             self.entries[key] = dict(model=model, rows={})
         entry = self.entries[key]
@@ -160,7 +160,7 @@ def run_one(config: dict, device: torch.device, progress=None, compile_model: bo
         micro = None
     else:
         def factory():
-            model = create_model(weights, n_cls)
+            model = create_model(weights, n_cls, config["resolution"])
             if weights.bn_folded:
                 sample = data["train"].images[: recipe.bn_reestimate_images]
                 reestimate_folded_batchnorm(model.to(device), normalize(resize(sample, data["train"].size), mean, std))
