@@ -200,6 +200,18 @@ def cost_table(results) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.exists() else None
 
 
+COST_COLUMNS = {"backbone": "backbone", "params_m": "params (M)", "gmacs": "GMACs", "train_images_per_s": "train img/s",
+                "infer_images_per_s": "infer img/s", "latency_ms_median": "latency ms (median)",
+                "latency_ms_p90": "latency ms (p90)", "train_peak_mem_mb": "train peak MiB", "infer_peak_mem_mb": "infer peak MiB"}
+
+
+def cost_display(rows: pd.DataFrame):
+    """One device's cost rows as a compact table: measured columns only, smallest model first."""
+    shown = rows.sort_values("params_m")[[c for c in COST_COLUMNS if c in rows]].dropna(axis=1, how="all")
+    return (shown.rename(columns=COST_COLUMNS).style.hide(axis="index")
+            .format(precision=2, na_rep="").format({"GMACs": "{:.3f}"}))
+
+
 GAINS = {"gain_over_scratch": "fine-tune minus scratch", "gain_over_probe": "fine-tune minus linear probe"}
 
 
@@ -220,14 +232,15 @@ def gains_summary(table: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
 
 
 def gains_display(gains: pd.DataFrame) -> pd.DataFrame:
-    """gains_summary as text: mean [low, high]; blank where a mode has no runs."""
+    """gains_summary as text: mean [low, high]; blank where a mode has no runs; cells with no runs left out."""
     def text(row, label):
         if np.isnan(row[label]):
             return ""
         interval = "" if np.isnan(row[f"{label} lo"]) else f" [{row[f'{label} lo']:+.3f}, {row[f'{label} hi']:+.3f}]"
         return f"{row[label]:+.3f}{interval}"
 
-    return pd.DataFrame({label: gains.apply(text, axis=1, label=label) for label in GAINS.values()})
+    out = pd.DataFrame({label: gains.apply(text, axis=1, label=label) for label in GAINS.values()})
+    return out[(out != "").any(axis=1)]
 
 
 def cells_where(gains: pd.DataFrame, label: str, positive: bool) -> str:
