@@ -208,8 +208,9 @@ COST_COLUMNS = {"backbone": "backbone", "params_m": "params (M)", "gmacs": "GMAC
 def cost_display(rows: pd.DataFrame):
     """One device's cost rows as a compact table: measured columns only, smallest model first."""
     shown = rows.sort_values("params_m")[[c for c in COST_COLUMNS if c in rows]].dropna(axis=1, how="all")
-    return (shown.rename(columns=COST_COLUMNS).style.hide(axis="index")
-            .format(precision=2, na_rep="").format({"GMACs": "{:.3f}"}))
+    shown = shown.rename(columns=COST_COLUMNS)
+    formats = {c: "{:.3f}" if c == "GMACs" else "{:.2f}" for c in shown.columns if c != "backbone"}
+    return shown.style.hide(axis="index").format(formats, na_rep="")
 
 
 GAINS = {"gain_over_scratch": "fine-tune minus scratch", "gain_over_probe": "fine-tune minus linear probe"}
