@@ -22,11 +22,17 @@ import pandas as pd
 from backbone_bench.environment import environment, pick_device
 
 
+def cpu_threads(concurrency: int, device: str) -> int | None:
+    """On a CPU, K processes share the cores instead of each claiming all of them."""
+    return max(1, (os.cpu_count() or 1) // concurrency) if device == "cpu" else None
+
+
 def run_batch(configs: list[list[str]], concurrency: int, results: Path, device: str) -> float:
     """Wall seconds to finish every config with at most ``concurrency`` processes at a time."""
     env = dict(os.environ, BACKBONE_BENCH_RESULTS=str(results))
-    if device == "cpu":  # K processes share the cores instead of each claiming all of them
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // concurrency))
+    threads = cpu_threads(concurrency, device)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     pending, running = list(configs), []
     start = time.perf_counter()
     while pending or running:
@@ -62,8 +68,7 @@ def main(argv=None) -> int:
     for k in [int(c) for c in args.concurrency.split(",")]:
         with tempfile.TemporaryDirectory() as tmp:
             seconds = run_batch(configs, k, Path(tmp), device.type)
-        threads = max(1, (os.cpu_count() or 1) // k) if device.type == "cpu" else None
-        rows.append(dict(concurrency=k, cpu_threads_per_run=threads, runs=len(configs), seconds=seconds, runs_per_hour=3600 * len(configs) / seconds,
+        rows.append(dict(concurrency=k, cpu_threads_per_run=cpu_threads(k, device.type), runs=len(configs), seconds=seconds, runs_per_hour=3600 * len(configs) / seconds,
                          preset=args.preset, dataset=args.dataset, backbone=args.backbone, **environment(device)))
         print(f"concurrency {k}: {len(configs)} runs in {seconds:.1f} s = {rows[-1]['runs_per_hour']:.1f} runs/hour", flush=True)
     table = pd.DataFrame(rows)

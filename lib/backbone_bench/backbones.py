@@ -154,15 +154,12 @@ def create_model(weights: Weights, num_classes: int | None = None, resolution: i
     import timm
 
     kwargs = weights.create_kwargs | size_kwargs(weights.backbone, resolution)
-    if weights.provenance == "hub":
-        model = timm.create_model(weights.backbone, pretrained=True, **kwargs)
-    else:
-        model = timm.create_model(weights.backbone, pretrained=False, **kwargs)
-        if weights.provenance == "local":
-            from safetensors.torch import load_file
+    model = timm.create_model(weights.backbone, pretrained=weights.provenance == "hub", **kwargs)
+    if weights.provenance == "local":
+        from safetensors.torch import load_file
 
-            state = {k: v.float() for k, v in load_file(weights.file).items()}
-            model.load_state_dict(state, strict=True)
+        state = {k: v.float() for k, v in load_file(weights.file).items()}
+        model.load_state_dict(state, strict=True)
     if num_classes is not None:
         model.reset_classifier(num_classes)
     return model

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from backbone_bench import paths
-from backbone_bench.backbones import size_kwargs
+from backbone_bench.backbones import Weights, create_model
 from backbone_bench.environment import device_name, environment
 
 SETUP = ["backbone", "device", "precision", "channels_last", "compile", "train_batch", "infer_batch", "resolution"]
@@ -65,13 +65,10 @@ def setup(backbone: str, device: torch.device, resolution: int = 224, train_batc
 def profile(backbone: str, device: torch.device, resolution: int = 224, train_batch: int = 64,
             infer_batch: int = 256, repeats: int = 5, warmup: int = 3, channels_last: bool | None = None,
             compile: bool = False, num_classes: int = 10) -> dict:
-    import timm
-
     cuda = device.type == "cuda"
     row = setup(backbone, device, resolution, train_batch, infer_batch, channels_last, compile)
     channels_last = row["channels_last"]
-    model = timm.create_model(backbone, pretrained=False, num_classes=num_classes,
-                              **size_kwargs(backbone, resolution)).to(device)
+    model = create_model(Weights(backbone, "random"), num_classes, resolution).to(device)
     row |= dict(params_m=sum(p.numel() for p in model.parameters()) / 1e6, gmacs=gmacs(model, resolution))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
