@@ -9,13 +9,15 @@ from backbone_bench.data.splits import SUBSET_SEEDS, load_splits, make_splits
 from backbone_bench.errors import UnknownNameError
 from conftest import requires_mirror
 
-# name: (classes, storage (S, C), pool, val, test, duplicates removed, dropped by curation)
+# name: (classes, storage (S, C), pool, val, test, pixel duplicates removed, dropped by curation)
+# The test sizes are after near-duplicates crossing splits were removed from test (cifar10: 7,
+# brain_tumor_mri: 11, breastmnist: 45).
 EXPECTED = {
-    "cifar10": (10, (32, 3), 45000, 5000, 10000, 0, 0),
+    "cifar10": (10, (32, 3), 45000, 5000, 9993, 0, 0),
     "uc_merced": (21, (256, 3), 1511, 168, 420, 1, 0),
-    "brain_tumor_mri": (4, (256, 1), 2359, 263, 314, 328, 0),
+    "brain_tumor_mri": (4, (256, 1), 2300, 256, 303, 394, 0),
     "galaxy_zoo1": (4, (212, 3), 4600, 512, 1279, 0, 55),
-    "breastmnist": (2, (28, 1), 545, 78, 155, 2, 0),
+    "breastmnist": (2, (28, 1), 545, 78, 110, 2, 0),
     "pneumoniamnist": (2, (28, 1), 3857, 524, 621, 28, 0),
 }
 
@@ -33,12 +35,36 @@ def test_prepared_dataset_matches_its_pinned_shape(name, results, committed_spli
     assert prepared.meta["duplicates"]["removed"] == n_dup
     assert sum(prepared.meta["dropped_by_curation"].values()) == n_dropped
     assert prepared.meta["corrupt"] == []
-    # the three parts cover every prepared image exactly once
-    everything = np.concatenate([splits.pool, splits.val, splits.test])
+    # the three parts and the near-duplicates removed from test cover every prepared image exactly once
+    everything = np.concatenate([splits.pool, splits.val, splits.test, splits.removed])
     assert np.array_equal(np.sort(everything), np.arange(len(prepared)))
     # no image is both trained on and tested on, even as a duplicate copy
     names = np.asarray(prepared.meta["names"])
     assert not set(names[splits.test]) & set(names[splits.pool])
+
+
+@requires_mirror
+@pytest.mark.parametrize("name", EXPECTED)
+def test_no_test_or_val_image_has_a_pixel_identical_copy_elsewhere(name, committed_splits):
+    """On the real mirror: hash every prepared image's pixels; each test and val image is unique.
+
+    (Byte hashing, the old rule, left 57 brain_tumor_mri test images with a pixel copy in train.)"""
+    import hashlib
+
+    prepared = prepare(name, progress=False)
+    splits = load_splits(prepared, committed_splits)
+    used = np.concatenate([splits.pool, splits.val, splits.test])
+    digest = {int(i): hashlib.sha1(np.ascontiguousarray(prepared.images[i]).tobytes()).hexdigest() for i in used}
+    counts = {}
+    for h in digest.values():
+        counts[h] = counts.get(h, 0) + 1
+    clashes = [int(i) for i in np.concatenate([splits.val, splits.test]) if counts[digest[int(i)]] > 1]
+    assert clashes == [], f"{len(clashes)} val/test images have a pixel-identical copy"
+    # and no near-duplicate pair joins a test image to a training or validation image
+    in_test = set(splits.test.tolist())
+    pairs = prepared.meta["near_duplicates"]["pairs"]
+    assert not [p for p in pairs if (p[0] in in_test) != (p[1] in in_test) and {p[0], p[1]} & set(used.tolist()) == {p[0], p[1]}]
+    assert set(splits.removed.tolist()).isdisjoint(used.tolist())
 
 
 @requires_mirror
@@ -92,8 +118,26 @@ def test_card_counts_and_sample_grid(tmp_path, committed_splits):
     assert counts.loc["total", "test"] == 420
     assert counts.loc["total", "10-shot"] == 210
     assert summary(prepared, splits)["duplicates_removed"] == 1
+    assert summary(prepared, splits)["near_duplicates_removed_from_test"] == 0
     png = sample_grid(prepared, splits, tmp_path / "grid.png")
     from PIL import Image
 
     image = np.asarray(Image.open(png).convert("L"))
     assert image.std() > 10  # real pictures, not a blank canvas
+
+
+def test_near_duplicates_need_both_hash_and_correlation():
+    """Generated images: a brightness-shifted copy is a near-duplicate, an unrelated image is not,
+    and two flat images with equal hashes but no shared structure are not either."""
+    from backbone_bench.data import dedup
+
+    rng = np.random.default_rng(0)
+    base = (rng.random((32, 32, 3)) * 200).astype(np.uint8)
+    smooth = np.kron(rng.random((4, 4, 3)), np.ones((8, 8, 1)))
+    picture = (smooth * 200 + base * 0.1).astype(np.uint8)
+    brighter = np.clip(picture.astype(int) + 12, 0, 255).astype(np.uint8)
+    other = (np.kron(rng.random((4, 4, 3)), np.ones((8, 8, 1))) * 200).astype(np.uint8)
+    pairs = dedup.near_duplicates(*dedup.signatures([picture, brighter, other]))
+    assert [p[:2] for p in pairs] == [[0, 1]]
+    assert dedup.pixel_hash(picture) != dedup.pixel_hash(brighter)
+    assert dedup.pixel_hash(picture) == dedup.pixel_hash(picture.copy())

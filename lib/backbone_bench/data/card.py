@@ -23,12 +23,25 @@ def class_counts(prepared: Prepared, splits: Splits) -> pd.DataFrame:
     return table
 
 
+def near_duplicate_counts(prepared: Prepared, splits: Splits) -> dict:
+    """Near-duplicate pairs: all, those crossing the final splits, and test images removed for them."""
+    part = np.full(len(prepared), "", dtype=object)
+    for name in ("pool", "val", "test", "removed"):
+        part[getattr(splits, name)] = name
+    pairs = prepared.meta.get("near_duplicates", {}).get("pairs", [])
+    crossing = sum(part[i] != part[j] for i, j, *_ in pairs)
+    return dict(near_duplicate_pairs=len(pairs), near_duplicate_pairs_across_splits=crossing,
+                near_duplicates_removed_from_test=len(splits.removed))
+
+
 def summary(prepared: Prepared, splits: Splits) -> dict:
     m = prepared.meta
     return dict(dataset=prepared.spec.name, domain=prepared.spec.domain, classes=prepared.spec.num_classes,
                 pool=len(splits.pool), val=len(splits.val), test=len(splits.test),
-                duplicates_removed=m["duplicates"]["removed"], duplicate_groups=m["duplicates"]["groups"],
+                byte_identical_groups=m["duplicates"].get("byte_identical_groups"),
+                duplicate_groups=m["duplicates"]["groups"], duplicates_removed=m["duplicates"]["removed"],
                 duplicate_groups_across_splits=m["duplicates"]["across_splits"],
+                **near_duplicate_counts(prepared, splits),
                 dropped_by_curation=sum(m["dropped_by_curation"].values()), corrupt=len(m["corrupt"]),
                 storage=f"{m['storage_size']} px x {m['channels']} ch", flip_ok=prepared.spec.flip_ok,
                 source=m["source"], prepare_seconds=m["prepare_seconds"])
@@ -54,6 +67,37 @@ def sample_grid(prepared: Prepared, splits: Splits, path: Path, per_class: int =
                 ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", interpolation="nearest")
         axes[row][0].text(-0.1, 0.5, name, transform=axes[row][0].transAxes, ha="right", va="center", fontsize=8)
     fig.suptitle(f"{prepared.spec.name}: training images per class", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def near_duplicate_grid(prepared: Prepared, splits: Splits, path: Path, pairs: int = 8):
+    """A PNG of near-duplicate pairs (top row and bottom row), crossing pairs first; None if none."""
+    found = prepared.meta.get("near_duplicates", {}).get("pairs", [])
+    if not found:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    where = {}
+    for name in ("pool", "val", "test", "removed"):
+        where.update(dict.fromkeys(getattr(splits, name).tolist(), "test (removed)" if name == "removed" else name))
+    found = sorted(found, key=lambda p: where.get(p[0]) == where.get(p[1]))[:pairs]
+    fig, axes = plt.subplots(2, len(found), figsize=(1.5 * len(found) + 0.4, 3.6), squeeze=False)
+    for col, (i, j, bits, corr) in enumerate(found):
+        for row, k in enumerate((i, j)):
+            ax = axes[row][col]
+            image = prepared.images[k]
+            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_xlabel(where.get(k, "?"), fontsize=9)
+        axes[0][col].set_title(f"{bits} bits, r={corr:.3f}", fontsize=9)
+    fig.suptitle(f"{prepared.spec.name}: near-duplicate pairs (columns), with the split of each image", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90, bbox_inches="tight")

@@ -1,8 +1,10 @@
 """Decode a dataset once into uint8 arrays, curated and de-duplicated, cached by content hash.
 
 Training never decodes a JPEG: it memory-maps ``images.npy`` (N, S, S, C) from the cache.
-The cache key hashes the source files' bytes and the registry fields that shape the arrays,
-so a changed source or a changed curation rule prepares afresh.
+The cache key hashes the source files' bytes, the registry fields that shape the arrays and
+the de-duplication rule, so a changed source, curation or dedup rule prepares afresh.
+Duplicates are found on decoded pixels (data/dedup.py); near-duplicate pairs are listed in
+the metadata and kept out of the test split when they cross splits (data/splits.py).
 """
 from __future__ import annotations
 
@@ -19,11 +21,12 @@ import numpy as np
 from tqdm import tqdm
 
 from backbone_bench import paths
+from backbone_bench.data import dedup
 from backbone_bench.data.registry import DatasetSpec, get_dataset
 from backbone_bench.data.sources import decode, offline
 from backbone_bench.errors import BenchError, CorruptImageError, DataMissingError
 
-PREPARE_VERSION = 2                       # bump when the decoding below changes its output
+PREPARE_VERSION = 3                       # bump when the decoding below changes its output
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
 
@@ -72,7 +75,8 @@ def resolve_source(spec: DatasetSpec):
 def content_key(spec: DatasetSpec, source, where: Path) -> str:
     h = hashlib.sha256()
     recipe = dict(v=PREPARE_VERSION, name=spec.name, classes=spec.classes, label_map=spec.label_map,
-                  size=spec.storage_size, channels=spec.channels, source=type(source).__name__)
+                  size=spec.storage_size, channels=spec.channels, source=type(source).__name__,
+                  dedup=dedup.RULE)
     h.update(json.dumps(recipe, sort_keys=True, default=str).encode())
     for file in source.files_of(where):
         h.update(file.name.encode())
@@ -108,7 +112,7 @@ def load_prepared(folder: Path, spec: DatasetSpec) -> Prepared:
 
 def _build(spec, source, where, key, folder, on_corrupt, progress) -> None:
     start = time.perf_counter()
-    images, labels, splits, names, hashes = [], [], [], [], []
+    images, labels, splits, names, hashes, byte_hashes = [], [], [], [], [], []
     corrupt, dropped = [], defaultdict(int)
     class_index = {c: i for i, c in enumerate(spec.classes)}
     for raw in tqdm(source.read(where), desc=f"prepare {spec.name}", unit="img", disable=not progress):
@@ -131,52 +135,27 @@ def _build(spec, source, where, key, folder, on_corrupt, progress) -> None:
         labels.append(class_index[label])
         splits.append(SPLIT_CODES[raw.split])
         names.append(raw.name)
-        # "exact duplicate": byte-identical files (or pixel-identical arrays for .npz sources)
-        exact = raw.payload if isinstance(raw.payload, bytes) else native.tobytes() + str(native.shape).encode()
-        hashes.append(hashlib.sha1(exact).hexdigest())
+        hashes.append(dedup.pixel_hash(stored))  # duplicates are the same pixels, whatever the file bytes
+        byte_hashes.append(hashlib.sha1(raw.payload).hexdigest() if isinstance(raw.payload, bytes) else hashes[-1])
     if corrupt:
         warnings.warn(f"{spec.name}: skipped {len(corrupt)} undecodable image(s): " + "; ".join(corrupt[:5]))
-    keep, duplicates = _deduplicate(hashes, labels, splits, names)
+    keep, duplicates = dedup.deduplicate(hashes, labels, splits, names)
+    duplicates["byte_identical_groups"] = dedup.deduplicate(byte_hashes, labels, splits, names)[1]["groups"]
+    kept = [images[i] for i in keep]
+    near = dedup.near_duplicates(*dedup.signatures(kept))
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    np.save(tmp / "images.npy", np.stack([images[i] for i in keep]))
+    np.save(tmp / "images.npy", np.stack(kept))
     np.save(tmp / "labels.npy", np.asarray([labels[i] for i in keep], dtype=np.int16))
     np.save(tmp / "source_split.npy", np.asarray([splits[i] for i in keep], dtype=np.int8))
     meta = dict(key=key, dataset=spec.name, source=source.describe(), source_location=str(where),
                 n_read=len(images) + len(corrupt) + sum(dropped.values()), n_kept=len(keep),
                 dropped_by_curation=dict(dropped), corrupt=corrupt, duplicates=duplicates,
+                near_duplicates=dict(rule=dedup.RULE, pairs=near),
                 names=[names[i] for i in keep], storage_size=spec.storage_size, channels=spec.channels,
                 prepare_seconds=round(time.perf_counter() - start, 2), prepare_version=PREPARE_VERSION)
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)  # the cache entry appears whole or not at all
 
-
-def _deduplicate(hashes, labels, splits, names):
-    """Keep one image per group of pixel-identical images.
-
-    The kept copy is the one in the most protected split (test, then val, then train), so
-    no image is both trained on and tested on. A group whose copies disagree on the label
-    is dropped whole: its label is unknowable.
-    """
-    groups = defaultdict(list)
-    for i, h in enumerate(hashes):
-        groups[h].append(i)
-    keep, report = [], dict(groups=0, removed=0, across_splits=0, label_conflicts=0, examples=[])
-    for members in groups.values():
-        if len(members) == 1:
-            keep.append(members[0])
-            continue
-        report["groups"] += 1
-        report["across_splits"] += len({splits[i] for i in members}) > 1
-        if len({labels[i] for i in members}) > 1:
-            report["label_conflicts"] += 1
-            report["removed"] += len(members)
-        else:
-            best = max(members, key=lambda i: (splits[i], -i))
-            keep.append(best)
-            report["removed"] += len(members) - 1
-        if len(report["examples"]) < 5:
-            report["examples"].append([names[i] for i in members])
-    return sorted(keep), report

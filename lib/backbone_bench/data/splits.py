@@ -1,6 +1,7 @@
 """Deterministic splits and nested shot subsets, stored as committed index files.
 
-test  = the source's test split, else a stratified 20 % (seed SPLIT_SEED);
+test  = the source's test split, else a stratified 20 % (seed SPLIT_SEED), less every test image
+        with a near-duplicate in val or pool (data/dedup.py): near-copies are never tested on;
 val   = the source's validation split, else a stratified 10 % of what remains;
 pool  = the rest: the images training subsets are drawn from;
 shots = per subset seed, each class's pool images in a seeded order; k shots are the first
@@ -35,6 +36,21 @@ class Splits:
     pool: np.ndarray
     order: dict                 # subset seed -> (pool indices in draw order, class-interleaved)
     labels: np.ndarray          # labels of the prepared arrays, for per-class counting
+    removed: np.ndarray = None  # test images dropped for a near-duplicate in val or pool
+
+    def digest(self) -> str:
+        """A short hash of every index the runs read: records carry it, so a record made on
+        splits that no longer exist is recognised (store.current)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for part in [self.test, self.val, self.pool] + [self.order[s] for s in sorted(self.order)]:
+            h.update(np.asarray(part, dtype=np.int64).tobytes())
+        return h.hexdigest()[:16]
+
+    def shared_subset(self, shots: int) -> bool:
+        """True when every class's whole pool fits in ``shots``: all subset seeds draw the same images."""
+        return shots >= np.bincount(self.labels[self.pool]).max()
 
     def train(self, shots: int, seed: int) -> np.ndarray:
         """Indices of the ``shots``-per-class training subset drawn with subset seed ``seed``."""
@@ -67,12 +83,20 @@ def make_splits(prepared: Prepared) -> Splits:
         val, pool = rest[split[rest] == SPLIT_CODES["val"]], rest[split[rest] == SPLIT_CODES["train"]]
     else:
         pool, val = train_test_split(rest, test_size=VAL_FRACTION, stratify=labels[rest], random_state=SPLIT_SEED)
+    test, removed = _without_near_duplicates(test, prepared.meta.get("near_duplicates", {}).get("pairs", []))
     pool = np.sort(pool)
     order = {}
     for seed in SUBSET_SEEDS:
         rng = np.random.default_rng([SPLIT_SEED, seed])
         order[seed] = rng.permutation(pool)
-    return Splits(prepared.spec.name, prepared.key, np.sort(test), np.sort(val), pool, order, labels)
+    return Splits(prepared.spec.name, prepared.key, np.sort(test), np.sort(val), pool, order, labels, removed)
+
+
+def _without_near_duplicates(test: np.ndarray, pairs) -> tuple[np.ndarray, np.ndarray]:
+    """Test images whose near-duplicate lies outside the test split are removed from it."""
+    in_test = set(test.tolist())
+    drop = {i if i in in_test else j for i, j, *_ in pairs if (i in in_test) != (j in in_test)}
+    return np.asarray([i for i in test.tolist() if i not in drop], dtype=np.int64), np.asarray(sorted(drop), dtype=np.int64)
 
 
 def split_file(dataset: str, folder: Path | None = None) -> Path:
@@ -82,7 +106,7 @@ def split_file(dataset: str, folder: Path | None = None) -> Path:
 def save_splits(splits: Splits, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = dict(key=np.array(splits.key), test=splits.test.astype(np.int32), val=splits.val.astype(np.int32),
-                  pool=splits.pool.astype(np.int32))
+                  pool=splits.pool.astype(np.int32), removed=np.asarray(splits.removed, dtype=np.int32))
     arrays |= {f"order_seed{s}": o.astype(np.int32) for s, o in splits.order.items()}
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, **arrays)
@@ -104,4 +128,5 @@ def load_splits(prepared: Prepared, folder: Path | None = None) -> Splits:
                 "the old ones then no longer match), or restore the original source files.")
         order = {int(k.removeprefix("order_seed")): f[k].astype(np.int64) for k in f.files if k.startswith("order_seed")}
         return Splits(prepared.spec.name, prepared.key, f["test"].astype(np.int64), f["val"].astype(np.int64),
-                      f["pool"].astype(np.int64), order, prepared.labels.astype(np.int64))
+                      f["pool"].astype(np.int64), order, prepared.labels.astype(np.int64),
+                      f["removed"].astype(np.int64) if "removed" in f.files else np.zeros(0, np.int64))
