@@ -116,7 +116,7 @@ def resolve_weights(backbone: str, pretrained: bool = True) -> Weights:
     """Local folder, then the Hub (timm's own cache included). Raises when neither has them."""
     check_backbone(backbone)
     if not pretrained:
-        return Weights(backbone, "random")
+        return scratch_twin(backbone)
     local = _local(backbone)
     if local is not None:
         return local
@@ -133,6 +133,23 @@ def resolve_weights(backbone: str, pretrained: bool = True) -> Weights:
     cfg = model.pretrained_cfg
     return Weights(backbone, "hub", f"hf-hub:{cfg.get('hf_hub_id') or backbone}", mean=tuple(cfg["mean"]),
                    std=tuple(cfg["std"]))
+
+
+def scratch_twin(backbone: str) -> Weights:
+    """Random init of the very network the pretrained run fine-tunes: the same create_kwargs
+    (e.g. mobilenetv2_100's ``pad_type="same"``) and the same input normalisation, so the
+    pretrained-minus-scratch difference measures the weights and nothing else."""
+    local = _local(backbone)
+    if local is not None:
+        return Weights(backbone, "random", f"random init; twin of {local.source or local.file}",
+                       create_kwargs=local.create_kwargs, mean=local.mean, std=local.std)
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(backbone)  # the Hub weights' normalisation, known without downloading
+    if cfg is None:
+        return Weights(backbone, "random", "random init; timm has no pretrained config for it")
+    return Weights(backbone, "random", f"random init; twin of hf-hub:{cfg.hf_hub_id or backbone}",
+                   mean=tuple(cfg.mean), std=tuple(cfg.std))
 
 
 def size_kwargs(backbone: str, resolution: int | None) -> dict:

@@ -5,6 +5,13 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
 PRIMARY = "balanced_accuracy"
+COLLAPSE_SHARE = 0.98
+
+
+def collapsed(predicted: np.ndarray) -> bool:
+    """A (near-)constant predictor: one class receives at least 98 % of the predictions."""
+    predicted = np.asarray(predicted)
+    return bool(np.bincount(predicted).max() / len(predicted) >= COLLAPSE_SHARE)
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:

@@ -1,5 +1,5 @@
 """Rankings per STUDY.md: z-scores per (dataset, shots) cell, domain and overall scores, mean
-ranks, bootstrap intervals over seeds, and rank correlation between domains.
+ranks, two-level bootstrap intervals (uncertainty.py), and rank correlation between domains.
 
 Input is the tidy runs table (one row per run). A cell's value for a backbone is the mean over
 seeds of the primary metric; z-scores are taken across the backbones present in the cell
@@ -29,6 +29,37 @@ def cell_means(runs: pd.DataFrame, metric: str = f"test_{PRIMARY}") -> pd.DataFr
     return pd.DataFrame({"mean": g.mean(), "sd": g.std(ddof=1), "n_seeds": g.size()}).reset_index()
 
 
+def _score_matrix(cells: pd.DataFrame, values: np.ndarray, domains: dict):
+    """z-scores and ranks per (dataset, shots) cell, then per-domain and overall means, for every
+    column of ``values`` (one column per bootstrap replicate; one column for the point estimate).
+
+    Returns the (domain, backbone) keys and two (keys x columns) arrays: score and mean rank."""
+    from scipy.stats import rankdata
+
+    values = np.asarray(values, dtype=float).reshape(len(cells), -1)
+    z, rank = np.zeros_like(values), np.zeros_like(values)
+    for _, idx in cells.groupby(CELL).indices.items():
+        v = values[idx]
+        sd = v.std(0)
+        z[idx] = np.where(sd > 0, (v - v.mean(0)) / np.where(sd > 0, sd, 1), 0.0)
+        rank[idx] = rankdata(-v, axis=0, method="average")
+    keyed = cells[CELL + ["backbone"]].assign(domain=cells["dataset"].map(domains)).reset_index(drop=True)
+    keys, score, mean_rank = [], [], []
+    for (domain, backbone), idx in keyed.groupby(["domain", "backbone"]).indices.items():
+        keys.append((domain, backbone))
+        score.append(z[idx].mean(0))
+        mean_rank.append(rank[idx].mean(0))
+    keys = pd.DataFrame(keys, columns=["domain", "backbone"])
+    score, mean_rank = np.stack(score), np.stack(mean_rank)
+    overall_keys = []
+    for backbone, idx in keys.groupby("backbone").indices.items():  # each domain weighs the same
+        overall_keys.append(("overall", backbone))
+        score = np.vstack([score, score[idx].mean(0)])
+        mean_rank = np.vstack([mean_rank, mean_rank[idx].mean(0)])
+    keys = pd.concat([keys, pd.DataFrame(overall_keys, columns=["domain", "backbone"])], ignore_index=True)
+    return keys, score, mean_rank
+
+
 def zscores(means: pd.DataFrame) -> pd.DataFrame:
     """Adds ``z`` (across backbones within a cell) and ``rank`` (1 = best, ties share the mean rank)."""
     out = means.copy()
@@ -39,48 +70,29 @@ def zscores(means: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def aggregate(cells: pd.DataFrame, domains: dict) -> pd.DataFrame:
-    """Per backbone: score and mean rank per domain, then overall (domains weighted equally)."""
-    cells = cells.assign(domain=cells["dataset"].map(domains))
-    per_domain = cells.groupby(["domain", "backbone"])[["z", "rank"]].mean().reset_index()
-    overall = per_domain.groupby("backbone")[["z", "rank"]].mean().reset_index().assign(domain="overall")
-    return pd.concat([per_domain, overall], ignore_index=True).rename(columns={"z": "score", "rank": "mean_rank"})
-
-
 def scores(runs: pd.DataFrame, domains: dict, metric: str = f"test_{PRIMARY}") -> pd.DataFrame:
-    return aggregate(zscores(cell_means(runs, metric)), domains)
+    """Per backbone: score (mean z) and mean rank per domain, then overall (domains weighted equally)."""
+    means = cell_means(runs, metric)
+    keys, score, rank = _score_matrix(means, means["mean"].to_numpy(), domains)
+    return keys.assign(score=score[:, 0], mean_rank=rank[:, 0])
 
 
-def bootstrap(runs: pd.DataFrame, domains: dict, n: int = 1000, seed: int = 0, level: float = 0.95,
-              metric: str = f"test_{PRIMARY}") -> pd.DataFrame:
-    """Score and mean-rank intervals from resampling each (cell, backbone)'s seeds with replacement."""
-    rng = np.random.default_rng(seed)
-    groups = [(key, g[metric].to_numpy()) for key, g in runs.groupby(CELL + ["backbone"])]
-    keys = pd.DataFrame([k for k, _ in groups], columns=CELL + ["backbone"])
-    draws = []
-    for b in range(n):
-        means = keys.assign(mean=[v[rng.integers(0, len(v), len(v))].mean() for _, v in groups])
-        draws.append(aggregate(zscores(means), domains).assign(draw=b))
-    draws = pd.concat(draws)
-    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
-    q = draws.groupby(["domain", "backbone"]).agg(
-        score_lo=("score", lambda s: s.quantile(lo)), score_hi=("score", lambda s: s.quantile(hi)),
-        rank_lo=("mean_rank", lambda s: s.quantile(lo)), rank_hi=("mean_rank", lambda s: s.quantile(hi)))
-    point = scores(runs, domains, metric).set_index(["domain", "backbone"])
-    return point.join(q).reset_index().sort_values(["domain", "score"], ascending=[True, False])
+def bootstrap(runs: pd.DataFrame, domains: dict, predictions, n: int = 1000, seed: int = 0,
+              level: float = 0.95, draws=None) -> pd.DataFrame:
+    """Scores and mean ranks with two-level bootstrap intervals (uncertainty.py: seeds, then test
+    images within each run). ``runs``: one mode's successful runs. The replicates of the scores
+    are kept in ``.attrs["score_draws"]`` (domain, backbone) x B for the claims."""
+    from backbone_bench.uncertainty import cell_draws, quantiles
 
-
-def mean_interval(values, n: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """Mean and percentile-bootstrap interval; the interval is NaN with fewer than two values."""
-    from scipy.stats import bootstrap as scipy_bootstrap
-
-    v = np.asarray(values, dtype=float)
-    v = v[~np.isnan(v)]
-    if len(v) < 2:
-        return (float(v.mean()) if len(v) else np.nan), np.nan, np.nan
-    ci = scipy_bootstrap((v,), np.mean, n_resamples=n, confidence_level=level, method="percentile",
-                         random_state=seed).confidence_interval
-    return float(v.mean()), float(ci.low), float(ci.high)
+    draws = draws if draws is not None else cell_draws(runs, predictions, n, seed)
+    keys, score, rank = _score_matrix(draws.cells, draws.draws, domains)
+    score_lo, score_hi = quantiles(score, level)
+    rank_lo, rank_hi = quantiles(rank, level)
+    out = keys.assign(score_lo=score_lo, score_hi=score_hi, rank_lo=rank_lo, rank_hi=rank_hi)
+    out = scores(runs, domains).merge(out, on=["domain", "backbone"])
+    out = out.sort_values(["domain", "score"], ascending=[True, False]).reset_index(drop=True)
+    out.attrs["score_draws"] = pd.DataFrame(score, index=pd.MultiIndex.from_frame(keys))
+    return out
 
 
 def domain_correlation(domain_scores: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Image, Markdown, display
 
-from backbone_bench import plots, ranking, store
+from backbone_bench import plots, ranking, store, uncertainty
 from backbone_bench.data.registry import DATASETS, get_dataset
 from backbone_bench.metrics import PRIMARY
 from backbone_bench.presets import get_preset
@@ -54,7 +54,11 @@ def load(preset: str, results: str | Path = "results", run_missing: bool = False
     table = store.compile_table(results)
     if table.empty:
         return table
-    table = table[table["preset"] == preset]
+    from backbone_bench.sweep import grid_keys
+
+    # the preset's current grid only: records of configs it no longer asks for (a changed recipe,
+    # a superseded split) are kept in the store but never reported under its name
+    table = table[(table["preset"] == preset) & table["key"].isin(grid_keys(preset))]
     for key, column in (("datasets", "dataset"), ("backbones", "backbone"), ("shots", "shots"), ("modes", "mode"),
                         ("seeds", "seed")):
         if grid.get(key):
@@ -81,6 +85,33 @@ def banner(preset: str, table: pd.DataFrame) -> None:
     display(Markdown(f":::{{{kind}}}\n{text}\n:::"))  # MyST admonition (nb_render_markdown_format: myst)
 
 
+def coverage(table: pd.DataFrame) -> pd.DataFrame:
+    """Which cells this edition has: mode x shots, with the seeds present (runs that finished)."""
+    ok = table[table["status"] == "ok"] if len(table) else table
+    if ok.empty:
+        return pd.DataFrame()
+    g = ok.groupby(["mode", "shots"]).agg(datasets=("dataset", "nunique"), backbones=("backbone", "nunique"),
+                                          seeds=("seed", lambda v: ",".join(map(str, sorted(v.unique())))),
+                                          runs=("key", "size"))
+    return g.reset_index()
+
+
+def coverage_text(table: pd.DataFrame) -> str:
+    """The coverage in one sentence, for the prose: what was run, with how many seeds."""
+    cov = coverage(table)
+    if cov.empty:
+        return "no runs yet"
+    parts = []
+    for mode, rows in cov.groupby("mode", sort=False):
+        levels = "; ".join(f"{r.shots} shots ({len(r.seeds.split(','))} seed{'s' if ',' in r.seeds else ''})"
+                           for r in rows.itertuples())
+        parts.append(f"{MODE_NAMES.get(mode, mode)} at {levels}")
+    return "; ".join(parts)
+
+
+MODE_NAMES = {"finetune": "fine-tuning", "linear_probe": "linear probes", "scratch": "scratch twins"}
+
+
 def failures(table: pd.DataFrame) -> None:
     bad = table[table["status"] != "ok"] if len(table) else table
     if len(bad):
@@ -88,13 +119,19 @@ def failures(table: pd.DataFrame) -> None:
         display(bad[["dataset", "shots", "backbone", "mode", "seed", "status", "reason"]])
 
 
-def mean_sd_table(table: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
-    """Seed mean ± sd per (dataset, shots, backbone) x mode."""
-    ok = table[table["status"] == "ok"]
-    g = ok.groupby(["dataset", "shots", "backbone", "mode"])[metric]
-    cell = g.mean().map("{:.3f}".format) + " ± " + g.std(ddof=1).fillna(0).map("{:.3f}".format) + \
-        " (n=" + g.size().astype(str) + ")"
-    return cell.unstack("mode").fillna("")
+def draws(table: pd.DataFrame, results, n_boot: int = 1000) -> uncertainty.CellDraws:
+    """Two-level bootstrap replicates of every (dataset, shots, backbone, mode) cell of the page."""
+    ok = table[table["status"] == "ok"] if len(table) else table
+    return uncertainty.cell_draws(ok, uncertainty.stored_predictions(results), n_boot)
+
+
+def cell_table(cells: uncertainty.CellDraws) -> pd.DataFrame:
+    """Seed mean [95 % interval] (n = independent training subsets) per (dataset, shots, backbone) x mode."""
+    t = cells.interval()
+    note = np.where(t["subset_shared"], " (n=1: " + t["n_runs"].astype(str) + " seeds share one subset)",
+                    " (n=" + t["n_subsets"].astype(str) + ")")
+    t["text"] = [uncertainty.fmt(m, lo, hi) for m, lo, hi in zip(t["mean"], t["lo"], t["hi"])] + note
+    return t.set_index(["dataset", "shots", "backbone", "mode"])["text"].unstack("mode").fillna("")
 
 
 def dataset_cards(datasets) -> None:
@@ -151,23 +188,28 @@ def confusion_of_best(table: pd.DataFrame, datasets, results) -> None:
                                 f"{name}: {backbone}, {shots} shots, seed {rows.iloc[0]['seed']}"))
 
 
-def domain_ranking(table: pd.DataFrame, n_boot: int = 1000, mode: str = "finetune") -> pd.DataFrame | None:
+def domain_ranking(table: pd.DataFrame, cells: uncertainty.CellDraws, mode: str = "finetune") -> pd.DataFrame | None:
     ok = ranking.select(table, mode)
     if ok.empty or ok["backbone"].nunique() < 2:
         return None
     domains = {d: DATASETS[d].domain for d in ok["dataset"].unique()}
-    return ranking.bootstrap(ok, domains, n=n_boot)
+    return ranking.bootstrap(ok, domains, None, draws=cells.of(mode))
 
 
 def fmt_interval(row, value="score", lo="score_lo", hi="score_hi") -> str:
-    return f"{row[value]:+.2f} [{row[lo]:+.2f}, {row[hi]:+.2f}]"
+    return uncertainty.fmt(row[value], row[lo], row[hi], digits=2, signed=True)
 
 
 def ranking_table(scores: pd.DataFrame) -> pd.DataFrame:
     t = scores.copy()
     t["score [95% CI]"] = t.apply(fmt_interval, axis=1)
-    t["mean rank [95% CI]"] = t.apply(lambda r: f"{r['mean_rank']:.2f} [{r['rank_lo']:.2f}, {r['rank_hi']:.2f}]", axis=1)
+    t["mean rank [95% CI]"] = t.apply(lambda r: uncertainty.fmt(r["mean_rank"], r["rank_lo"], r["rank_hi"], 2), axis=1)
     return t[["domain", "backbone", "score [95% CI]", "mean rank [95% CI]"]].set_index(["domain", "backbone"])
+
+
+def separable(top, second) -> bool:
+    """The top backbone's interval lies wholly above the runner-up's."""
+    return bool(top["score_lo"] > second["score_hi"])
 
 
 def recommendation(scores: pd.DataFrame, domain: str) -> str:
@@ -179,20 +221,38 @@ def recommendation(scores: pd.DataFrame, domain: str) -> str:
     text = f"{top['backbone']} (z {fmt_interval(top)})"
     if len(d) > 1:
         second = d.iloc[1]
-        if top["score_hi"] == top["score_lo"] and second["score_hi"] == second["score_lo"]:
-            text += f", ahead of {second['backbone']} (z {second['score']:+.2f}) on a single seed: no interval"
-        elif top["score_lo"] > second["score_hi"]:
-            text += f", clearly ahead of {second['backbone']} (z {fmt_interval(second)})"
-        else:
-            text += f", not separable from {second['backbone']} (z {fmt_interval(second)})"
+        verdict = "clearly ahead of" if separable(top, second) else "not separable from"
+        text += f", {verdict} {second['backbone']} (z {fmt_interval(second)})"
     return text
 
 
-def pretrained_vs_scratch(table: pd.DataFrame, shots: int = 10) -> pd.DataFrame:
-    """Seed-mean fine-tune and scratch score per (dataset, backbone) at ``shots``: the sanity check."""
-    g = ranking.pretraining_gain(table)
-    g = g[g["shots"] == shots][["dataset", "backbone", "finetune", "scratch", "gain_over_scratch"]].dropna()
-    return g.assign(pretrained_wins=g["gain_over_scratch"] > 0).reset_index(drop=True)
+def pretrained_vs_scratch(table: pd.DataFrame, cells: uncertainty.CellDraws, shots: int = 10) -> pd.DataFrame:
+    """Fine-tune against its scratch twin (same network, normalisation and budget) per (dataset,
+    backbone) at ``shots``: seed means, the gain with its interval, and collapsed scratch runs."""
+    keys, reps = uncertainty.paired_differences(cells, "finetune", "scratch")
+    keep = (keys["shots"] == shots).to_numpy()
+    keys, reps = keys[keep].reset_index(drop=True), reps[keep]
+    lo, hi = uncertainty.quantiles(reps)
+    means = cells.cells.set_index(["dataset", "shots", "backbone", "mode"])["mean"]
+    ok = table[(table["status"] == "ok") & (table["mode"] == "scratch") & (table["shots"] == shots)]
+    collapsed = ok.groupby(["dataset", "backbone"])["collapsed"].sum() if len(ok) else pd.Series(dtype=int)
+    out = keys.assign(
+        finetune=[means[(r.dataset, r.shots, r.backbone, "finetune")] for r in keys.itertuples()],
+        scratch=[means[(r.dataset, r.shots, r.backbone, "scratch")] for r in keys.itertuples()],
+        gain=keys["diff"], lo=lo, hi=hi,
+        collapsed_scratch_runs=[int(collapsed.get((r.dataset, r.backbone), 0)) for r in keys.itertuples()])
+    out["verdict"] = np.where(out["lo"] > 0, "pretrained wins", np.where(out["hi"] < 0, "scratch wins", "within noise"))
+    return out.drop(columns=["diff"])
+
+
+def sanity_display(sanity: pd.DataFrame):
+    shown = pd.DataFrame({
+        "dataset": sanity["dataset"], "backbone": sanity["backbone"],
+        "fine-tune": sanity["finetune"].map("{:.3f}".format), "scratch twin": sanity["scratch"].map("{:.3f}".format),
+        "gain [95% CI]": [uncertainty.fmt(g, lo, hi, signed=True) for g, lo, hi in zip(sanity["gain"], sanity["lo"], sanity["hi"])],
+        "verdict": sanity["verdict"],
+        "collapsed scratch runs": sanity["collapsed_scratch_runs"]})
+    return shown.style.hide(axis="index")
 
 
 def cost_table(results) -> pd.DataFrame | None:
@@ -213,32 +273,30 @@ def cost_display(rows: pd.DataFrame):
     return shown.style.hide(axis="index").format(formats, na_rep="")
 
 
-GAINS = {"gain_over_scratch": "fine-tune minus scratch", "gain_over_probe": "fine-tune minus linear probe"}
+GAINS = {"scratch": "fine-tune minus scratch twin", "linear_probe": "fine-tune minus linear probe"}
 
 
-def gains_summary(table: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
-    """Mean gain per (domain, shots) with a 95 % bootstrap interval over its (dataset, backbone) pairs.
+def gains_summary(cells: uncertainty.CellDraws) -> pd.DataFrame:
+    """Mean gain per (domain, shots) over its (dataset, backbone) pairs, with two-level intervals.
 
-    Columns: each GAINS label, and the label with " lo" / " hi" for the interval.
-    """
-    g = ranking.pretraining_gain(table)
-    g["domain"] = g["dataset"].map(lambda d: DATASETS[d].domain)
-    rows = []
-    for (domain, shots), cell in g.groupby(["domain", "shots"]):
-        row = dict(domain=domain, shots=shots)
-        for column, label in GAINS.items():
-            row[label], row[f"{label} lo"], row[f"{label} hi"] = ranking.mean_interval(cell[column], n_boot)
-        rows.append(row)
-    return pd.DataFrame(rows).set_index(["domain", "shots"])
+    Columns: each GAINS label, the label with " lo" / " hi" for the interval, and " pairs"."""
+    parts = []
+    for minus, label in GAINS.items():
+        keys, reps = uncertainty.paired_differences(cells, "finetune", minus)
+        keys = keys.assign(domain=keys["dataset"].map(lambda d: DATASETS[d].domain))
+        g = uncertainty.group_means(keys, reps, ["domain", "shots"]).set_index(["domain", "shots"])
+        parts.append(g.rename(columns={"mean": label, "lo": f"{label} lo", "hi": f"{label} hi", "pairs": f"{label} pairs"}))
+    out = pd.concat(parts, axis=1)
+    for label in GAINS.values():
+        if label not in out:
+            out[[label, f"{label} lo", f"{label} hi", f"{label} pairs"]] = np.nan
+    return out.sort_index()
 
 
 def gains_display(gains: pd.DataFrame) -> pd.DataFrame:
-    """gains_summary as text: mean [low, high]; blank where a mode has no runs; cells with no runs left out."""
+    """gains_summary as text: mean [low, high]; blank where a mode has no runs."""
     def text(row, label):
-        if np.isnan(row[label]):
-            return ""
-        interval = "" if np.isnan(row[f"{label} lo"]) else f" [{row[f'{label} lo']:+.3f}, {row[f'{label} hi']:+.3f}]"
-        return f"{row[label]:+.3f}{interval}"
+        return "" if np.isnan(row[label]) else uncertainty.fmt(row[label], row[f"{label} lo"], row[f"{label} hi"], signed=True)
 
     out = pd.DataFrame({label: gains.apply(text, axis=1, label=label) for label in GAINS.values()})
     return out[(out != "").any(axis=1)]
@@ -248,8 +306,9 @@ def cells_where(gains: pd.DataFrame, label: str, positive: bool) -> str:
     """The (domain, shots) cells whose whole interval for ``label`` lies above (or below) zero."""
     side = gains[f"{label} lo"] > 0 if positive else gains[f"{label} hi"] < 0
     hits = gains[side]
-    return "; ".join(f"{domain_title(d).lower()} at {k} shots ({row[label]:+.2f} [{row[f'{label} lo']:+.2f}, "
-                     f"{row[f'{label} hi']:+.2f}])" for (d, k), row in hits.iterrows()) or "no cell"
+    return "; ".join(f"{domain_title(d).lower()} at {k} shots ("
+                     f"{uncertainty.fmt(row[label], row[f'{label} lo'], row[f'{label} hi'], 2, signed=True)})"
+                     for (d, k), row in hits.iterrows()) or "no cell"
 
 
 def domain_title(domain: str) -> str:

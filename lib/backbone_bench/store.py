@@ -84,7 +84,8 @@ def flatten(record: dict) -> dict:
     row |= record.get("timing", {})
     row |= record.get("environment", {})
     row |= record.get("weights", {})
-    row |= {k: record[k] for k in ("n_train", "n_val", "n_test", "effective_shots", "micro_batch") if k in record}
+    row |= {k: record[k] for k in ("n_train", "n_val", "n_test", "effective_shots", "micro_batch", "subset_shared",
+                                   "collapsed", "splits_digest", "data_key") if k in record}
     row["finished_at"] = record.get("finished_at")
     return row
 
@@ -94,7 +95,24 @@ def compile_table(results: Path | None = None) -> pd.DataFrame:
     results = results or paths.results_dir()
     table = pd.DataFrame([flatten(r) for r in read_records(results)])
     if len(table):
+        table = _fill_older_records(table, results)
         table = table.sort_values(["dataset", "shots", "backbone", "mode", "seed"]).reset_index(drop=True)
         table.to_csv(results / "runs.csv", index=False)
         table.to_parquet(results / "runs.parquet", index=False)
+    return table
+
+
+def _fill_older_records(table: pd.DataFrame, results: Path) -> pd.DataFrame:
+    """Columns that records made before they existed lack, derived from what those records hold."""
+    from backbone_bench.metrics import collapsed
+
+    for column in ("collapsed", "subset_shared"):
+        if column not in table:
+            table[column] = pd.NA
+    ok = table["status"] == "ok"
+    for i in table.index[ok & table["collapsed"].isna()]:
+        table.at[i, "collapsed"] = collapsed(read_arrays(table.at[i, "key"], results)["test_pred"])
+    missing = ok & table["subset_shared"].isna()  # every class's whole pool was used: seeds share it
+    table.loc[missing, "subset_shared"] = table.loc[missing, "effective_shots"] < table.loc[missing, "shots"]
+    table[["collapsed", "subset_shared"]] = table[["collapsed", "subset_shared"]].astype("boolean")
     return table

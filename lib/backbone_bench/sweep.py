@@ -24,7 +24,7 @@ from backbone_bench.data.registry import get_dataset
 from backbone_bench.data.splits import SUBSET_SEEDS, load_splits
 from backbone_bench.environment import environment, pick_device
 from backbone_bench.errors import InvalidParameterError, WeightsUnavailableError
-from backbone_bench.metrics import classification_metrics
+from backbone_bench.metrics import classification_metrics, collapsed
 from backbone_bench.presets import get_preset
 from backbone_bench.train import MODES, Diverged, Split, extract_features, linear_probe, train_gradient
 
@@ -68,6 +68,24 @@ def build_plan(preset: str, datasets=None, backbones=None, shots=None, modes=Non
 
     done = store.done_keys(results, include_failed=not retry_failed)
     configs, skipped_done, skipped_same = [], 0, []
+    for config in _grid(p, datasets, backbones, shots, modes, seeds, resolution, steps, skipped_same):
+        if store.config_key(config) in done:
+            skipped_done += 1
+        else:
+            configs.append(config)
+    return Plan(preset, configs, skipped_done, skipped_same)
+
+
+def grid_keys(preset: str) -> set[str]:
+    """The keys of every run the preset asks for, recorded or not: what its book reports."""
+    p = get_preset(preset)
+    return {store.config_key(c) for c in _grid(p, p.datasets, p.backbones, p.shots, p.modes, p.seeds, p.resolution,
+                                                None, [])}
+
+
+def _grid(p, datasets, backbones, shots, modes, seeds, resolution, steps, skipped_same):
+    """The configs of the cross product, in sweep order (``skipped_same`` collects the shot
+    levels left out because their subsets equal a smaller level's)."""
     for dataset in datasets:
         splits = load_splits(prepare(dataset, progress=False))
         previous = None
@@ -88,12 +106,9 @@ def build_plan(preset: str, datasets=None, backbones=None, shots=None, modes=Non
                         config = dict(dataset=dataset, shots=k, subset_seed=seed, seed=seed, backbone=backbone,
                                       mode=mode, pretrained=mode != "scratch", resolution=resolution,
                                       recipe=recipe.as_dict())
-                        key = store.config_key(config)
-                        if key in done:
-                            skipped_done += 1
-                        else:
-                            configs.append(config)
-    return Plan(preset, configs, skipped_done, skipped_same)
+                        if mode == "scratch":  # same network and normalisation as the pretrained run
+                            config["init"] = "random-twin"
+                        yield config
 
 
 def _to_device(prepared, index, resolution, device) -> Split:
@@ -186,11 +201,13 @@ def run_one(config: dict, device: torch.device, progress=None, compile_model: bo
     record = dict(metrics=metrics, chosen=fit.chosen, curves=fit.curves, weights=weights.row(),
                   n_train=len(index["train"]), n_val=len(index["val"]), n_test=len(index["test"]),
                   effective_shots=splits.effective_shots(config["shots"]), micro_batch=micro,
+                  subset_shared=bool(splits.shared_subset(config["shots"])), splits_digest=splits.digest(),
+                  data_key=prepared.key, collapsed=collapsed(fit.probs_test.argmax(1)),
                   timing=dict(train_seconds=round(fit.train_seconds, 3),
                               train_images_per_second=round(fit.images_seen / max(fit.train_seconds, 1e-9), 1)))
     small = np.uint8 if n_cls <= 255 else np.int16
     arrays = dict(test_index=index["test"].astype(np.int32), test_pred=fit.probs_test.argmax(1).astype(small),
-                  test_prob=fit.probs_test.astype(np.float16))
+                  test_label=labels["test"].astype(small), test_prob=fit.probs_test.astype(np.float16))
     return record, arrays
 
 

@@ -39,9 +39,25 @@ class Recipe:
     bn_reestimate_images: int = 256       # training images used to re-estimate folded BatchNorm
     eval_batch: int = 256
     eval_limit: int = 0                   # >0: validate and test on this many images (seeded draw); 0 = all
+    class_weight: str = "none"            # "balanced": weight classes by inverse training frequency
 
     def as_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """The recipe as stored in a run's config (and hashed into its key). An option added after
+        the first records were made is left out while it has its neutral value, so the runs it does
+        not change keep their keys; set, it enters the key."""
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if d["class_weight"] == "none":
+            del d["class_weight"]
+        return d
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """n / (k * n_c) per class present (scikit-learn's "balanced"); absent classes weigh 0."""
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    present = counts > 0
+    weights = np.zeros(num_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights
 
 
 class Diverged(RuntimeError):
@@ -149,6 +165,10 @@ def _steps(model, train: Split, recipe: Recipe, lr, flip, mean, std, device, see
                                   lr_min=0.0, t_in_epochs=False)
     generator = torch.Generator(device=device).manual_seed(seed)
     n, batch = len(train.labels), recipe.batch_size
+    weight = None
+    if recipe.class_weight == "balanced":
+        weight = torch.as_tensor(class_weights(train.labels.cpu().numpy(), int(train.labels.max()) + 1),
+                                 dtype=torch.float32, device=device)
     queue = torch.empty(0, dtype=torch.long, device=device)
     model.train()
     for step in range(recipe.steps):
@@ -164,7 +184,8 @@ def _steps(model, train: Split, recipe: Recipe, lr, flip, mean, std, device, see
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device):
                 logits = model(x)
-            loss = F.cross_entropy(logits.float(), train.labels[part], label_smoothing=recipe.label_smoothing)
+            loss = F.cross_entropy(logits.float(), train.labels[part], weight=_pad(weight, logits.shape[1]),
+                                   label_smoothing=recipe.label_smoothing)
             (loss * (len(part) / batch)).backward()
             total += loss.item() * len(part) / batch
         if not np.isfinite(total):
@@ -172,6 +193,13 @@ def _steps(model, train: Split, recipe: Recipe, lr, flip, mean, std, device, see
         optimizer.step()
         scheduler.step_update(step + 1)
         yield step, total
+
+
+def _pad(weight, num_classes):
+    """Class weights for every logit (classes above the subset's largest label weigh 0)."""
+    if weight is None or len(weight) == num_classes:
+        return weight
+    return torch.cat([weight, weight.new_zeros(num_classes - len(weight))])
 
 
 @torch.no_grad()
@@ -198,7 +226,9 @@ def linear_probe(feats: dict, labels: dict, recipe: Recipe, num_classes: int, se
     feats = {k: scaler.transform(v) for k, v in feats.items()}
     best, candidates = None, {}
     for c in recipe.probe_cs:
-        head = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(feats["train"], labels["train"])
+        balanced = "balanced" if recipe.class_weight == "balanced" else None
+        head = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight=balanced).fit(
+            feats["train"], labels["train"])
         probs = _full_probs(head, feats["val"], num_classes)
         key, _ = _score(probs, labels["val"], num_classes)
         candidates[c] = dict(val_score=key[0], val_nll=-key[1])
