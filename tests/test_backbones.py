@@ -99,3 +99,24 @@ def test_panels_are_what_the_study_asks_for():
     assert len(PANELS["seed"]) == 9
     for name in PANELS["lightweight"] + PANELS["seed"]:
         assert name in timm.list_pretrained(name), name
+
+
+@requires_weights
+@pytest.mark.parametrize("name", PANELS["offline"])
+def test_scratch_twin_is_the_same_network_with_the_same_normalisation(name):
+    """The twin differs from the pretrained run in its weights only (mobilenetv2_100 used to lose
+    its pad_type="same" and every TF model its 0.5/0.5 normalisation)."""
+    pretrained, twin = resolve_weights(name), resolve_weights(name, pretrained=False)
+    assert twin.provenance == "random" and not twin.bn_folded
+    assert (twin.create_kwargs, twin.mean, twin.std) == (pretrained.create_kwargs, pretrained.mean, pretrained.std)
+    a, b = create_model(pretrained, 5), create_model(twin, 5)
+    assert str(a) == str(b)  # same modules, padding included
+    assert [(k, v.shape) for k, v in a.state_dict().items()] == [(k, v.shape) for k, v in b.state_dict().items()]
+    x = torch.randn(1, 3, 64, 64)
+    assert not torch.allclose(a.eval()(x), b.eval()(x))  # and really other weights
+
+
+def test_scratch_twin_of_a_hub_backbone_takes_the_hub_normalisation(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    twin = resolve_weights("vit_tiny_patch16_224.augreg_in21k_ft_in1k", pretrained=False)
+    assert twin.provenance == "random" and twin.mean == (0.5, 0.5, 0.5)

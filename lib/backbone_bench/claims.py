@@ -150,8 +150,8 @@ def _scarcity_claim(cells):
     keys, reps = paired_differences(cells, "finetune", "scratch")
     levels = sorted(keys["shots"].unique())
     if len(levels) < 2:
-        have = f"only at {levels[0]} shots" if levels else "not at all"
-        return NOT_TESTABLE, f"fine-tune and scratch twins ran {have} in this edition: nothing to compare across shot levels"
+        have = f"only at {levels[0]} shots" if levels else "at no shot level"
+        return NOT_TESTABLE, f"this edition has fine-tune runs with scratch twins {have}: nothing to compare across shot levels"
     low, high = levels[0], levels[-1]
     pairs = keys.reset_index().pivot_table(index=["dataset", "backbone"], columns="shots", values="index").dropna()
     if pairs.empty:

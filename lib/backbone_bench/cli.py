@@ -7,10 +7,6 @@ import sys
 from backbone_bench.errors import BenchError
 
 
-def _csv(kind):
-    return lambda text: [kind(x) for x in text.split(",") if x]
-
-
 # ---- data ---------------------------------------------------------------------------------
 def cmd_data_list(args) -> int:
     from backbone_bench.data.registry import DATASETS
@@ -35,7 +31,7 @@ def cmd_data_prepare(args) -> int:
 
 def cmd_data_card(args) -> int:
     from backbone_bench import paths
-    from backbone_bench.data.card import class_counts, sample_grid, summary
+    from backbone_bench.data.card import class_counts, near_duplicate_grid, sample_grid, summary
     from backbone_bench.data.prepare import prepare
     from backbone_bench.data.splits import load_splits
 
@@ -47,11 +43,12 @@ def cmd_data_card(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         counts.to_csv(out / f"{name}_counts.csv")
         grid = sample_grid(prepared, splits, out / f"{name}_samples.png")
+        pairs = near_duplicate_grid(prepared, splits, out / f"{name}_near_duplicates.png")
         print(f"# {name}")
         for key, value in summary(prepared, splits).items():
             print(f"{key:32s} {value}")
         print(counts.to_string())
-        print(f"wrote {out / f'{name}_counts.csv'} and {grid}")
+        print(f"wrote {out / f'{name}_counts.csv'}, {grid}" + (f" and {pairs}" if pairs else ""))
     return 0
 
 
@@ -65,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="+")
     p.add_argument("--on-corrupt", choices=("skip", "error"), default="skip")
     p.set_defaults(func=cmd_data_prepare)
-    p = data.add_parser("card", help="class counts, duplicates and a sample grid (results/cards/)")
+    p = data.add_parser("card", help="class counts, duplicates, near-duplicate pairs and a sample grid (results/cards/)")
     p.add_argument("names", nargs="+")
     p.set_defaults(func=cmd_data_card)
 

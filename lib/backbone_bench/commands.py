@@ -3,19 +3,44 @@ from __future__ import annotations
 
 import argparse
 
+# the preset names, without importing torch (presets.py does): --help answers at once
+PRESET_NAMES = ("quick", "offline_cpu", "offline", "full")
 
-def _csv(kind):
-    return lambda text: [kind(x) for x in text.split(",") if x]
+
+def csv_list(kind, what: str = "value"):
+    """An argparse type: comma-separated values of ``kind``, with an error that says what is wrong."""
+    def parse(text: str):
+        try:
+            return [kind(x.strip()) for x in text.split(",") if x.strip()]
+        except ValueError:
+            bad = next(x for x in text.split(",") if x.strip() and not _ok(kind, x.strip()))
+            raise argparse.ArgumentTypeError(
+                f"{bad!r} is not {'a whole number' if kind is int else 'valid'}: give {what} as comma-separated "
+                f"{'numbers, e.g. 10,100' if kind is int else 'names'}") from None
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+def _ok(kind, text) -> bool:
+    try:
+        kind(text)
+        return True
+    except ValueError:
+        return False
+
+
+_csv = csv_list
 
 
 def add_grid_options(p) -> None:
     """The grid a preset defines, each narrowable from the command line."""
-    p.add_argument("--preset", default="quick", help="quick | offline | full (see presets.py)")
+    p.add_argument("--preset", default="quick", help=f"one of: {', '.join(PRESET_NAMES)} (see presets.py)")
     p.add_argument("--datasets", type=_csv(str), help="comma-separated dataset names")
     p.add_argument("--backbones", type=_csv(str), help="comma-separated timm model names")
-    p.add_argument("--shots", type=_csv(int), help="shots per class, e.g. 10,100")
+    p.add_argument("--shots", type=csv_list(int, "shots per class"), help="shots per class, e.g. 10,100")
     p.add_argument("--modes", type=_csv(str), help="finetune,linear_probe,scratch")
-    p.add_argument("--seeds", type=_csv(int), help="subset/training seeds, e.g. 0,1,2")
+    p.add_argument("--seeds", type=csv_list(int, "seeds"), help="subset/training seeds, e.g. 0,1,2")
     p.add_argument("--resolution", type=int, help="input size in px (the preset's by default)")
     p.add_argument("--steps", type=int, help="override the optimizer steps per learning rate")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -114,7 +139,7 @@ def register(sub) -> None:
                    help="default: on for CUDA, off for CPU")
     p.set_defaults(func=cmd_cost)
     p = sub.add_parser("study", help="the whole study: sweep (resuming), notebooks via papermill, the book")
-    p.add_argument("--preset", default="offline_cpu", help="offline_cpu (the committed edition) | quick | offline | full")
+    p.add_argument("--preset", default="offline_cpu", help=f"one of: {', '.join(PRESET_NAMES)}; offline_cpu is the committed edition")
     p.add_argument("--root", help="where the book is built (default: the repo for offline, else _build/books/PRESET)")
     p.add_argument("--results", help="results folder (default: results/)")
     p.add_argument("--device", default="auto")

@@ -1,11 +1,11 @@
 """Where things live. Every location can be moved with one environment variable.
 
 BACKBONE_BENCH_DATA     mirror folders searched first for datasets (os.pathsep separated);
-                        on the project's machines and in CI it points at ../shared/data.
+                        unset, a checkout uses ``shared/data`` beside it when that exists.
 BACKBONE_BENCH_WEIGHTS  local weights folders (``<model>.safetensors`` + ``weights.json``);
-                        on the project's machines it points at ../shared/weights.
+                        unset, a checkout uses ``shared/weights`` beside it when that exists.
 BACKBONE_BENCH_CACHE    downloads and prepared uint8 arrays (default ~/.cache/backbone-bench).
-BACKBONE_BENCH_RESULTS  the results store (default ./results).
+BACKBONE_BENCH_RESULTS  the results store (default: the checkout's results/, else ./results).
 """
 from __future__ import annotations
 
@@ -16,16 +16,28 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _folders(var: str) -> list[Path]:
+#: Where the project's machines keep the offline mirror: ``shared/`` beside the checkout. Used
+#: when the variables are unset, so a template run with papermill from any folder finds them.
+SHARED = REPO_ROOT.parent / "shared"
+
+
+def in_checkout() -> bool:
+    """True when the package runs from its repository (editable install), not from site-packages."""
+    return (REPO_ROOT / "pyproject.toml").exists() and (REPO_ROOT / "lib" / "backbone_bench").is_dir()
+
+
+def _folders(var: str, default: Path | None = None) -> list[Path]:
+    if var not in os.environ and default is not None and in_checkout() and default.is_dir():
+        return [default]
     return [Path(p).expanduser() for p in os.environ.get(var, "").split(os.pathsep) if p]
 
 
 def data_mirrors() -> list[Path]:
-    return _folders("BACKBONE_BENCH_DATA")
+    return _folders("BACKBONE_BENCH_DATA", SHARED / "data")
 
 
 def weights_folders() -> list[Path]:
-    return _folders("BACKBONE_BENCH_WEIGHTS")
+    return _folders("BACKBONE_BENCH_WEIGHTS", SHARED / "weights")
 
 
 def cache_dir() -> Path:
@@ -36,7 +48,9 @@ def cache_dir() -> Path:
 
 
 def results_dir() -> Path:
-    return Path(os.environ.get("BACKBONE_BENCH_RESULTS", "results")).expanduser()
+    """BACKBONE_BENCH_RESULTS, else the repository's results/ (from any working directory), else ./results."""
+    default = REPO_ROOT / "results" if in_checkout() else Path("results")
+    return Path(os.environ.get("BACKBONE_BENCH_RESULTS", default)).expanduser()
 
 
 def splits_dir() -> Path:

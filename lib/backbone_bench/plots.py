@@ -126,3 +126,62 @@ def pareto_front(points: pd.DataFrame, cost: str, value: str) -> pd.DataFrame:
             keep.append(i)
             best = v
     return ordered.loc[keep]
+
+
+def accuracy_by_domain(summary: pd.DataFrame, domains, title: str | None = None):
+    """The answer at a glance: balanced accuracy against labelled images per class, one panel per
+    domain, one line per backbone with its 95 % interval band; fine-tuning solid, linear probe dashed.
+
+    ``summary``: rows (domain, shots, backbone, mode, mean, lo, hi) from report.domain_summary."""
+    from backbone_bench.report import domain_title
+
+    return _accuracy_panels(summary, "domain", domains, domain_title, title)
+
+
+def accuracy_by_dataset(cells: pd.DataFrame, datasets, title: str | None = None):
+    """The same figure with one panel per dataset (``cells``: uncertainty.CellDraws.interval())."""
+    return _accuracy_panels(cells, "dataset", datasets, str, title)
+
+
+def _accuracy_panels(summary: pd.DataFrame, facet: str, panels, titles, title=None):
+    domains = [d for d in panels if d in set(summary[facet])]
+    backbones = sorted(summary["backbone"].unique())
+    palette = dict(zip(backbones, sns.color_palette("tab10", len(backbones))))
+    cols = 1 if len(domains) == 1 else 2
+    rows = -(-len(domains) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols + 0.4, 3.4 * rows + 0.9), sharey=True, squeeze=False)
+    for ax in axes.flat[len(domains):]:
+        ax.set_visible(False)
+    for ax, domain in zip(axes.flat, domains):
+        d = summary[summary[facet] == domain]
+        for (backbone, mode), line in d.groupby(["backbone", "mode"]):
+            if mode == "scratch":
+                continue
+            line = line.sort_values("shots")
+            # dodge the backbones a little along the log axis so their intervals do not hide each other
+            x = line["shots"] * 1.07 ** (backbones.index(backbone) - (len(backbones) - 1) / 2)
+            style = "-" if mode == "finetune" else "--"
+            ax.plot(x, line["mean"], style, marker="o" if mode == "finetune" else "s", ms=4, color=palette[backbone], lw=1.6)
+            ax.errorbar(x, line["mean"], yerr=[line["mean"] - line["lo"], line["hi"] - line["mean"]],
+                        color=palette[backbone], capsize=2, lw=1, fmt="none")
+            if len(line) > 1:
+                ax.fill_between(x, line["lo"], line["hi"], color=palette[backbone], alpha=0.10, lw=0)
+        shots = sorted(d["shots"].unique())
+        ax.set_xscale("log")
+        ax.set_xticks(shots, labels=[str(s) for s in shots])
+        ax.minorticks_off()
+        ax.set_xlim(min(shots) / 1.6, max(shots) * 1.6)
+        ax.set(title=titles(domain), xlabel="labelled images per class")
+        ax.tick_params(labelsize=10)
+    for row in axes:
+        row[0].set_ylabel("balanced accuracy (test)")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=palette[b], lw=2, label=b) for b in backbones]
+    handles += [Line2D([], [], color="k", ls="-", label="fine-tune"), Line2D([], [], color="k", ls="--", label="linear probe")]
+    legend_rows = -(-len(handles) // 3)
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=10, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    fig.tight_layout(rect=(0, 0.045 * legend_rows * 2 / rows, 1, 1))
+    return fig

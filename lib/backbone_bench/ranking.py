@@ -103,16 +103,3 @@ def domain_correlation(domain_scores: pd.DataFrame) -> pd.DataFrame:
     rho = spearmanr(wide.to_numpy(), nan_policy="omit").statistic
     rho = np.atleast_2d(rho) if wide.shape[1] > 2 else np.array([[1.0, rho], [rho, 1.0]])
     return pd.DataFrame(rho, index=wide.columns, columns=wide.columns)
-
-
-def pretraining_gain(table: pd.DataFrame, metric: str = f"test_{PRIMARY}") -> pd.DataFrame:
-    """Seed-mean metric per (dataset, shots, backbone) and mode, with finetune-minus-scratch and
-    finetune-minus-linear-probe differences."""
-    ok = table[table["status"] == "ok"]
-    wide = ok.groupby(CELL + ["backbone", "mode"])[metric].mean().unstack("mode")
-    for mode in ("finetune", "scratch", "linear_probe"):
-        if mode not in wide:
-            wide[mode] = np.nan
-    wide["gain_over_scratch"] = wide["finetune"] - wide["scratch"]
-    wide["gain_over_probe"] = wide["finetune"] - wide["linear_probe"]
-    return wide.reset_index()

@@ -40,10 +40,17 @@ def glue(name, value, fmt=None):
     _glue(name, fmt.format(value) if fmt else value, display=False)
 
 
-def load(preset: str, results: str | Path = "results", run_missing: bool = False, device: str = "auto",
+def results_path(results) -> Path:
+    from backbone_bench import paths
+
+    return Path(results) if results else paths.results_dir()
+
+
+def load(preset: str, results: str | Path | None = None, run_missing: bool = False, device: str = "auto",
          **grid) -> pd.DataFrame:
-    """The preset's records as a tidy table; with ``run_missing``, runs what is not recorded first."""
-    results = Path(results)
+    """The preset's records as a tidy table; with ``run_missing``, runs what is not recorded first.
+    ``results`` None: the repository's results/ (paths.results_dir), from any working directory."""
+    results = results_path(results)
     if run_missing:
         import os
 
@@ -66,23 +73,67 @@ def load(preset: str, results: str | Path = "results", run_missing: bool = False
     return table.reset_index(drop=True)
 
 
-def banner(preset: str, table: pd.DataFrame) -> None:
-    """A visible label on every page: which preset, resolution, devices, weights flags made it."""
+def _names(items) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def flags_in_words(ok: pd.DataFrame) -> str:
+    """The weights flags of the backbones on the page, said in words."""
+    if ok.empty:
+        return ""
+    flagged = ok[ok["mode"] != "scratch"].groupby("backbone")[["weights_bn_folded", "weights_int8_derived"]].max()
+    int8 = [b for b, r in flagged.iterrows() if r.weights_int8_derived]
+    folded = [b for b, r in flagged.iterrows() if r.weights_bn_folded]
+    parts = []
+    if int8:
+        parts.append(f"{_names(int8)} start from weights dequantized from int8 models (real trained weights that "
+                     "lost some accuracy to quantization)")
+    if folded:
+        parts.append(f"{_names(folded)} have BatchNorm folded into the convolutions, re-estimated on training "
+                     "images before fine-tuning so that training starts from the pretrained function")
+    return ("; ".join(parts) + ". See {doc}`/book/provenance`.") if parts else "No weights flags: every backbone's weights are the original float checkpoints."
+
+
+def coverage_grid(table: pd.DataFrame) -> str:
+    """Mode x shots, each cell the seeds, backbones and datasets present, as a Markdown table."""
+    cov = coverage(table)
+    if cov.empty:
+        return "No runs recorded yet."
+    shots = sorted(cov["shots"].unique())
+    lines = ["| mode | " + " | ".join(f"{k} shots" for k in shots) + " |", "|---" * (len(shots) + 1) + "|"]
+    for mode, rows in cov.groupby("mode"):
+        by = rows.set_index("shots")
+        cells = [f"{len(by.at[k, 'seeds'].split(','))} seed(s) x {by.at[k, 'backbones']} backbones x "
+                 f"{by.at[k, 'datasets']} datasets" if k in by.index else "not run" for k in shots]
+        lines.append(f"| {MODE_NAMES.get(mode, mode)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def rerun_command(preset: str, template: str, params: dict) -> str:
+    args = "".join(f" -p {k} {v}" for k, v in params.items())
+    return f"papermill notebooks/{template}.ipynb /tmp/{template}.ipynb -p preset {preset}{args}"
+
+
+def about(preset: str, table: pd.DataFrame, template: str = "summary", **params) -> None:
+    """The block on every page: what made it (preset, resolution, device, code), the edition's
+    coverage, the weights flags in words, and the command that reruns the page."""
     p = get_preset(preset)
     ok = table[table["status"] == "ok"] if len(table) else table
-    devices = ", ".join(sorted(ok["device"].unique())) if len(ok) else "none yet"
+    devices = _names(sorted(ok["device"].unique())) if len(ok) else "none yet"
     resolutions = ", ".join(f"{r} px" for r in sorted(ok["resolution"].unique())) if len(ok) else f"{p.resolution} px"
-    flags = []
-    if len(ok):
-        flagged = ok.groupby("backbone")[["weights_bn_folded", "weights_int8_derived"]].max()
-        flags = [f"{b} ({', '.join(f for f, v in (('bn_folded', r.weights_bn_folded), ('int8_derived', r.weights_int8_derived)) if v)})"
-                 for b, r in flagged.iterrows() if r.weights_bn_folded or r.weights_int8_derived]
     commits = ", ".join(sorted(ok["git_commit"].unique())) if len(ok) else "-"
-    kind = "warning" if preset == "quick" else "note"
-    head = ("**Quick preset: a pipeline check, not a result.** " + p.note + "\n\n") if preset == "quick" else ""
-    text = (f"{head}Made by preset `{preset}` at {resolutions} on {devices}; {len(ok)} successful runs "
-            f"(code {commits}). Weights flags: {'; '.join(flags) if flags else 'none'}.")
-    display(Markdown(f":::{{{kind}}}\n{text}\n:::"))  # MyST admonition (nb_render_markdown_format: myst)
+    text = (f"Preset `{preset}` at {resolutions}; {len(ok)} runs on {devices}; code {commits}.\n\n"
+            f"{coverage_grid(table)}\n\n{flags_in_words(ok)}\n\n"
+            f"**Rerun this page** (from the repository; add `-p run_missing True` to train what is missing, "
+            f"`-p results /tmp/results` to keep the tracked results untouched): `{rerun_command(preset, template, params)}`. "
+            f"The whole book: `backbone-bench study --preset {preset}`.")
+    if preset == "quick":
+        display(Markdown(f":::{{warning}}\n**Quick preset: a pipeline check, not a result.** {p.note}\n:::"))
+    display(Markdown(f":::{{admonition}} About this edition\n:class: dropdown note\n{text}\n:::"))
+
+
+banner = about  # older templates call it by this name
 
 
 def coverage(table: pd.DataFrame) -> pd.DataFrame:
@@ -103,7 +154,7 @@ def coverage_text(table: pd.DataFrame) -> str:
         return "no runs yet"
     parts = []
     for mode, rows in cov.groupby("mode", sort=False):
-        levels = "; ".join(f"{r.shots} shots ({len(r.seeds.split(','))} seed{'s' if ',' in r.seeds else ''})"
+        levels = ", ".join(f"{r.shots} shots ({len(r.seeds.split(','))} seed{'s' if ',' in r.seeds else ''})"
                            for r in rows.itertuples())
         parts.append(f"{MODE_NAMES.get(mode, mode)} at {levels}")
     return "; ".join(parts)
@@ -117,12 +168,34 @@ def failures(table: pd.DataFrame) -> None:
     if len(bad):
         display(Markdown(f"{len(bad)} run(s) did not finish; they are listed with the reason recorded."))
         display(bad[["dataset", "shots", "backbone", "mode", "seed", "status", "reason"]])
+    if len(table) and "collapsed" in table and table["collapsed"].fillna(False).astype(bool).any():
+        display(Markdown(f"Collapsed to a (near-)constant predictor: {collapsed_text(table)}."))
 
 
 def draws(table: pd.DataFrame, results, n_boot: int = 1000) -> uncertainty.CellDraws:
     """Two-level bootstrap replicates of every (dataset, shots, backbone, mode) cell of the page."""
     ok = table[table["status"] == "ok"] if len(table) else table
-    return uncertainty.cell_draws(ok, uncertainty.stored_predictions(results), n_boot)
+    return uncertainty.cell_draws(ok, uncertainty.stored_predictions(results_path(results)), n_boot)
+
+
+_INTERACTIVE = {"ready": False}
+
+
+def long_table(frame: pd.DataFrame, caption: str) -> None:
+    """A long table as an interactive one (itables, offline: its script is embedded once per page,
+    so the site needs no network): sortable, searchable, ten rows at a time, never wider than
+    the page. The table id is derived from the caption so a rebuild writes the same bytes."""
+    import hashlib
+
+    import itables
+
+    if not _INTERACTIVE["ready"]:
+        itables.init_notebook_mode(all_interactive=False, connected=False)
+        _INTERACTIVE["ready"] = True
+    frame = frame.reset_index() if not isinstance(frame.index, pd.RangeIndex) else frame
+    table_id = "itables_" + hashlib.sha1(caption.encode()).hexdigest()[:10]
+    itables.show(frame, caption=caption, table_id=table_id, pageLength=10, lengthMenu=[10, 25, 100],
+                 classes="display compact", scrollX=True, showIndex=False)
 
 
 def cell_table(cells: uncertainty.CellDraws) -> pd.DataFrame:
@@ -135,7 +208,8 @@ def cell_table(cells: uncertainty.CellDraws) -> pd.DataFrame:
 
 
 def dataset_cards(datasets) -> None:
-    from backbone_bench.data.card import class_counts, sample_grid, summary
+    from backbone_bench.data import dedup
+    from backbone_bench.data.card import class_counts, near_duplicate_counts, near_duplicate_grid, sample_grid, summary
     from backbone_bench.data.prepare import prepare
     from backbone_bench.data.splits import load_splits
 
@@ -149,6 +223,15 @@ def dataset_cards(datasets) -> None:
         with tempfile.TemporaryDirectory() as tmp:  # embedded in the notebook, not kept as a file
             display(Image(filename=str(sample_grid(prepared, splits, Path(tmp) / f"{name}.png"))))
         display(class_counts(prepared, splits))
+        with tempfile.TemporaryDirectory() as tmp:
+            pairs = near_duplicate_grid(prepared, splits, Path(tmp) / f"{name}_near.png")
+            if pairs is not None:
+                n = near_duplicate_counts(prepared, splits)
+                display(Markdown(f"**Near-duplicates** ({dedup.RULE.split('near: ')[1]}): {n['near_duplicate_pairs']} "
+                                 f"pairs, {n['near_duplicate_pairs_across_splits']} of them across splits; "
+                                 f"{n['near_duplicates_removed_from_test']} test images removed for a near-copy in "
+                                 "training or validation. Sample pairs, crossing ones first:"))
+                display(Image(filename=str(pairs)))
     display(Markdown("### Summary of the datasets"))
     display(pd.DataFrame(rows).set_index("dataset").drop(columns=["source"]))
 
@@ -180,7 +263,7 @@ def confusion_of_best(table: pd.DataFrame, datasets, results) -> None:
         shots, backbone, score = best
         rows = table[(table["dataset"] == name) & (table["backbone"] == backbone) & (table["shots"] == shots)
                      & (table["mode"] == "finetune") & (table["status"] == "ok")].sort_values("seed")
-        arrays = store.read_arrays(rows.iloc[0]["key"], Path(results))
+        arrays = store.read_arrays(rows.iloc[0]["key"], results_path(results))
         from backbone_bench.data.prepare import prepare
 
         labels = prepare(name, progress=False).labels[arrays["test_index"]]
@@ -245,6 +328,30 @@ def pretrained_vs_scratch(table: pd.DataFrame, cells: uncertainty.CellDraws, sho
     return out.drop(columns=["diff"])
 
 
+def sanity_text(sanity: pd.DataFrame) -> str:
+    if sanity.empty:
+        return "no (dataset, backbone) pair has both a fine-tuned run and a scratch twin"
+    counts = sanity["verdict"].value_counts()
+    text = f"of {len(sanity)} (dataset, backbone) pairs, pretrained wins (interval above zero) in {counts.get('pretrained wins', 0)}"
+    for verdict in ("within noise", "scratch wins"):
+        rows = sanity[sanity["verdict"] == verdict]
+        if len(rows):
+            text += f"; {verdict} in {len(rows)}: " + ", ".join(
+                f"{r.backbone} on {r.dataset} ({uncertainty.fmt(r.gain, r.lo, r.hi, 2, signed=True)})" for r in rows.itertuples())
+    return text
+
+
+def collapsed_text(table: pd.DataFrame) -> str:
+    """Runs that predict (almost) one class for every test image, named."""
+    ok = table[(table["status"] == "ok")] if len(table) else table
+    bad = ok[ok["collapsed"].fillna(False).astype(bool)] if "collapsed" in ok else ok.iloc[:0]
+    if bad.empty:
+        return f"none of {len(ok)} runs"
+    return f"{len(bad)} of {len(ok)} runs (" + ", ".join(
+        f"{r.mode} {r.backbone} on {r.dataset} at {r.shots} shots, seed {r.seed}" for r in bad.itertuples()) + \
+        "); they stay in every mean: a collapse is a result of the recipe, not a fault to hide"
+
+
 def sanity_display(sanity: pd.DataFrame):
     shown = pd.DataFrame({
         "dataset": sanity["dataset"], "backbone": sanity["backbone"],
@@ -256,7 +363,7 @@ def sanity_display(sanity: pd.DataFrame):
 
 
 def cost_table(results) -> pd.DataFrame | None:
-    path = Path(results) / "cost.csv"
+    path = results_path(results) / "cost.csv"
     return pd.read_csv(path) if path.exists() else None
 
 
@@ -309,6 +416,100 @@ def cells_where(gains: pd.DataFrame, label: str, positive: bool) -> str:
     return "; ".join(f"{domain_title(d).lower()} at {k} shots ("
                      f"{uncertainty.fmt(row[label], row[f'{label} lo'], row[f'{label} hi'], 2, signed=True)})"
                      for (d, k), row in hits.iterrows()) or "no cell"
+
+
+def class_weighting_text(results) -> str:
+    """The measured comparison behind the fine-tune class weighting (benchmarks/class_weighting.py)."""
+    from backbone_bench.presets import CLASS_WEIGHT_BY_MODE
+
+    path = results_path(results) / "benchmarks" / "class_weighting.csv"
+    chosen = CLASS_WEIGHT_BY_MODE.get("finetune", "none")
+    if not path.exists():
+        return f"Not measured in this results folder; fine-tuning uses class_weight={chosen!r}."
+    t = pd.read_csv(path)
+    t = t[t["status"] == "ok"]
+    wide = t.pivot_table(index=["backbone", "seed"], columns="class_weight",
+                         values=["val_balanced_accuracy", "test_balanced_accuracy"])
+    parts = []
+    for split in ("val", "test"):
+        diff = (wide[(f"{split}_balanced_accuracy", "balanced")] - wide[(f"{split}_balanced_accuracy", "none")]).dropna()
+        rng = np.random.default_rng(0)
+        boots = diff.to_numpy()[rng.integers(0, len(diff), (1000, len(diff)))].mean(1)
+        lo, hi = uncertainty.quantiles(boots)
+        parts.append(f"{'validation' if split == 'val' else 'test'} {uncertainty.fmt(diff.mean(), lo, hi, signed=True)}")
+    row = t.iloc[0]
+    return (f"Measured on {row['dataset']} at {row['shots']} shots per class, the most imbalanced subset of the study "
+            f"(`python benchmarks/class_weighting.py`; {len(diff)} paired runs: {', '.join(sorted(t['backbone'].unique()))}, "
+            f"seeds {', '.join(map(str, sorted(t['seed'].unique())))}; {row['resolution']} px, {row['recipe_steps']} steps, "
+            f"{row['device']}): a class-balanced loss minus the unweighted one, balanced accuracy "
+            f"{'; '.join(parts)} (mean over pairs, 95 % bootstrap interval over pairs). The decision is taken on "
+            f"validation: fine-tuning and the scratch twins use class_weight={chosen!r}.")
+
+
+DOMAINS_IN_ORDER = ("natural", "medical", "galaxy", "remote_sensing")
+
+
+def domain_summary(cells: uncertainty.CellDraws) -> uncertainty.CellDraws:
+    return uncertainty.domain_means(cells, {d: DATASETS[d].domain for d in cells.cells["dataset"].unique()})
+
+
+def decision_table(cells: uncertainty.CellDraws, domains=DOMAINS_IN_ORDER, modes=("finetune", "linear_probe")):
+    """Per (domain, shots): the backbone to use, its balanced accuracy with interval, the runner-up,
+    and whether the two are separable. Fine-tuning where this edition has it, else the linear probe
+    (said in the mode column). Returns (tidy rows, display frame)."""
+    summary = domain_summary(cells)
+    t, rows = summary.interval(), []
+    for domain in [d for d in domains if d in set(t["domain"])]:
+        for shots in sorted(t.loc[t["domain"] == domain, "shots"].unique()):
+            for mode in modes:
+                idx = t.index[(t["domain"] == domain) & (t["shots"] == shots) & (t["mode"] == mode)]
+                if len(idx) >= 2:
+                    break
+            else:
+                continue
+            order = t.loc[idx].sort_values("mean", ascending=False).index
+            best, second = order[0], order[1]
+            gap = summary.draws[best] - summary.draws[second]
+            lo, hi = uncertainty.quantiles(gap)
+            rows.append(dict(domain=domain, shots=int(shots), mode=mode, backbone=t.at[best, "backbone"],
+                             balanced_accuracy=t.at[best, "mean"], lo=t.at[best, "lo"], hi=t.at[best, "hi"],
+                             runner_up=t.at[second, "backbone"], runner_up_accuracy=t.at[second, "mean"],
+                             gap=t.at[best, "mean"] - t.at[second, "mean"], gap_lo=lo, gap_hi=hi,
+                             separable=bool(lo > 0), datasets=int(t.at[best, "datasets"])))
+    tidy = pd.DataFrame(rows)
+    if tidy.empty:
+        return tidy, tidy
+    shown = pd.DataFrame({
+        "domain": tidy["domain"].map(domain_title), "labelled images per class": tidy["shots"],
+        "use": tidy["backbone"] + np.where(tidy["mode"] == "finetune", "", " (linear probe)"),
+        "balanced accuracy [95% CI]": [uncertainty.fmt(v, lo, hi) for v, lo, hi in zip(tidy["balanced_accuracy"], tidy["lo"], tidy["hi"])],
+        "runner-up": tidy["runner_up"] + " (" + tidy["runner_up_accuracy"].map("{:.3f}".format) + ")",
+        "separable?": [f"yes: ahead by {uncertainty.fmt(g, lo, hi, signed=True)}" if sep else
+                       f"no: within noise ({uncertainty.fmt(g, lo, hi, signed=True)})"
+                       for g, lo, hi, sep in zip(tidy["gap"], tidy["gap_lo"], tidy["gap_hi"], tidy["separable"])]})
+    return tidy, shown.style.hide(axis="index")
+
+
+def decision_text(decision: pd.DataFrame) -> str:
+    """One sentence over the decision table: where the best backbone is separable from the runner-up."""
+    if decision.empty:
+        return "No domain has two backbones with results yet."
+    sep = decision[decision["separable"]]
+    if sep.empty:
+        return (f"In none of the {len(decision)} cells is the best backbone separable from the runner-up: the top "
+                "two are within noise everywhere, so choose between them on cost.")
+    where = "; ".join(f"{domain_title(r.domain).lower()} at {r.shots} shots ({r.backbone})" for r in sep.itertuples())
+    rest = " Elsewhere the top two are within noise: choose between them on cost." if len(sep) < len(decision) else ""
+    return f"The best backbone is separable from the runner-up in {len(sep)} of {len(decision)} cells: {where}.{rest}"
+
+
+def range_text(gains: pd.DataFrame, label: str) -> str:
+    values = gains[label].dropna()
+    if values.empty:
+        return "not measured in this edition (no scratch twins)"
+    if len(values) == 1:
+        return f"{values.iloc[0]:+.2f} balanced accuracy (one domain and shot cell)"
+    return f"{values.min():+.2f} to {values.max():+.2f} balanced accuracy across the domain and shot cells"
 
 
 def domain_title(domain: str) -> str:

@@ -49,15 +49,19 @@ def pages(preset: str) -> list[tuple[str, str, dict]]:
     return out
 
 
+def _weights_text(p) -> str:
+    return "; ".join(f"{m}: {p.class_weight_by_mode.get(m, 'none')}" for m in p.modes)
+
+
 def write_recipe_page(root: Path) -> Path:
     """book/generated/presets.md: every preset's grid and recipe, straight from presets.py."""
-    lines = ["| preset | datasets | backbones | shots | modes | seeds | px | steps by shots | learning rates |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| preset | datasets | backbones | shots | modes | seeds | px | steps by shots | learning rates | class weight |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for p in PRESETS.values():
         lines.append(f"| `{p.name}` | {', '.join(p.datasets)} | {', '.join(p.backbones)} | "
                      f"{', '.join(map(str, p.shots))} | {', '.join(p.modes)} | {', '.join(map(str, p.seeds))} | "
                      f"{p.resolution} | {', '.join(f'{k}: {v}' for k, v in p.steps_by_shots.items())} | "
-                     f"{'; '.join(f'{m}: {v}' for m, v in p.lrs_by_mode.items())} |")
+                     f"{'; '.join(f'{m}: {v}' for m, v in p.lrs_by_mode.items())} | {_weights_text(p)} |")
     lines += ["", "Recipe fields shared by the runs of each preset (``Recipe`` in `lib/backbone_bench/train.py`):", "",
               "| preset | " + " | ".join(k for k in PRESETS["offline"].recipe.as_dict() if k not in ("steps", "lrs")) + " |",
               "|---" * (len(PRESETS["offline"].recipe.as_dict()) - 1) + "|"]
@@ -88,23 +92,41 @@ def execute_notebooks(preset: str, root: Path, results: Path, n_boot: int = 1000
             params["n_boot"] = n_boot
         pm.execute_notebook(nb, str(out), parameters=params, kernel_name="python3", cwd=str(out.parent),
                             progress_bar=False, log_output=False)
-        _tag_parameter_cells(out)
+        _finish_page(out)
         done.append(out)
     return done
 
 
-def _tag_parameter_cells(path: Path) -> None:
-    """On the page: the template's defaults removed, the parameters actually used folded away."""
+def _finish_page(path: Path) -> None:
+    """Make the executed page reproducible byte for byte and readable.
+
+    Removed: papermill's timestamps, durations and paths, per-cell execution times, the random
+    ids of cells and table styles (a rebuild with nothing new must change no tracked file).
+    On the page: code cells are not shown (the page says how to rerun it), the parameters cell
+    with the template's defaults is removed, the parameters actually used stay, folded."""
+    import re
+
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
+    pm = nb.metadata.get("papermill", {})
+    nb.metadata["papermill"] = dict(exception=pm.get("exception"), parameters=pm.get("parameters", {}))
+    nb.metadata.get("language_info", {}).pop("version", None)
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i}"
+        for key in ("execution", "papermill"):
+            cell.metadata.pop(key, None)
         tags = cell.metadata.setdefault("tags", [])
         if "parameters" in tags and "remove-cell" not in tags:
             tags.append("remove-cell")
-        if "injected-parameters" in tags and "hide-input" not in tags:
-            tags.append("hide-input")
-    nbformat.write(nb, path)
+        if "injected-parameters" in tags:
+            tags[:] = [t for t in tags if t != "remove-input"] + (["hide-input"] if "hide-input" not in tags else [])
+        elif "hide-input" in tags:
+            tags[:] = [t if t != "hide-input" else "remove-input" for t in tags]
+    text = nbformat.writes(nb)
+    ids = {}
+    text = re.sub(r"T_[0-9a-f]{5}\b", lambda m: ids.setdefault(m.group(0), f"T_t{len(ids)}"), text)
+    path.write_text(text)
 
 
 def build_book(root: Path, strict: bool = True) -> Path:

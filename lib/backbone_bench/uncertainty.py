@@ -114,6 +114,10 @@ def cell_draws(runs: pd.DataFrame, predictions: Predictions, n_boot: int = 1000,
 
 def quantiles(draws: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval of replicates along the last axis."""
+    draws = np.asarray(draws, dtype=float)
+    if draws.size == 0:
+        empty = np.full(draws.shape[:-1], np.nan)
+        return empty, empty.copy()
     lo, hi = np.nanquantile(draws, [(1 - level) / 2, 1 - (1 - level) / 2], axis=-1)
     return lo, hi
 
@@ -142,7 +146,8 @@ def paired_differences(draws: CellDraws, mode: str, minus: str) -> tuple[pd.Data
     both = a.cells.reset_index().merge(b.cells.reset_index(), on=on, suffixes=("_a", "_b"))
     keys = both[on].assign(diff=both["mean_a"].to_numpy() - both["mean_b"].to_numpy(),
                            n_subsets=np.minimum(both["n_subsets_a"], both["n_subsets_b"]))
-    return keys, a.draws[both["index_a"].to_numpy()] - b.draws[both["index_b"].to_numpy()]
+    ia, ib = both["index_a"].to_numpy(dtype=int), both["index_b"].to_numpy(dtype=int)
+    return keys.reset_index(drop=True), a.draws[ia] - b.draws[ib]
 
 
 def group_means(keys: pd.DataFrame, reps: np.ndarray, by, value: str = "diff") -> pd.DataFrame:
@@ -153,3 +158,15 @@ def group_means(keys: pd.DataFrame, reps: np.ndarray, by, value: str = "diff") -
         group = group if isinstance(group, tuple) else (group,)
         rows.append(dict(zip(by, group), mean=keys[value].to_numpy()[idx].mean(), lo=lo, hi=hi, pairs=len(idx)))
     return pd.DataFrame(rows, columns=list(by) + ["mean", "lo", "hi", "pairs"])
+
+
+def domain_means(draws: CellDraws, domains: dict) -> CellDraws:
+    """Cells averaged over a domain's datasets: (domain, shots, backbone, mode) rows, replicates kept."""
+    cells = draws.cells.assign(domain=draws.cells["dataset"].map(domains))
+    rows, reps = [], []
+    for key, idx in cells.groupby(["domain", "shots", "backbone", "mode"]).indices.items():
+        rows.append(dict(zip(["domain", "shots", "backbone", "mode"], key), mean=cells["mean"].to_numpy()[idx].mean(),
+                         datasets=len(idx), n_subsets=int(cells["n_subsets"].to_numpy()[idx].min())))
+        reps.append(draws.draws[idx].mean(0))
+    frame = pd.DataFrame(rows, columns=["domain", "shots", "backbone", "mode", "mean", "datasets", "n_subsets"])
+    return CellDraws(frame, np.stack(reps) if reps else np.zeros((0, draws.draws.shape[1])))
