@@ -16,7 +16,6 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-import pandas as pd
 
 from backbone_bench import store
 from backbone_bench.presets import get_preset

@@ -55,6 +55,43 @@ def test_book_has_every_chapter_and_figures_and_tables_per_domain(quick_book):
     assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()  # math renders offline
 
 
+def test_intro_answers_first_with_a_decision_table_and_a_figure(quick_book):
+    root, html = quick_book
+    intro = (html / "book" / "intro.html").read_text()
+    answer = intro.index("The answer")
+    assert "separable?" in intro and "labelled images per class" in intro
+    assert intro.index("<img", answer) < intro.index("What pretraining is worth")  # the figure comes with the answer
+    assert "z " not in intro[answer:intro.index("What pretraining is worth")]  # no undefined z-scores up front
+    assert "Show code cell source" not in intro and "About this edition" in intro and "Rerun this page" in intro
+    assert "± 0.000" not in intro
+
+
+def test_tables_behind_each_page_are_downloadable(quick_book):
+    root, html = quick_book
+    names = {p.name for p in (html / "_downloads").rglob("*.csv")}
+    assert {"runs.csv", "decision.csv", "cells.csv", "ranking_finetune.csv"} <= names
+    assert "cells_medical.csv" in names
+
+
+def test_no_repository_buttons_without_a_configured_repository(quick_book):
+    root, html = quick_book
+    intro = (html / "book" / "intro.html").read_text()
+    assert "mybinder" not in intro and "colab.research" not in intro and "backbone-bench/backbone-bench" not in intro
+
+
+def test_executed_pages_are_byte_identical_when_nothing_changed(quick_book, tmp_path):
+    """A second build with nothing new must change no tracked file: no timestamps, random ids or paths."""
+    from backbone_bench import study
+
+    root, _ = quick_book
+    page = root / "book" / "intro.ipynb"
+    before = page.read_bytes()
+    study.execute_notebooks("quick", root, root / "results", n_boot=200, progress=False, only=["summary"])
+    assert page.read_bytes() == before
+    text = before.decode()
+    assert "end_time" not in text and str(root) not in text
+
+
 def screenshot(url: str, path) -> np.ndarray:
     from PIL import Image
 
@@ -76,3 +113,34 @@ def test_pages_render_in_headless_chromium(quick_book, page):
     assert pixels.shape == (1600, 1280)
     assert pixels.std() > 20, "the page rendered blank"
     assert (pixels < 128).mean() > 0.01, "no text or figures drawn"
+
+
+OVERFLOW_PROBE = """<!doctype html><html><body><iframe id="f" src="{url}" style="width:1280px;height:3000px"></iframe>
+<pre id="out">pending</pre><script>
+document.getElementById("f").onload = function () {{
+  var doc = this.contentDocument, bad = [];
+  doc.querySelectorAll("table").forEach(function (t) {{
+    if (t.closest(".dt-container, .itables, .dataTables_wrapper")) return;   // interactive widgets scroll
+    var box = t.parentElement;
+    if (t.scrollWidth > box.clientWidth + 1) bad.push(t.scrollWidth + ">" + box.clientWidth);
+  }});
+  document.getElementById("out").textContent = "overflow:" + bad.length + ":" + bad.join(",") + ":tables:" +
+      doc.querySelectorAll("table").length;
+}};
+</script></body></html>"""
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="no chromium")
+@pytest.mark.parametrize("page", ["book/intro", "book/domains/medical", "book/ranking"])
+def test_no_table_is_wider_than_the_page(quick_book, page, tmp_path):
+    root, html = quick_book
+    probe = tmp_path / "probe.html"
+    probe.write_text(OVERFLOW_PROBE.format(url=(html / f"{page}.html").as_uri()))
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    out = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--allow-file-access-from-files", f"--user-data-dir={tmp_path / 'profile'}",
+                          "--window-size=1280,3000", "--virtual-time-budget=8000", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    result = out.split('<pre id="out">')[1].split("</pre>")[0]
+    assert result.startswith("overflow:0:"), result
+    assert not result.endswith(":tables:0")

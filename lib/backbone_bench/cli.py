@@ -11,10 +11,26 @@ from backbone_bench.errors import BenchError
 def cmd_data_list(args) -> int:
     from backbone_bench.data.registry import DATASETS
 
+    from backbone_bench.data.sources import offline
+
+    print(f"{'dataset':18s} {'domain':15s} {'classes':>7s}  {'flip':4s}  resolves to")
     for spec in DATASETS.values():
-        sources = " | ".join(s.describe() for s in spec.sources)
-        print(f"{spec.name:18s} {spec.domain:15s} {spec.num_classes:4d} classes  flip={'yes' if spec.flip_ok else 'no ':3s}  {sources}")
+        print(f"{spec.name:18s} {spec.domain:15s} {spec.num_classes:7d}  {'yes' if spec.flip_ok else 'no':4s}  "
+              f"{_resolves(spec, offline())}")
     return 0
+
+
+def _resolves(spec, is_offline: bool) -> str:
+    """Where prepare would read the dataset from, without downloading anything."""
+    for source in spec.sources:
+        if not source.download:
+            where = source.locate()
+            if where is not None:
+                return f"{where} (mirror)"
+        elif not is_offline:
+            return f"{source.describe()} (download on first use)"
+    return "nowhere: " + ("offline, and no mirror has it" if is_offline else "no source") + \
+        " (sources: " + " | ".join(s.describe() for s in spec.sources) + ")"
 
 
 def cmd_data_prepare(args) -> int:

@@ -143,7 +143,10 @@ def register(sub) -> None:
     p.add_argument("--root", help="where the book is built (default: the repo for offline, else _build/books/PRESET)")
     p.add_argument("--results", help="results folder (default: results/)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--no-run", action="store_true", help="report the recorded runs only; train nothing")
+    p.add_argument("--run", dest="no_run", action="store_false", default=True,
+                   help="train the runs not yet recorded first (may take hours; without it the book reports the "
+                        "recorded runs and says what is missing)")
+    p.add_argument("--no-run", dest="no_run", action="store_true", help="report the recorded runs only (the default)")
     p.add_argument("--no-build", action="store_true", help="execute the notebooks but do not build the site")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap draws for the intervals")
     p.set_defaults(func=cmd_study)

@@ -198,6 +198,24 @@ def long_table(frame: pd.DataFrame, caption: str) -> None:
                  classes="display compact", scrollX=True, showIndex=False)
 
 
+def downloads(results, tables: dict | None = None, runs: bool = True, cost: bool = False) -> None:
+    """Download links for the tables a page uses: the tidy runs table and cost table from the
+    results folder, and this page's own summaries written beside it (downloads/NAME.csv)."""
+    links = []
+    res = Path(results) if results else None
+    linkable = res is not None and not res.is_absolute()  # the book passes results relative to the page
+    for wanted, name in ((runs, "runs.csv"), (cost, "cost.csv")):
+        if wanted and linkable and (res / name).exists():
+            links.append(f"{{download}}`{name} <{(res / name).as_posix()}>`")
+    for name, frame in (tables or {}).items():
+        path = Path("downloads") / name
+        path.parent.mkdir(exist_ok=True)
+        frame.to_csv(path, index=False, float_format="%.6g")
+        links.append(f"{{download}}`{name} <{path.as_posix()}>`")
+    if links:
+        display(Markdown("**Download the tables behind this page:** " + " · ".join(links)))
+
+
 def cell_table(cells: uncertainty.CellDraws) -> pd.DataFrame:
     """Seed mean [95 % interval] (n = independent training subsets) per (dataset, shots, backbone) x mode."""
     t = cells.interval()

@@ -74,14 +74,18 @@ def write_recipe_page(root: Path) -> Path:
     return path
 
 
-def execute_notebooks(preset: str, root: Path, results: Path, n_boot: int = 1000, progress: bool = True) -> list[Path]:
+def execute_notebooks(preset: str, root: Path, results: Path, n_boot: int = 1000, progress: bool = True,
+                      only=None) -> list[Path]:
+    """Execute the templates with papermill into the book (``only``: these templates)."""
     import nbformat
     import papermill as pm
 
     from backbone_bench.report import domain_title
 
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # the kernel's debugger warning, once per page
     done = []
-    for template, rel, params in tqdm(pages(preset), desc="notebooks", unit="page", disable=not progress):
+    todo = [page for page in pages(preset) if only is None or page[0] in only]
+    for template, rel, params in tqdm(todo, desc="notebooks", unit="page", disable=not progress):
         out = root / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         nb = nbformat.read(NOTEBOOKS / f"{template}.ipynb", as_version=4)
@@ -129,9 +133,30 @@ def _finish_page(path: Path) -> None:
     path.write_text(text)
 
 
+def book_config(root: Path) -> Path:
+    """_config.yml, plus the repository and launch buttons when BACKBONE_BENCH_REPOSITORY_URL names
+    a real repository (buttons that point nowhere are worse than none)."""
+    url = os.environ.get("BACKBONE_BENCH_REPOSITORY_URL", "").strip()
+    config = root / "_config.yml"
+    if not url:
+        return config
+    import yaml
+
+    data = yaml.safe_load(config.read_text())
+    data["repository"] = dict(url=url, path_to_book="", branch=os.environ.get("BACKBONE_BENCH_BRANCH", "main"))
+    data["launch_buttons"] = dict(notebook_interface="classic", binderhub_url="https://mybinder.org",
+                                  colab_url="https://colab.research.google.com")
+    data["html"] |= dict(use_repository_button=True, use_issues_button=True)
+    out = root / "_build" / "_config_with_repository.yml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
+
+
 def build_book(root: Path, strict: bool = True) -> Path:
     exe = Path(sys.executable).with_name("jupyter-book")
-    command = [str(exe), "build", str(root), "--keep-going"] + (["-W", "-n"] if strict else [])
+    command = [str(exe), "build", str(root), "--keep-going", "--config", str(book_config(root))] + (
+        ["-W", "-n"] if strict else [])
     subprocess.run(command, check=True, cwd=root)
     return root / "_build" / "html"
 
@@ -144,11 +169,11 @@ def run_study(preset: str = EDITION, root: Path | None = None, results: Path | N
     results = Path(results or paths.results_dir()).resolve()
     os.environ["BACKBONE_BENCH_RESULTS"] = str(results)
     plan = build_plan(preset, results=results)  # validates before anything runs
+    print(f"study {preset}: {plan.skipped_done} runs recorded and reused, {len(plan.configs)} not recorded"
+          + ("" if not plan.configs else "; running them now" if run else
+             f"; the book reports without them (run them: backbone-bench study --preset {preset} --run)"))
     if run and plan.configs:
-        print(f"study {preset}: {len(plan.configs)} runs to do, {plan.skipped_done} already recorded")
         execute(plan, device, results)
-    elif plan.configs:
-        print(f"study {preset}: {len(plan.configs)} runs not recorded; reporting without them (--no-run)")
     if root.resolve() != paths.REPO_ROOT:
         copy_sources(root)
     write_recipe_page(root)
