@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from backbone_bench import train
 from backbone_bench.augment import resize
-from backbone_bench.backbones import Weights, create_model, panel
+from backbone_bench.backbones import create_model, panel, scratch_twin
 from backbone_bench.environment import environment, pick_device
 
 
@@ -46,7 +46,7 @@ def rate(step, batch, device, warmup, steps) -> float:
 
 
 def model_for(name, device, classes, resolution):
-    model = create_model(Weights(name, "random"), classes, resolution).to(device)
+    model = create_model(scratch_twin(name), classes, resolution).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     return model.train()

@@ -69,10 +69,12 @@ def test_single_seed_cell_never_shows_a_degenerate_interval():
 def test_intervals_cover_the_point_and_pair_backbones_on_the_same_test_resample():
     runs, preds = make_runs([("cifar10", 10, b, "finetune", s, acc, False)
                              for b, acc in (("a", 0.9), ("b", 0.6), ("c", 0.55)) for s in range(3)])
-    scores = ranking.bootstrap(runs, {"cifar10": "natural"}, preds, n=300).set_index(["domain", "backbone"])
+    ranked = ranking.bootstrap(runs, {"cifar10": "natural"}, preds, n=300)
+    scores = ranked.set_index(["domain", "backbone"])
     assert (scores["score_lo"] <= scores["score"] + 1e-9).all() and (scores["score"] <= scores["score_hi"] + 1e-9).all()
-    assert report.separable(scores.loc[("natural", "a")], scores.loc[("natural", "b")])
-    assert not report.separable(scores.loc[("natural", "b")], scores.loc[("natural", "c")])
+    assert report.separable(ranked, "natural", "a", "b")
+    assert not report.separable(ranked, "natural", "b", "c")
+    assert "clearly ahead of b" in report.recommendation(ranked, "natural")
 
 
 def claim_scores(spec, domains):

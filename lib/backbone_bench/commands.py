@@ -47,11 +47,12 @@ def add_grid_options(p) -> None:
     p.add_argument("--retry-failed", action="store_true", help="run again the recorded failures")
 
 
-def plan_from_args(args):
+def plan_from_args(args, everything: bool = False):
+    """The plan the grid options describe; ``everything``: recorded runs too (for bundles)."""
     from backbone_bench.sweep import build_plan
 
     return build_plan(args.preset, args.datasets, args.backbones, args.shots, args.modes, args.seeds,
-                      args.resolution, args.steps, retry_failed=args.retry_failed)
+                      args.resolution, args.steps, retry_failed=args.retry_failed, skip_done=not everything)
 
 
 def cmd_run(args) -> int:
@@ -71,12 +72,35 @@ def cmd_run(args) -> int:
 
 
 def cmd_results(args) -> int:
+    from backbone_bench.errors import InvalidParameterError
     from backbone_bench.store import compile_table
 
+    if args.action == "merge":
+        if not args.source:
+            raise InvalidParameterError("results merge needs the folder to import: backbone-bench results merge DIR")
+        from backbone_bench.merge import merge
+
+        report = merge(args.source)
+        print(report.summary())
+        return 1 if report.refused else 0
     table = compile_table()
     print(f"{len(table)} records compiled into results/runs.csv and results/runs.parquet")
     if len(table):
         print(table.groupby(["dataset", "mode", "status"]).size().to_string())
+    return 0
+
+
+def cmd_bundle(args) -> int:
+    from pathlib import Path
+
+    from backbone_bench.bundle import make_bundle
+
+    plan = plan_from_args(args, everything=True)
+    sizes = make_bundle(plan.configs, Path(args.out))
+    for part, size in sizes.items():
+        print(f"{part:40s} {size / 2**20:8.2f} MiB")
+    print(f"bundle for {len(plan.configs)} runs in {args.out}: {sum(sizes.values()) / 2**20:.2f} MiB. On the other machine: "
+          f"BACKBONE_BENCH_DATA={args.out} BACKBONE_BENCH_WEIGHTS={args.out}/weights backbone-bench run ...")
     return 0
 
 
@@ -155,7 +179,15 @@ def register(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     p.add_argument("--compile", action="store_true", help="torch.compile each model (speed only; CUDA)")
     p.set_defaults(func=cmd_run)
-    sub.add_parser("results", help="rebuild results/runs.csv|parquet from the records").set_defaults(func=cmd_results)
+    p = sub.add_parser("results", help="rebuild results/runs.csv|parquet from the records; "
+                                       "`results merge DIR` imports records made elsewhere, verified")
+    p.add_argument("action", nargs="?", choices=["merge"], help="merge: import the records of another results folder")
+    p.add_argument("source", nargs="?", help="for merge: the results folder to import")
+    p.set_defaults(func=cmd_results)
+    p = sub.add_parser("bundle", help="just the images and weights some runs read, for a machine without the mirror")
+    add_grid_options(p)
+    p.add_argument("--out", required=True, help="folder to write (then BACKBONE_BENCH_DATA=OUT)")
+    p.set_defaults(func=cmd_bundle)
     p = sub.add_parser("backbones", help="a panel's backbones and where their weights resolve")
     p.add_argument("panel", nargs="?", default="offline")
     p.set_defaults(func=cmd_backbones)

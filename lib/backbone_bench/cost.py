@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from backbone_bench import paths
-from backbone_bench.backbones import Weights, create_model
+from backbone_bench.backbones import create_model, scratch_twin
 from backbone_bench.environment import device_name, environment
 
 SETUP = ["backbone", "device", "precision", "channels_last", "compile", "train_batch", "infer_batch", "resolution"]
@@ -68,7 +68,7 @@ def profile(backbone: str, device: torch.device, resolution: int = 224, train_ba
     cuda = device.type == "cuda"
     row = setup(backbone, device, resolution, train_batch, infer_batch, channels_last, compile)
     channels_last = row["channels_last"]
-    model = create_model(Weights(backbone, "random"), num_classes, resolution).to(device)
+    model = create_model(scratch_twin(backbone), num_classes, resolution)  # cost: the network, any weights.to(device)
     row |= dict(params_m=sum(p.numel() for p in model.parameters()) / 1e6, gmacs=gmacs(model, resolution))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -13,39 +13,25 @@ MODE_ORDER = ["finetune", "linear_probe", "scratch"]
 sns.set_theme(style="whitegrid", context="notebook")
 
 
-def accuracy_vs_shots(runs: pd.DataFrame, dataset: str):
-    """Balanced accuracy against shots per class, one line per backbone and mode; bars = seed sd."""
-    d = runs[(runs["dataset"] == dataset) & (runs["status"] == "ok")]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    sns.lineplot(d, x="shots", y=METRIC, hue="backbone", style="mode", style_order=[m for m in MODE_ORDER if m in set(d["mode"])],
-                 markers=True, errorbar="sd", err_style="bars", ax=ax)
-    ax.set_xscale("log")
-    ax.set_xticks(sorted(d["shots"].unique()), labels=[str(s) for s in sorted(d["shots"].unique())])
-    ax.set(xlabel="training images per class", ylabel="balanced accuracy (test)", title=dataset)
-    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
-    fig.tight_layout()
-    return fig
-
-
-def modes_by_backbone(runs: pd.DataFrame, dataset: str):
-    """Fine-tune vs linear probe vs scratch per backbone and shot level: what pretraining buys."""
-    d = runs[(runs["dataset"] == dataset) & (runs["status"] == "ok")]
-    grid = sns.catplot(d, kind="bar", x="backbone", y=METRIC, hue="mode",
-                       hue_order=[m for m in MODE_ORDER if m in set(d["mode"])], col="shots", errorbar="sd",
-                       height=3.6, aspect=1.2, legend_out=True)
-    grid.set_xticklabels(rotation=35, ha="right", fontsize=8)
-    grid.set_axis_labels("", "balanced accuracy (test)")
-    grid.figure.suptitle(f"{dataset}: fine-tuning, linear probe and training from scratch", y=1.03)
-    return grid.figure
+def _spans(value, lo, hi):
+    """Error-bar lengths below and above a point. A percentile interval of a z-score or rank (a
+    discontinuous statistic) can exclude its point estimate; the bar then ends at the point."""
+    value, lo, hi = (np.asarray(v, dtype=float) for v in (value, lo, hi))
+    return [np.clip(value - lo, 0, None), np.clip(hi - value, 0, None)]
 
 
 def calibration(runs: pd.DataFrame, dataset: str):
+    """Test ECE per backbone and mode at the smallest shot level (where every mode ran); bars are
+    seed means, black lines their spread where there are several seeds."""
     d = runs[(runs["dataset"] == dataset) & (runs["status"] == "ok")]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    d = d[d["shots"] == d["shots"].min()]
+    fig, ax = plt.subplots(figsize=(8, 3.8))
     sns.barplot(d, x="backbone", y="test_ece", hue="mode", hue_order=[m for m in MODE_ORDER if m in set(d["mode"])],
                 errorbar="sd", ax=ax)
-    ax.set(xlabel="", ylabel="expected calibration error (test)", title=f"{dataset}: calibration (lower is better)")
-    ax.tick_params(axis="x", rotation=35, labelsize=8)
+    ax.set(xlabel="", ylabel="calibration error (ECE)",
+           title=f"{dataset}, {int(d['shots'].min())} images per class: calibration (lower is better)")
+    ax.tick_params(axis="x", rotation=30, labelsize=10)
+    ax.legend(fontsize=9, bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -65,20 +51,28 @@ def confusion(labels: np.ndarray, preds: np.ndarray, classes, title: str):
 
 
 def ranking_intervals(table: pd.DataFrame, title: str):
-    """Score per backbone with its bootstrap interval, one panel per domain (and overall)."""
+    """Score per backbone with its 95 % interval, one panel per domain (overall first), three a row."""
     domains = list(dict.fromkeys(["overall"] + sorted(d for d in table["domain"].unique() if d != "overall")))
     domains = [d for d in domains if d in set(table["domain"])]
-    fig, axes = plt.subplots(1, len(domains), figsize=(3.3 * len(domains), 0.35 * table["backbone"].nunique() + 1.6),
-                             sharey=True, squeeze=False)
+    cols = min(3, len(domains))
+    rows = -(-len(domains) // cols)
+    height = 0.3 * table["backbone"].nunique() + 1.3
+    fig, axes = plt.subplots(rows, cols, figsize=(2.35 * cols + 1.6, height * rows + 0.5), sharey=True,
+                             sharex=True, squeeze=False)
+    for ax in axes.flat[len(domains):]:
+        ax.set_visible(False)
     order = table[table["domain"] == domains[0]].sort_values("score")["backbone"].tolist()
-    for ax, domain in zip(axes[0], domains):
+    for ax, domain in zip(axes.flat, domains):
         t = table[table["domain"] == domain].set_index("backbone").reindex(order)
         y = np.arange(len(order))
-        ax.errorbar(t["score"], y, xerr=[t["score"] - t["score_lo"], t["score_hi"] - t["score"]], fmt="o", capsize=3)
+        ax.errorbar(t["score"], y, xerr=_spans(t["score"], t["score_lo"], t["score_hi"]), fmt="o", capsize=3)
         ax.axvline(0, color="grey", lw=0.8)
-        ax.set(title=domain, xlabel="z-score (mean over cells)")
-        ax.set_yticks(y, labels=order, fontsize=8)
-    fig.suptitle(title)
+        ax.set_title(domain.replace("_", " "), fontsize=10)
+        ax.set_yticks(y, labels=order, fontsize=9)
+        ax.tick_params(axis="x", labelsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("z-score", fontsize=9)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -87,10 +81,12 @@ def heatmap(cells: pd.DataFrame, value: str = "mean", title: str = ""):
     """Backbone x (dataset, shots) heatmap of the seed-mean primary metric."""
     wide = cells.assign(cell=cells["dataset"] + " @" + cells["shots"].astype(str)).pivot(
         index="backbone", columns="cell", values=value)
-    fig, ax = plt.subplots(figsize=(1.0 * wide.shape[1] + 3, 0.45 * wide.shape[0] + 1.5))
-    sns.heatmap(wide, annot=True, fmt=".2f", cmap="viridis", ax=ax, cbar_kws={"label": "balanced accuracy"})
+    fig, ax = plt.subplots(figsize=(min(0.75 * wide.shape[1] + 3, 12), 0.45 * wide.shape[0] + 2))
+    sns.heatmap(wide, annot=wide.shape[1] <= 14, fmt=".2f", cmap="viridis", ax=ax, annot_kws={"fontsize": 9},
+                cbar_kws={"label": "balanced accuracy"})
     ax.set(xlabel="", ylabel="", title=title)
-    ax.tick_params(axis="x", rotation=45, labelsize=8)
+    ax.tick_params(axis="x", rotation=45, labelsize=9)
+    ax.tick_params(axis="y", labelsize=10)
     fig.tight_layout()
     return fig
 
@@ -105,14 +101,17 @@ def correlation(rho: pd.DataFrame, title: str):
 
 def pareto(points: pd.DataFrame, x: str, y: str, label: str = "backbone", xlabel: str = "", ylabel: str = ""):
     """Accuracy against a cost, with the Pareto front (cheaper and better) drawn through."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.4))
     sns.scatterplot(points, x=x, y=y, hue=label, ax=ax, s=60, legend=False)
+    if {f"{y}_lo", f"{y}_hi"} <= set(points):  # the score's 95 % interval on every point
+        ax.errorbar(points[x], points[y], yerr=_spans(points[y], points[f"{y}_lo"], points[f"{y}_hi"]),
+                    fmt="none", ecolor="grey", capsize=3, lw=1)
     for _, row in points.iterrows():
-        ax.annotate(row[label], (row[x], row[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(row[label], (row[x], row[y]), fontsize=9, xytext=(4, 4), textcoords="offset points")
     front = pareto_front(points, x, y)
     ax.plot(front[x], front[y], color="black", lw=1, ls="--", label="Pareto front")
     ax.set(xlabel=xlabel or x, ylabel=ylabel or y, xscale="log")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9, loc="best")
     fig.tight_layout()
     return fig
 
@@ -149,7 +148,8 @@ def _accuracy_panels(summary: pd.DataFrame, facet: str, panels, titles, title=No
     palette = dict(zip(backbones, sns.color_palette("tab10", len(backbones))))
     cols = 1 if len(domains) == 1 else 2
     rows = -(-len(domains) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols + 0.4, 3.4 * rows + 0.9), sharey=True, squeeze=False)
+    # drawn at about the width the page shows it (7 in at 100 dpi), so 10 pt text stays 10 pt
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + 0.4, 2.8 * rows + 0.9), sharey=True, squeeze=False)
     for ax in axes.flat[len(domains):]:
         ax.set_visible(False)
     for ax, domain in zip(axes.flat, domains):
@@ -162,7 +162,7 @@ def _accuracy_panels(summary: pd.DataFrame, facet: str, panels, titles, title=No
             x = line["shots"] * 1.07 ** (backbones.index(backbone) - (len(backbones) - 1) / 2)
             style = "-" if mode == "finetune" else "--"
             ax.plot(x, line["mean"], style, marker="o" if mode == "finetune" else "s", ms=4, color=palette[backbone], lw=1.6)
-            ax.errorbar(x, line["mean"], yerr=[line["mean"] - line["lo"], line["hi"] - line["mean"]],
+            ax.errorbar(x, line["mean"], yerr=_spans(line["mean"], line["lo"], line["hi"]),
                         color=palette[backbone], capsize=2, lw=1, fmt="none")
             if len(line) > 1:
                 ax.fill_between(x, line["lo"], line["hi"], color=palette[backbone], alpha=0.10, lw=0)

@@ -222,7 +222,7 @@ def cell_table(cells: uncertainty.CellDraws) -> pd.DataFrame:
     note = np.where(t["subset_shared"], " (n=1: " + t["n_runs"].astype(str) + " seeds share one subset)",
                     " (n=" + t["n_subsets"].astype(str) + ")")
     t["text"] = [uncertainty.fmt(m, lo, hi) for m, lo, hi in zip(t["mean"], t["lo"], t["hi"])] + note
-    return t.set_index(["dataset", "shots", "backbone", "mode"])["text"].unstack("mode").fillna("")
+    return t.set_index(["dataset", "shots", "backbone", "mode"])["text"].unstack("mode").fillna("").rename_axis(columns=None)
 
 
 def dataset_cards(datasets) -> None:
@@ -251,17 +251,8 @@ def dataset_cards(datasets) -> None:
                                  "training or validation. Sample pairs, crossing ones first:"))
                 display(Image(filename=str(pairs)))
     display(Markdown("### Summary of the datasets"))
-    display(pd.DataFrame(rows).set_index("dataset").drop(columns=["source"]))
-
-
-def figures_for(table: pd.DataFrame, datasets) -> None:
-    for name in datasets:
-        d = table[(table["dataset"] == name) & (table["status"] == "ok")]
-        if d.empty:
-            display(Markdown(f"No successful runs for {name} yet."))
-            continue
-        show(plots.accuracy_vs_shots(d, name))
-        show(plots.modes_by_backbone(d, name))
+    summary_rows = pd.DataFrame(rows).set_index("dataset").drop(columns=["source", "domain", "prepare_seconds"])
+    display(summary_rows.T.rename_axis(index=None))  # one column per dataset: narrow enough for the page
 
 
 def best_backbone(table: pd.DataFrame, dataset: str, mode: str = "finetune"):
@@ -308,13 +299,18 @@ def ranking_table(scores: pd.DataFrame) -> pd.DataFrame:
     return t[["domain", "backbone", "score [95% CI]", "mean rank [95% CI]"]].set_index(["domain", "backbone"])
 
 
-def separable(top, second) -> bool:
-    """The top backbone's interval lies wholly above the runner-up's."""
-    return bool(top["score_lo"] > second["score_hi"])
+def separable(scores: pd.DataFrame, domain: str, top: str, second: str) -> bool:
+    """The top backbone's score minus the runner-up's, replicate by replicate (paired on the same
+    resamples), has a 95 % interval above zero."""
+    draws = scores.attrs.get("score_draws")
+    if draws is None:
+        return False
+    lo, _ = uncertainty.quantiles(draws.loc[(domain, top)].to_numpy() - draws.loc[(domain, second)].to_numpy())
+    return bool(lo > 0)
 
 
 def recommendation(scores: pd.DataFrame, domain: str) -> str:
-    """The top backbone, and whether its interval separates it from the runner-up."""
+    """The top backbone, and whether it is separable from the runner-up."""
     d = scores[scores["domain"] == domain].sort_values("score", ascending=False)
     if d.empty:
         return "no results"
@@ -322,7 +318,7 @@ def recommendation(scores: pd.DataFrame, domain: str) -> str:
     text = f"{top['backbone']} (z {fmt_interval(top)})"
     if len(d) > 1:
         second = d.iloc[1]
-        verdict = "clearly ahead of" if separable(top, second) else "not separable from"
+        verdict = "clearly ahead of" if separable(scores, domain, top["backbone"], second["backbone"]) else "not separable from"
         text += f", {verdict} {second['backbone']} (z {fmt_interval(second)})"
     return text
 
@@ -381,11 +377,38 @@ def sanity_display(sanity: pd.DataFrame):
 
 
 def cost_table(results) -> pd.DataFrame | None:
+    """results/cost.csv with one row per architecture, device and setting.
+
+    Cost depends on the network, not on its weights: ``regnetx_002`` (local weights) and
+    ``regnetx_002.pycls_in1k`` (Hub weights) are one architecture. Where one was timed under several
+    names, the row is the median of those timings, ``timed_as`` lists them and ``timings`` counts
+    them (on a shared CPU, timings of the same network minutes apart differ by up to 2x)."""
     path = results_path(results) / "cost.csv"
-    return pd.read_csv(path) if path.exists() else None
+    if not path.exists():
+        return None
+    raw = pd.read_csv(path)
+    raw = raw[raw["status"] == "ok"] if "status" in raw else raw
+    raw = raw.assign(architecture=raw["backbone"].str.partition(".")[0])
+    keys = ["architecture", "device", "precision", "resolution", "channels_last", "compile", "train_batch", "infer_batch"]
+    keys = [k for k in keys if k in raw]
+    numeric = [c for c in raw.select_dtypes("number").columns if c not in keys]
+    grouped = raw.groupby(keys, dropna=False)
+    out = grouped[numeric].median().reset_index()
+    out["timed_as"] = grouped["backbone"].agg(lambda names: ", ".join(sorted(names))).to_numpy()
+    out["timings"] = grouped.size().to_numpy()
+    return out.rename(columns={"architecture": "backbone"})
 
 
-COST_COLUMNS = {"backbone": "backbone", "params_m": "params (M)", "gmacs": "GMACs", "train_images_per_s": "train img/s",
+def repeated_timings_text(cost: pd.DataFrame) -> str:
+    """Architectures timed under more than one name, with the spread of their inference throughput."""
+    if cost is None or "timings" not in cost or not (cost["timings"] > 1).any():
+        return "every architecture was timed once"
+    rows = cost[cost["timings"] > 1]
+    return ("; ".join(f"{r.backbone} (timed as {r.timed_as})" for r in rows.itertuples())
+            + ": each is one network whatever its weights, so the table shows the median of its timings")
+
+
+COST_COLUMNS = {"backbone": "architecture", "params_m": "params (M)", "gmacs": "GMACs", "train_images_per_s": "train img/s",
                 "infer_images_per_s": "infer img/s", "latency_ms_median": "latency ms (median)",
                 "latency_ms_p90": "latency ms (p90)", "train_peak_mem_mb": "train peak MiB", "infer_peak_mem_mb": "infer peak MiB"}
 

@@ -74,6 +74,11 @@ def write_recipe_page(root: Path) -> Path:
     return path
 
 
+# Kernels talk over local sockets (IPC), not TCP: no open port, and no "running over TCP without
+# encryption" warning printed once per page.
+IPC_KERNEL = "backbone_bench.kernels.IPCKernelManager"
+
+
 def execute_notebooks(preset: str, root: Path, results: Path, n_boot: int = 1000, progress: bool = True,
                       only=None) -> list[Path]:
     """Execute the templates with papermill into the book (``only``: these templates)."""
@@ -95,7 +100,7 @@ def execute_notebooks(preset: str, root: Path, results: Path, n_boot: int = 1000
         if "n_boot" in next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", [])):
             params["n_boot"] = n_boot
         pm.execute_notebook(nb, str(out), parameters=params, kernel_name="python3", cwd=str(out.parent),
-                            progress_bar=False, log_output=False)
+                            progress_bar=False, log_output=False, kernel_manager_class=IPC_KERNEL)
         _finish_page(out)
         done.append(out)
     return done
@@ -106,8 +111,8 @@ def _finish_page(path: Path) -> None:
 
     Removed: papermill's timestamps, durations and paths, per-cell execution times, the random
     ids of cells and table styles (a rebuild with nothing new must change no tracked file).
-    On the page: code cells are not shown (the page says how to rerun it), the parameters cell
-    with the template's defaults is removed, the parameters actually used stay, folded."""
+    On the page: code cells are not shown; the parameter cells (the template's defaults and the
+    ones papermill injected) are removed, and the About box shows the command that reruns the page."""
     import re
 
     import nbformat
@@ -123,8 +128,8 @@ def _finish_page(path: Path) -> None:
         tags = cell.metadata.setdefault("tags", [])
         if "parameters" in tags and "remove-cell" not in tags:
             tags.append("remove-cell")
-        if "injected-parameters" in tags:
-            tags[:] = [t for t in tags if t != "remove-input"] + (["hide-input"] if "hide-input" not in tags else [])
+        if "injected-parameters" in tags:  # the page's About box gives the parameters as a command
+            tags[:] = [t for t in tags if t not in ("hide-input", "remove-input")] + ["remove-cell"]
         elif "hide-input" in tags:
             tags[:] = [t if t != "hide-input" else "remove-input" for t in tags]
     text = nbformat.writes(nb)

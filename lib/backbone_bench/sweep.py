@@ -42,7 +42,7 @@ class Plan:
 
 
 def build_plan(preset: str, datasets=None, backbones=None, shots=None, modes=None, seeds=None,
-               resolution=None, steps=None, results=None, retry_failed=False) -> Plan:
+               resolution=None, steps=None, results=None, retry_failed=False, skip_done=True) -> Plan:
     """Every parameter is checked here, before any compute; a bad one raises naming itself."""
     p = get_preset(preset)
     datasets = list(datasets or p.datasets)
@@ -66,7 +66,7 @@ def build_plan(preset: str, datasets=None, backbones=None, shots=None, modes=Non
     if steps is not None and steps < 1:
         raise InvalidParameterError(f"steps {steps}: a run needs at least one optimizer step")
 
-    done = store.done_keys(results, include_failed=not retry_failed)
+    done = store.done_keys(results, include_failed=not retry_failed) if skip_done else set()
     configs, skipped_done, skipped_same = [], 0, []
     for config in _grid(p, datasets, backbones, shots, modes, seeds, resolution, steps, skipped_same):
         if store.config_key(config) in done:

@@ -23,11 +23,17 @@ def class_counts(prepared: Prepared, splits: Splits) -> pd.DataFrame:
     return table
 
 
-def near_duplicate_counts(prepared: Prepared, splits: Splits) -> dict:
-    """Near-duplicate pairs: all, those crossing the final splits, and test images removed for them."""
+def split_names(prepared: Prepared, splits: Splits) -> np.ndarray:
+    """Per prepared image: pool, val, test, or "test (removed)" for a near-duplicate taken out of test."""
     part = np.full(len(prepared), "", dtype=object)
     for name in ("pool", "val", "test", "removed"):
-        part[getattr(splits, name)] = name
+        part[getattr(splits, name)] = "test (removed)" if name == "removed" else name
+    return part
+
+
+def near_duplicate_counts(prepared: Prepared, splits: Splits) -> dict:
+    """Near-duplicate pairs: all, those crossing the final splits, and test images removed for them."""
+    part = split_names(prepared, splits)
     pairs = prepared.meta.get("near_duplicates", {}).get("pairs", [])
     crossing = sum(part[i] != part[j] for i, j, *_ in pairs)
     return dict(near_duplicate_pairs=len(pairs), near_duplicate_pairs_across_splits=crossing,
@@ -63,10 +69,19 @@ def sample_grid(prepared: Prepared, splits: Splits, path: Path, per_class: int =
         for col, ax in enumerate(axes[row]):
             ax.set_axis_off()
             if col < len(picks):
-                image = prepared.images[picks[col]]
-                ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", interpolation="nearest")
+                _draw(ax, prepared.images[picks[col]])
         axes[row][0].text(-0.1, 0.5, name, transform=axes[row][0].transAxes, ha="right", va="center", fontsize=8)
-    fig.suptitle(f"{prepared.spec.name}: training images per class", fontsize=10)
+    return _save(fig, f"{prepared.spec.name}: training images per class", path)
+
+
+def _draw(ax, image) -> None:
+    ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", interpolation="nearest")
+
+
+def _save(fig, title: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90, bbox_inches="tight")
@@ -84,22 +99,14 @@ def near_duplicate_grid(prepared: Prepared, splits: Splits, path: Path, pairs: i
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    where = {}
-    for name in ("pool", "val", "test", "removed"):
-        where.update(dict.fromkeys(getattr(splits, name).tolist(), "test (removed)" if name == "removed" else name))
-    found = sorted(found, key=lambda p: where.get(p[0]) == where.get(p[1]))[:pairs]
+    where = split_names(prepared, splits)
+    found = sorted(found, key=lambda p: where[p[0]] == where[p[1]])[:pairs]
     fig, axes = plt.subplots(2, len(found), figsize=(1.5 * len(found) + 0.4, 3.6), squeeze=False)
     for col, (i, j, bits, corr) in enumerate(found):
         for row, k in enumerate((i, j)):
             ax = axes[row][col]
-            image = prepared.images[k]
-            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", interpolation="nearest")
+            _draw(ax, prepared.images[k])
             ax.set_xticks([]), ax.set_yticks([])
-            ax.set_xlabel(where.get(k, "?"), fontsize=9)
+            ax.set_xlabel(where[k] or "unused", fontsize=9)
         axes[0][col].set_title(f"{bits} bits, r={corr:.3f}", fontsize=9)
-    fig.suptitle(f"{prepared.spec.name}: near-duplicate pairs (columns), with the split of each image", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, f"{prepared.spec.name}: near-duplicate pairs (columns), with the split of each image", path)

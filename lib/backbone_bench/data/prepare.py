@@ -95,6 +95,11 @@ def prepare(name: str, on_corrupt: str = "skip", progress: bool = True) -> Prepa
     if on_corrupt not in ("skip", "error"):
         raise ValueError(f"on_corrupt must be 'skip' or 'error', not {on_corrupt!r}")
     spec = get_dataset(name)
+    from backbone_bench.bundle import find_bundle, load_bundle  # a bundle of just the images some runs read
+
+    bundle = find_bundle(spec.name)
+    if bundle is not None:
+        return load_bundle(bundle)
     source, where = resolve_source(spec)
     key = content_key(spec, source, where)
     folder = paths.cache_dir() / "prepared" / f"{spec.name}-{key}"
