@@ -3,7 +3,8 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 BENCH   := $(VENV)/bin/backbone-bench
-PRESET  ?= offline_cpu
+PRESET  ?=
+PRESET_ARG = $(if $(PRESET),--preset $(PRESET),)
 SHARED  ?= $(abspath ../shared)
 
 # The offline mirror and weights beside the checkout (set them yourself elsewhere).
@@ -27,11 +28,11 @@ test: install
 
 # the book from the recorded runs: never trains (it says which runs are missing)
 book: install
-	$(BENCH) study --preset $(PRESET)
+	$(BENCH) study $(PRESET_ARG)
 
 # train what the preset's grid still lacks, then build (hours on a CPU for the offline presets)
 study: install
-	$(BENCH) study --preset $(PRESET) --run
+	$(BENCH) study $(PRESET_ARG) --run
 
 clean-book:
 	rm -rf _build

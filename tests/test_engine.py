@@ -181,3 +181,20 @@ def test_cli_errors_say_what_is_wrong_and_answer_fast():
     assert time.perf_counter() - start < 5  # one interpreter start; no torch import before the error
     assert "torch" not in subprocess.run([sys.executable, "-X", "importtime", "-m", "backbone_bench", "--help"],
                                          capture_output=True, text=True).stderr
+
+
+@requires_mirror
+def test_the_gpu_edition_is_published_once_its_ten_shot_twins_are_complete(results):
+    """Fake ok records (no training) for every 10-shot fine-tune and scratch config of `offline`."""
+    from backbone_bench.study import edition
+
+    plan = sweep.build_plan("offline", shots=[10], modes=["finetune", "scratch"], results=results, skip_done=False)
+    assert len(plan.configs) == 6 * 6 * 2 * 3
+    for config in plan.configs[:-1]:
+        store.write_record(dict(key=store.config_key(config), config=config, status="ok"), None, results)
+    assert edition(results) == "offline_cpu"
+    last = plan.configs[-1]
+    store.write_record(dict(key=store.config_key(last), config=last, status="diverged"), None, results)
+    assert edition(results) == "offline_cpu"  # a failed run does not complete a cell
+    store.write_record(dict(key=store.config_key(last), config=last, status="ok"), None, results)
+    assert edition(results) == "offline"

@@ -163,7 +163,8 @@ def register(sub) -> None:
                    help="default: on for CUDA, off for CPU")
     p.set_defaults(func=cmd_cost)
     p = sub.add_parser("study", help="the whole study: sweep (resuming), notebooks via papermill, the book")
-    p.add_argument("--preset", default="offline_cpu", help=f"one of: {', '.join(PRESET_NAMES)}; offline_cpu is the committed edition")
+    p.add_argument("--preset", default=None, help=f"one of: {', '.join(PRESET_NAMES)}; default: the published edition "
+                                                    "(offline once its 10-shot fine-tune and scratch runs are complete, else offline_cpu)")
     p.add_argument("--root", help="where the book is built (default: the repo for offline, else _build/books/PRESET)")
     p.add_argument("--results", help="results folder (default: results/)")
     p.add_argument("--device", default="auto")

@@ -105,7 +105,7 @@ def coverage_grid(table: pd.DataFrame) -> str:
     for mode, rows in cov.groupby("mode"):
         by = rows.set_index("shots")
         cells = [f"{len(by.at[k, 'seeds'].split(','))} seed(s) x {by.at[k, 'backbones']} backbones x "
-                 f"{by.at[k, 'datasets']} datasets" if k in by.index else "not run" for k in shots]
+                 f"{by.at[k, 'datasets']} datasets, on {by.at[k, 'devices']}" if k in by.index else "not run" for k in shots]
         lines.append(f"| {MODE_NAMES.get(mode, mode)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -143,7 +143,8 @@ def coverage(table: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     g = ok.groupby(["mode", "shots"]).agg(datasets=("dataset", "nunique"), backbones=("backbone", "nunique"),
                                           seeds=("seed", lambda v: ",".join(map(str, sorted(v.unique())))),
-                                          runs=("key", "size"))
+                                          runs=("key", "size"),
+                                          devices=("device_type", lambda v: "/".join(sorted(set(v))).upper()))
     return g.reset_index()
 
 

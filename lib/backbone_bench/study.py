@@ -1,6 +1,6 @@
 """The whole study in one call: sweep (resuming), notebooks through papermill, then the book.
 
-The repository's own book (book/, built to _build/html) is the EDITION preset's; any other
+The repository's own book (book/, built to _build/html) is the edition's (``edition()``); any other
 preset is built in a folder of its own (_build/books/<preset>/) from a copy of the book's
 sources, so trying the quick preset never overwrites the committed edition.
 """
@@ -18,14 +18,31 @@ from backbone_bench import paths
 from backbone_bench.data.registry import DATASETS
 from backbone_bench.presets import PRESETS, get_preset
 
-EDITION = "offline_cpu"              # the preset whose book the repository commits (see presets.py)
+CPU_EDITION, GPU_EDITION = "offline_cpu", "offline"
+
+
+def edition(results: Path | None = None) -> str:
+    """The preset whose book the repository publishes: the 224 px ``offline`` edition as soon as its
+    fine-tune and scratch runs at 10 shots are recorded for every dataset and backbone with three
+    seeds; until then the CPU edition."""
+    from backbone_bench import store
+    from backbone_bench.sweep import build_plan
+
+    p = get_preset(GPU_EDITION)
+    try:
+        plan = build_plan(GPU_EDITION, shots=[10], modes=["finetune", "scratch"], results=results, skip_done=False)
+    except Exception:  # no data to plan with: nothing of the GPU edition can be complete
+        return CPU_EDITION
+    ok = {r["key"] for r in store.read_records(results) if r["status"] == "ok"}
+    complete = all(store.config_key(c) in ok for c in plan.configs) and len(p.seeds) >= 3
+    return GPU_EDITION if complete and plan.configs else CPU_EDITION
 NOTEBOOKS = paths.REPO_ROOT / "notebooks"
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 DOMAIN_ORDER = ("natural", "medical", "galaxy", "remote_sensing")
 
 
-def default_root(preset: str) -> Path:
-    return paths.REPO_ROOT if preset == EDITION else paths.REPO_ROOT / "_build" / "books" / preset
+def default_root(preset: str, results: Path | None = None) -> Path:
+    return paths.REPO_ROOT if preset == edition(results) else paths.REPO_ROOT / "_build" / "books" / preset
 
 
 def copy_sources(root: Path) -> None:
@@ -166,12 +183,14 @@ def build_book(root: Path, strict: bool = True) -> Path:
     return root / "_build" / "html"
 
 
-def run_study(preset: str = EDITION, root: Path | None = None, results: Path | None = None, run: bool = True,
+def run_study(preset: str | None = None, root: Path | None = None, results: Path | None = None, run: bool = True,
               device: str = "auto", build: bool = True, n_boot: int = 1000) -> Path | None:
     from backbone_bench.sweep import build_plan, execute
 
-    root = Path(root) if root else default_root(preset)
+    """The study of ``preset`` (None: the published edition): sweep when ``run``, pages, book."""
     results = Path(results or paths.results_dir()).resolve()
+    preset = preset or edition(results)
+    root = Path(root) if root else default_root(preset, results)
     os.environ["BACKBONE_BENCH_RESULTS"] = str(results)
     plan = build_plan(preset, results=results)  # validates before anything runs
     print(f"study {preset}: {plan.skipped_done} runs recorded and reused, {len(plan.configs)} not recorded"
