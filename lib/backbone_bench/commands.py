@@ -47,6 +47,35 @@ def add_grid_options(p) -> None:
     p.add_argument("--retry-failed", action="store_true", help="run again the recorded failures")
 
 
+def add_execution_options(p) -> None:
+    """Where the runs execute: this process, K local workers, a running Dask scheduler, or Slurm."""
+    g = p.add_argument_group("workers (Dask)")
+    g.add_argument("--workers", type=int, default=1, help="K single-threaded worker processes on this machine "
+                   "(they share its GPUs round-robin); 1 runs in this process")
+    g.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    g.add_argument("--slurm", action="store_true", help="start the workers as Slurm jobs (dask-jobqueue)")
+    g.add_argument("--partition", help="Slurm partition (--slurm)")
+    g.add_argument("--gres", help="Slurm generic resources per job, e.g. gpu:1 (--slurm)")
+    g.add_argument("--walltime", default="02:00:00", help="Slurm walltime per job (--slurm)")
+    g.add_argument("--jobs", type=int, default=1, help="Slurm jobs, one worker each (--slurm)")
+    g.add_argument("--job-script", action="store_true", help="with --slurm: print the job script and exit")
+
+
+def cluster_from_args(args):
+    """The Dask cluster the options ask for (None: local workers or this process)."""
+    from backbone_bench.errors import InvalidParameterError
+
+    if args.workers < 1:
+        raise InvalidParameterError(f"--workers {args.workers}: give at least 1")
+    if args.slurm and args.scheduler:
+        raise InvalidParameterError("--slurm starts its own scheduler; drop --scheduler or --slurm")
+    if not args.slurm:
+        return None
+    from backbone_bench.distributed import slurm_cluster
+
+    return slurm_cluster(args.partition, args.gres, args.walltime, args.jobs)
+
+
 def plan_from_args(args, everything: bool = False):
     """The plan the grid options describe; ``everything``: recorded runs too (for bundles)."""
     from backbone_bench.sweep import build_plan
@@ -66,7 +95,13 @@ def cmd_run(args) -> int:
         for c in plan.configs:
             print(f"  {c['dataset']:16s} {c['shots']:5d}-shot {c['backbone']:28s} {c['mode']:12s} seed {c['seed']}")
         return 0
-    counts = execute(plan, args.device, compile_model=args.compile)
+    cluster = cluster_from_args(args)
+    if cluster is not None and args.job_script:
+        print(cluster.job_script())
+        cluster.close()
+        return 0
+    counts = execute(plan, args.device, compile_model=args.compile, workers=args.workers, scheduler=args.scheduler,
+                     cluster=cluster)
     print("finished: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) if counts else "nothing to run")
     return 0
 
@@ -179,6 +214,7 @@ def register(sub) -> None:
     add_grid_options(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     p.add_argument("--compile", action="store_true", help="torch.compile each model (speed only; CUDA)")
+    add_execution_options(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("results", help="rebuild results/runs.csv|parquet from the records; "
                                        "`results merge DIR` imports records made elsewhere, verified")

@@ -48,6 +48,56 @@ def write_record(record: dict, arrays: dict | None = None, results: Path | None 
     return path
 
 
+def claim(key: str, results: Path | None = None) -> bool:
+    """Take the right to run ``key`` (several drivers may share one results folder).
+
+    A claim is a file created exclusively; False when another live driver holds it or the run is
+    already recorded. A claim left by a driver that died (its process is gone on this host, or it
+    is older than a day elsewhere) is taken over, so a killed driver never blocks a restart."""
+    import socket
+    import time
+
+    folder = runs_dir(results) / ".claims"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / key
+    me = dict(host=socket.gethostname(), pid=os.getpid(), at=time.time())
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if not _stale(path, me):
+                return False
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        if (runs_dir(results) / f"{key}.json").exists():  # finished by another driver meanwhile
+            release(key, results)
+            return False
+        return True
+    return False
+
+
+def _stale(path: Path, me: dict) -> bool:
+    try:
+        owner = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return True  # half-written by a driver killed while claiming
+    if owner.get("host") == me["host"]:
+        try:
+            os.kill(owner["pid"], 0)
+            return False
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return me["at"] - owner.get("at", 0) > 24 * 3600
+
+
+def release(key: str, results: Path | None = None) -> None:
+    (runs_dir(results) / ".claims" / key).unlink(missing_ok=True)
+
+
 def _jsonable(value):
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
@@ -113,6 +163,7 @@ def _fill_older_records(table: pd.DataFrame, results: Path) -> pd.DataFrame:
     for i in table.index[ok & table["collapsed"].isna()]:
         table.at[i, "collapsed"] = collapsed(read_arrays(table.at[i, "key"], results)["test_pred"])
     missing = ok & table["subset_shared"].isna()  # every class's whole pool was used: seeds share it
-    table.loc[missing, "subset_shared"] = table.loc[missing, "effective_shots"] < table.loc[missing, "shots"]
+    if missing.any():
+        table.loc[missing, "subset_shared"] = table.loc[missing, "effective_shots"] < table.loc[missing, "shots"]
     table[["collapsed", "subset_shared"]] = table[["collapsed", "subset_shared"]].astype("boolean")
     return table

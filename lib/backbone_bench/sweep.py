@@ -211,32 +211,54 @@ def run_one(config: dict, device: torch.device, progress=None, compile_model: bo
     return record, arrays
 
 
-def execute(plan: Plan, device: str = "auto", results=None, progress: bool = True, compile_model: bool = False) -> dict:
-    """Run every planned config, recording each outcome. Returns counts by status."""
+def run_config(config: dict, preset: str, device: torch.device, env: dict, compile_model: bool = False):
+    """One config to (record, arrays): every failure becomes a record with its reason."""
+    start = time.perf_counter()
+    base = dict(key=store.config_key(config), config=config, preset=preset,
+                environment=env | dict(compiled=compile_model))
+    try:
+        fields, arrays = run_one(config, device, compile_model=compile_model)
+        record = base | dict(status="ok") | fields
+    except WeightsUnavailableError as err:
+        record, arrays = base | dict(status="unavailable", reason=str(err)), None
+    except Diverged as err:
+        record, arrays = base | dict(status="diverged", reason=str(err)), None
+    except OutOfMemory as err:
+        record, arrays = base | dict(status="oom", reason=str(err)), None
+    except Exception as err:  # recorded, and the sweep goes on
+        record, arrays = base | dict(status="error", reason=f"{type(err).__name__}: {err}",
+                                     traceback=traceback.format_exc(limit=6)), None
+    record.setdefault("timing", {})["total_seconds"] = round(time.perf_counter() - start, 3)
+    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return record, arrays
+
+
+def execute(plan: Plan, device: str = "auto", results=None, progress: bool = True, compile_model: bool = False,
+            workers: int = 1, scheduler: str | None = None, cluster=None) -> dict:
+    """Run every planned config, recording each outcome. Returns counts by status.
+
+    ``workers`` > 1, a ``scheduler`` address or a dask ``cluster`` run the configs as Dask tasks
+    (distributed.py); the driver alone writes records. Either way a config another driver has
+    claimed, or recorded meanwhile, is skipped and counted as "elsewhere"."""
+    if workers > 1 or scheduler or cluster is not None:
+        from backbone_bench.distributed import execute_distributed
+
+        return execute_distributed(plan, device, results, progress, compile_model, workers, scheduler, cluster)
     dev = pick_device(device)
     env = environment(dev)
     counts: dict[str, int] = {}
     bar = tqdm(plan.configs, desc=f"sweep {plan.preset}", unit="run", disable=not progress)
     for config in bar:
+        key = store.config_key(config)
+        if not store.claim(key, results):
+            counts["elsewhere"] = counts.get("elsewhere", 0) + 1
+            continue
         bar.set_postfix_str(f"{config['dataset']} {config['shots']}-shot {config['backbone']} {config['mode']} s{config['seed']}")
-        start = time.perf_counter()
-        base = dict(key=store.config_key(config), config=config, preset=plan.preset,
-                    environment=env | dict(compiled=compile_model))
         try:
-            fields, arrays = run_one(config, dev, compile_model=compile_model)
-            record = base | dict(status="ok") | fields
-        except WeightsUnavailableError as err:
-            record, arrays = base | dict(status="unavailable", reason=str(err)), None
-        except Diverged as err:
-            record, arrays = base | dict(status="diverged", reason=str(err)), None
-        except OutOfMemory as err:
-            record, arrays = base | dict(status="oom", reason=str(err)), None
-        except Exception as err:  # recorded, and the sweep goes on
-            record, arrays = base | dict(status="error", reason=f"{type(err).__name__}: {err}",
-                                         traceback=traceback.format_exc(limit=6)), None
-        record.setdefault("timing", {})["total_seconds"] = round(time.perf_counter() - start, 3)
-        record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        store.write_record(record, arrays, results)
+            record, arrays = run_config(config, plan.preset, dev, env, compile_model)
+            store.write_record(record, arrays, results)
+        finally:
+            store.release(key, results)
         counts[record["status"]] = counts.get(record["status"], 0) + 1
     store.compile_table(results)
     return counts
