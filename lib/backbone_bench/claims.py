@@ -153,7 +153,8 @@ def _scarcity_claim(cells):
         have = f"only at {levels[0]} shots" if levels else "at no shot level"
         return NOT_TESTABLE, f"this edition has fine-tune runs with scratch twins {have}: nothing to compare across shot levels"
     low, high = levels[0], levels[-1]
-    pairs = keys.reset_index().pivot_table(index=["dataset", "backbone"], columns="shots", values="index").dropna()
+    pairs = keys.reset_index().pivot_table(index=["dataset", "backbone"], columns="shots", values="index")
+    pairs = pairs[[low, high]].dropna()  # pairs with both ends; a missing middle level does not matter
     if pairs.empty:
         return NOT_TESTABLE, f"no (dataset, backbone) pair has both {low} and {high} shots"
     a, b = pairs[low].astype(int).to_numpy(), pairs[high].astype(int).to_numpy()

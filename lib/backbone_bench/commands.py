@@ -178,7 +178,8 @@ def cmd_study(args) -> int:
     from backbone_bench.study import run_study
 
     html = run_study(args.preset, args.root, args.results, run=not args.no_run, device=args.device,
-                     build=not args.no_build, n_boot=args.n_boot)
+                     build=not args.no_build, n_boot=args.n_boot, workers=args.workers, scheduler=args.scheduler,
+                     cluster=cluster_from_args(args))
     if html:
         print(f"book built: {html / 'index.html'}")
     return 0
@@ -209,6 +210,7 @@ def register(sub) -> None:
     p.add_argument("--no-run", dest="no_run", action="store_true", help="report the recorded runs only (the default)")
     p.add_argument("--no-build", action="store_true", help="execute the notebooks but do not build the site")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap draws for the intervals")
+    add_execution_options(p)
     p.set_defaults(func=cmd_study)
     p = sub.add_parser("run", help="run a preset's sweep, resuming; failures are recorded and skipped")
     add_grid_options(p)

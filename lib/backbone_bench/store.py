@@ -146,7 +146,7 @@ def compile_table(results: Path | None = None) -> pd.DataFrame:
     table = pd.DataFrame([flatten(r) for r in read_records(results)])
     if len(table):
         table = _fill_older_records(table, results)
-        table = table.sort_values(["dataset", "shots", "backbone", "mode", "seed"]).reset_index(drop=True)
+        table = table.sort_values(["dataset", "shots", "backbone", "mode", "seed", "key"]).reset_index(drop=True)
         table.to_csv(results / "runs.csv", index=False)
         table.to_parquet(results / "runs.parquet", index=False)
     return table

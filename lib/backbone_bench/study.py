@@ -184,7 +184,7 @@ def build_book(root: Path, strict: bool = True) -> Path:
 
 
 def run_study(preset: str | None = None, root: Path | None = None, results: Path | None = None, run: bool = True,
-              device: str = "auto", build: bool = True, n_boot: int = 1000) -> Path | None:
+              device: str = "auto", build: bool = True, n_boot: int = 1000, **workers) -> Path | None:
     from backbone_bench.sweep import build_plan, execute
 
     """The study of ``preset`` (None: the published edition): sweep when ``run``, pages, book."""
@@ -197,7 +197,7 @@ def run_study(preset: str | None = None, root: Path | None = None, results: Path
           + ("" if not plan.configs else "; running them now" if run else
              f"; the book reports without them (run them: backbone-bench study --preset {preset} --run)"))
     if run and plan.configs:
-        execute(plan, device, results)
+        execute(plan, device, results, **workers)  # workers: see sweep.execute (Dask options)
     if root.resolve() != paths.REPO_ROOT:
         copy_sources(root)
     write_recipe_page(root)
