@@ -418,7 +418,7 @@ def cost_display(rows: pd.DataFrame):
     """One device's cost rows as a compact table: measured columns only, smallest model first."""
     shown = rows.sort_values("params_m")[[c for c in COST_COLUMNS if c in rows]].dropna(axis=1, how="all")
     shown = shown.rename(columns=COST_COLUMNS)
-    formats = {c: "{:.3f}" if c == "GMACs" else "{:.2f}" for c in shown.columns if c != "backbone"}
+    formats = {c: "{:.3f}" if c == "GMACs" else "{:.2f}" for c in shown.columns if c != "architecture"}
     return shown.style.hide(axis="index").format(formats, na_rep="")
 
 
