@@ -151,7 +151,7 @@ def _finish_page(path: Path) -> None:
             tags[:] = [t if t != "hide-input" else "remove-input" for t in tags]
     text = nbformat.writes(nb)
     ids = {}
-    text = re.sub(r"T_[0-9a-f]{5}\b", lambda m: ids.setdefault(m.group(0), f"T_t{len(ids)}"), text)
+    text = re.sub(r"T_[0-9a-f]{5}(?![0-9a-f])", lambda m: ids.setdefault(m.group(0), f"T_t{len(ids)}"), text)
     path.write_text(text)
 
 
