@@ -152,6 +152,7 @@ def _finish_page(path: Path) -> None:
     text = nbformat.writes(nb)
     ids = {}
     text = re.sub(r"T_[0-9a-f]{5}(?![0-9a-f])", lambda m: ids.setdefault(m.group(0), f"T_t{len(ids)}"), text)
+    text = re.sub(r" at 0x[0-9a-f]+>", ">", text)  # object addresses in plain-text reprs
     path.write_text(text)
 
 
