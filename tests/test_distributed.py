@@ -79,3 +79,15 @@ def test_a_killed_distributed_driver_restarts_without_losing_or_repeating_runs(t
     out = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600).stdout
     assert _finished(out) == 4 - done_before  # the dead driver's claims did not block the restart
     assert len(records(tmp_path)) == 4
+
+
+def test_slurm_job_script_is_generated_without_slurm():
+    from backbone_bench.distributed import slurm_cluster
+
+    cluster = slurm_cluster(partition="gpu", gres="gpu:1", walltime="04:00:00", jobs=3)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert "#SBATCH -p gpu" in script and "#SBATCH --gres=gpu:1" in script and "#SBATCH -t 04:00:00" in script
+    assert "distributed.cli.dask_worker" in script and cluster.wanted_jobs == 3

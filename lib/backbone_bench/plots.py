@@ -13,6 +13,15 @@ MODE_ORDER = ["finetune", "linear_probe", "scratch"]
 sns.set_theme(style="whitegrid", context="notebook")
 
 
+def _plain_log_ticks(axis) -> None:
+    """Log-axis ticks at 1, 2, 5 x 10^k written as plain numbers, no crowded minor labels."""
+    from matplotlib import ticker
+
+    axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
 def _spans(value, lo, hi):
     """Error-bar lengths below and above a point. A percentile interval of a z-score or rank (a
     discontinuous statistic) can exclude its point estimate; the bar then ends at the point."""
@@ -106,11 +115,13 @@ def pareto(points: pd.DataFrame, x: str, y: str, label: str = "backbone", xlabel
     if {f"{y}_lo", f"{y}_hi"} <= set(points):  # the score's 95 % interval on every point
         ax.errorbar(points[x], points[y], yerr=_spans(points[y], points[f"{y}_lo"], points[f"{y}_hi"]),
                     fmt="none", ecolor="grey", capsize=3, lw=1)
-    for _, row in points.iterrows():
-        ax.annotate(row[label], (row[x], row[y]), fontsize=9, xytext=(4, 4), textcoords="offset points")
+    for i, (_, row) in enumerate(points.sort_values(x).iterrows()):  # labels alternate above and below
+        ax.annotate(row[label], (row[x], row[y]), fontsize=9, xytext=(4, 5 if i % 2 == 0 else -12),
+                    textcoords="offset points")
     front = pareto_front(points, x, y)
     ax.plot(front[x], front[y], color="black", lw=1, ls="--", label="Pareto front")
     ax.set(xlabel=xlabel or x, ylabel=ylabel or y, xscale="log")
+    _plain_log_ticks(ax.xaxis)
     ax.legend(fontsize=9, loc="best")
     fig.tight_layout()
     return fig

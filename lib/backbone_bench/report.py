@@ -489,6 +489,7 @@ def class_weighting_text(results) -> str:
 
 
 DOMAINS_IN_ORDER = ("natural", "medical", "galaxy", "remote_sensing")
+SHORT_DOMAIN = {"natural": "natural photos", "medical": "medical", "galaxy": "galaxies", "remote_sensing": "aerial tiles"}
 
 
 def domain_summary(cells: uncertainty.CellDraws) -> uncertainty.CellDraws:
@@ -522,12 +523,12 @@ def decision_table(cells: uncertainty.CellDraws, domains=DOMAINS_IN_ORDER, modes
     if tidy.empty:
         return tidy, tidy
     shown = pd.DataFrame({
-        "domain": tidy["domain"].map(domain_title), "labelled images per class": tidy["shots"],
-        "use": tidy["backbone"] + np.where(tidy["mode"] == "finetune", "", " (linear probe)"),
-        "balanced accuracy [95% CI]": [uncertainty.fmt(v, lo, hi) for v, lo, hi in zip(tidy["balanced_accuracy"], tidy["lo"], tidy["hi"])],
-        "runner-up": tidy["runner_up"] + " (" + tidy["runner_up_accuracy"].map("{:.3f}".format) + ")",
-        "separable?": [f"yes: ahead by {uncertainty.fmt(g, lo, hi, signed=True)}" if sep else
-                       f"no: within noise ({uncertainty.fmt(g, lo, hi, signed=True)})"
+        "domain": tidy["domain"].map(SHORT_DOMAIN), "images per class": tidy["shots"],
+        "use (balanced accuracy, 95% CI)": [
+            f"{b}{'' if m == 'finetune' else ' (linear probe)'}<br>{uncertainty.fmt(v, lo, hi)}"
+            for b, m, v, lo, hi in zip(tidy["backbone"], tidy["mode"], tidy["balanced_accuracy"], tidy["lo"], tidy["hi"])],
+        "runner-up": tidy["runner_up"] + "<br>" + tidy["runner_up_accuracy"].map("{:.3f}".format),
+        "separable?": [f"{'yes' if sep else 'no, within noise'}<br>gap {uncertainty.fmt(g, lo, hi, signed=True)}"
                        for g, lo, hi, sep in zip(tidy["gap"], tidy["gap_lo"], tidy["gap_hi"], tidy["separable"])]})
     return tidy, shown.style.hide(axis="index")
 

@@ -91,8 +91,9 @@ _ENTRIES = [
         description="Brain MRI slices (T1 contrast), four classes; stored grayscale at 256 px.",
         citation="Bhuvaji et al., Brain Tumor Classification (MRI), Kaggle 2020.",
         licence="MIT (as published by the authors).",
-        curation="Exact duplicate images are removed: a test copy is kept and its training "
-                 "copies dropped. The authors' test split is known to be shifted from train."),
+        curation="Pixel-identical images are removed (a test copy is kept, its training copies "
+                 "dropped), and test images with a near-duplicate in training or validation are taken "
+                 "out of test. The authors' test split is known to be shifted from train."),
     DatasetSpec(
         name="galaxy_zoo1", domain="galaxy", flip_ok=False, storage_size=212,
         classes=("edge_on", "elliptical", "merger", "spiral"),
