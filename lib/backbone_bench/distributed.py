@@ -100,6 +100,7 @@ def execute_distributed(plan, device: str = "auto", results=None, progress: bool
     from distributed import as_completed
 
     from backbone_bench.environment import environment, pick_device
+    from backbone_bench.sweep import record_base
 
     client, local = _client(workers, scheduler, cluster, device)
     counts: dict[str, int] = {}
@@ -123,10 +124,8 @@ def execute_distributed(plan, device: str = "auto", results=None, progress: bool
             try:
                 record, arrays = future.result()
             except Exception as err:  # the worker died twice: the run is recorded, the sweep goes on
-                dev = pick_device(device)
-                record = dict(key=store.config_key(config), config=config, preset=plan.preset,
-                              environment=environment(dev) | dict(compiled=compile_model), status="error",
-                              reason=f"worker lost: {type(err).__name__}: {err}")
+                record = record_base(config, plan.preset, environment(pick_device(device)), compile_model)
+                record |= dict(status="error", reason=f"worker lost: {type(err).__name__}: {err}")
                 arrays = None
             store.write_record(record, arrays, results)
             store.release(record["key"], results)

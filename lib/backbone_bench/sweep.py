@@ -78,7 +78,7 @@ def build_plan(preset: str, datasets=None, backbones=None, shots=None, modes=Non
 
 def grid_keys(preset: str) -> set[str]:
     """The keys of every run the preset asks for, recorded or not: what its book reports."""
-    p = get_preset(preset)
+    p = get_preset(preset)  # not build_plan: its name checks import timm, whose tqdm warns inside the book's kernels
     return {store.config_key(c) for c in _grid(p, p.datasets, p.backbones, p.shots, p.modes, p.seeds, p.resolution,
                                                 None, [])}
 
@@ -211,11 +211,16 @@ def run_one(config: dict, device: torch.device, progress=None, compile_model: bo
     return record, arrays
 
 
+def record_base(config: dict, preset: str, env: dict, compile_model: bool = False) -> dict:
+    """What every record says about its run, whatever its outcome."""
+    return dict(key=store.config_key(config), config=config, preset=preset,
+                environment=env | dict(compiled=compile_model))
+
+
 def run_config(config: dict, preset: str, device: torch.device, env: dict, compile_model: bool = False):
     """One config to (record, arrays): every failure becomes a record with its reason."""
     start = time.perf_counter()
-    base = dict(key=store.config_key(config), config=config, preset=preset,
-                environment=env | dict(compiled=compile_model))
+    base = record_base(config, preset, env, compile_model)
     try:
         fields, arrays = run_one(config, device, compile_model=compile_model)
         record = base | dict(status="ok") | fields

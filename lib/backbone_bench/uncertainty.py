@@ -85,7 +85,7 @@ class CellDraws:
     draws: np.ndarray       # (len(cells), B)
 
     def interval(self, level: float = LEVEL) -> pd.DataFrame:
-        lo, hi = np.nanquantile(self.draws, [(1 - level) / 2, 1 - (1 - level) / 2], axis=1)
+        lo, hi = quantiles(self.draws, level)
         return self.cells.assign(lo=lo, hi=hi)
 
     def of(self, mode: str) -> "CellDraws":
