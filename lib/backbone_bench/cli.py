@@ -68,6 +68,14 @@ def cmd_data_card(args) -> int:
     return 0
 
 
+def cmd_data_export(args) -> int:
+    from backbone_bench.data.export import export
+
+    written = export(args.name, args.out, args.per_class, args.classes.split(",") if args.classes else None)
+    print(f"wrote {sum(written.values())} images in {len(written)} class folders under {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="backbone-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = data.add_parser("card", help="class counts, duplicates, near-duplicate pairs and a sample grid (results/cards/)")
     p.add_argument("names", nargs="+")
     p.set_defaults(func=cmd_data_card)
+    p = data.add_parser("export", help="write a dataset out as an image folder (one subfolder per class)")
+    p.add_argument("name")
+    p.add_argument("out")
+    p.add_argument("--per-class", type=int, help="at most this many images per class (the source's first)")
+    p.add_argument("--classes", help="comma-separated classes to export (default: all)")
+    p.set_defaults(func=cmd_data_export)
 
     from backbone_bench import commands  # the study's subcommands: run, cost, study
 

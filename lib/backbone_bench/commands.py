@@ -185,7 +185,39 @@ def cmd_study(args) -> int:
     return 0
 
 
+def cmd_recommend(args) -> int:
+    from backbone_bench.recommend import Settings, check_settings
+
+    check_settings(Settings(args.path, args.out or "", args.panel, args.backbones or [], args.top, args.seeds,
+                            args.resolution, not args.no_flip, args.device, args.steps, args.workers))
+    from backbone_bench.recommend import recommend  # torch is imported from here on
+
+    recommend(args.path, args.out, args.panel, args.backbones, args.top, args.seeds, args.resolution,
+              not args.no_flip, args.device, args.steps, args.workers, args.n_boot, report=not args.no_report)
+    return 0
+
+
 def register(sub) -> None:
+    p = sub.add_parser("recommend", help="which backbone for YOUR images: screen the panel, fine-tune the best, report",
+                       description="Answer the study's question on your own labelled images: screen every backbone of "
+                                   "the panel with a linear probe, fine-tune the top k with the study's recipe, seeds "
+                                   "and learning rates (plus a scratch twin of the best), and write OUT/report.html, "
+                                   "OUT/summary.csv and OUT/summary.json. Rerun the same command to continue.")
+    p.add_argument("path", help="a folder with one subfolder per class, a CSV of path,label (optional split), or a "
+                                "Parquet file (or folder of them) in the Hugging Face image layout")
+    p.add_argument("--panel", default="offline", help="the backbones to screen: a panel name (offline, lightweight, seed)")
+    p.add_argument("--backbones", type=_csv(str), help="screen these timm names instead of the panel")
+    p.add_argument("--top", type=int, default=3, help="fine-tune this many of the screen's best (default 3)")
+    p.add_argument("--seeds", type=int, default=3, help="training seeds per candidate, 1-3 (default 3)")
+    p.add_argument("--resolution", type=int, default=224, help="input size in px (default 224)")
+    p.add_argument("--no-flip", action="store_true", help="no horizontal flips (when a flip changes the label)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--steps", type=int, help="optimizer steps per learning rate (default: the study's budget)")
+    p.add_argument("--workers", type=int, default=1, help="local Dask worker processes (default: this process)")
+    p.add_argument("--out", help="output folder (default ./recommend-<input name>)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates behind the intervals")
+    p.add_argument("--no-report", action="store_true", help="write summary.csv/json but not report.html")
+    p.set_defaults(func=cmd_recommend)
     p = sub.add_parser("cost", help="parameters, GMACs, throughput, latency, memory -> results/cost.csv")
     p.add_argument("--panel", type=_csv(str), default=["lightweight", "seed", "offline"], help="panels to measure")
     p.add_argument("--backbones", type=_csv(str), help="measure these instead of panels")

@@ -117,7 +117,7 @@ def execute_distributed(plan, device: str = "auto", results=None, progress: bool
                                   pure=False)] = config
         n_workers = len(client.scheduler_info().get("workers", {})) or workers
         start = time.perf_counter()
-        bar = tqdm(total=len(futures), desc=f"sweep {plan.preset} on {n_workers} workers", unit="run",
+        bar = tqdm(total=len(futures), desc=f"{plan.label or 'sweep ' + plan.preset} on {n_workers} workers", unit="run",
                    disable=not progress)
         for future in as_completed(futures):
             config = futures[future]

@@ -39,6 +39,7 @@ class Plan:
     configs: list          # configs still to run
     skipped_done: int      # already recorded
     skipped_same: list     # (dataset, shots): the subset equals a smaller shot level's
+    label: str = ""        # the progress bar's name (default: "sweep <preset>")
 
 
 def build_plan(preset: str, datasets=None, backbones=None, shots=None, modes=None, seeds=None,
@@ -103,12 +104,16 @@ def _grid(p, datasets, backbones, shots, modes, seeds, resolution, steps, skippe
                     if steps is not None:
                         recipe = type(recipe)(**{**recipe.__dict__, "steps": steps})
                     for seed in [s for s in seeds if s in p.seeds_by_mode.get(mode, seeds)]:
-                        config = dict(dataset=dataset, shots=k, subset_seed=seed, seed=seed, backbone=backbone,
-                                      mode=mode, pretrained=mode != "scratch", resolution=resolution,
-                                      recipe=recipe.as_dict())
-                        if mode == "scratch":  # same network and normalisation as the pretrained run
-                            config["init"] = "random-twin"
-                        yield config
+                        yield make_config(dataset, k, seed, backbone, mode, resolution, recipe)
+
+
+def make_config(dataset: str, shots: int, seed: int, backbone: str, mode: str, resolution: int, recipe) -> dict:
+    """One run's config: what its key hashes. The subset seed is the training seed."""
+    config = dict(dataset=dataset, shots=shots, subset_seed=seed, seed=seed, backbone=backbone, mode=mode,
+                  pretrained=mode != "scratch", resolution=resolution, recipe=recipe.as_dict())
+    if mode == "scratch":  # same network and normalisation as the pretrained run
+        config["init"] = "random-twin"
+    return config
 
 
 def _to_device(prepared, index, resolution, device) -> Split:
@@ -252,7 +257,7 @@ def execute(plan: Plan, device: str = "auto", results=None, progress: bool = Tru
     dev = pick_device(device)
     env = environment(dev)
     counts: dict[str, int] = {}
-    bar = tqdm(plan.configs, desc=f"sweep {plan.preset}", unit="run", disable=not progress)
+    bar = tqdm(plan.configs, desc=plan.label or f"sweep {plan.preset}", unit="run", disable=not progress)
     for config in bar:
         key = store.config_key(config)
         if not store.claim(key, results):

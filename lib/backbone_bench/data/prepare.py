@@ -102,7 +102,7 @@ def prepare(name: str, on_corrupt: str = "skip", progress: bool = True) -> Prepa
         return load_bundle(bundle)
     source, where = resolve_source(spec)
     key = content_key(spec, source, where)
-    folder = paths.cache_dir() / "prepared" / f"{spec.name}-{key}"
+    folder = (Path(spec.prepared_root) if spec.prepared_root else paths.cache_dir() / "prepared") / f"{spec.name}-{key}"
     if not (folder / "meta.json").exists():
         _build(spec, source, where, key, folder, on_corrupt, progress)
     return load_prepared(folder, spec)
@@ -118,7 +118,7 @@ def load_prepared(folder: Path, spec: DatasetSpec) -> Prepared:
 def _build(spec, source, where, key, folder, on_corrupt, progress) -> None:
     start = time.perf_counter()
     images, labels, splits, names, hashes, byte_hashes = [], [], [], [], [], []
-    corrupt, dropped = [], defaultdict(int)
+    corrupt, dropped, modes = [], defaultdict(int), defaultdict(int)
     class_index = {c: i for i, c in enumerate(spec.classes)}
     for raw in tqdm(source.read(where), desc=f"prepare {spec.name}", unit="img", disable=not progress):
         label = spec.map_label(raw.label)
@@ -129,13 +129,14 @@ def _build(spec, source, where, key, folder, on_corrupt, progress) -> None:
             raise BenchError(f"{spec.name}: source label {raw.label!r} ({raw.name}) is not a registry class; "
                              "add it to classes or label_map in data/registry.py.")
         try:
-            native, stored = decode(raw.payload, spec.channels, spec.storage_size)
+            native, stored, mode = decode(raw.payload, spec.channels, spec.storage_size)
         except Exception as err:
             if on_corrupt == "error":
                 raise CorruptImageError(f"{spec.name}: cannot decode {raw.name}: {err}. Replace the file, "
                                         "or prepare with on_corrupt='skip' to drop it.") from err
             corrupt.append(f"{raw.name}: {type(err).__name__}: {err}")
             continue
+        modes[mode] += 1
         images.append(stored)
         labels.append(class_index[label])
         splits.append(SPLIT_CODES[raw.split])
@@ -156,7 +157,7 @@ def _build(spec, source, where, key, folder, on_corrupt, progress) -> None:
     np.save(tmp / "source_split.npy", np.asarray([splits[i] for i in keep], dtype=np.int8))
     meta = dict(key=key, dataset=spec.name, source=source.describe(), source_location=str(where),
                 n_read=len(images) + len(corrupt) + sum(dropped.values()), n_kept=len(keep),
-                dropped_by_curation=dict(dropped), corrupt=corrupt, duplicates=duplicates,
+                dropped_by_curation=dict(dropped), corrupt=corrupt, source_modes=dict(modes), duplicates=duplicates,
                 near_duplicates=dict(rule=dedup.RULE, pairs=near),
                 names=[names[i] for i in keep], storage_size=spec.storage_size, channels=spec.channels,
                 prepare_seconds=round(time.perf_counter() - start, 2), prepare_version=PREPARE_VERSION)

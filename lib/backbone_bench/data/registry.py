@@ -11,6 +11,7 @@ from backbone_bench.data.sources import HubParquet, MirrorNpz, MirrorParquet, Ur
 from backbone_bench.errors import unknown_name
 
 DOMAINS = ("natural", "medical", "galaxy", "remote_sensing")
+USER_DOMAIN = "your_data"          # a dataset `recommend` made from a user's files (data/userdata.py)
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,10 @@ class DatasetSpec:
     description: str = ""
     citation: str = ""
     licence: str = ""
+    prepared_root: str = ""          # where its prepared arrays go ("": the cache's prepared/)
 
     def __post_init__(self):
-        if self.domain not in DOMAINS:
+        if self.domain not in DOMAINS + (USER_DOMAIN,):
             raise ValueError(f"{self.name}: domain {self.domain!r} is not one of {DOMAINS}")
         mapped = {v for v in self.label_map.values() if v is not None}
         if not mapped <= set(self.classes):
@@ -151,7 +153,17 @@ _ENTRIES = [
 DATASETS: dict[str, DatasetSpec] = {d.name: d for d in _ENTRIES}
 
 
+def register(spec: DatasetSpec) -> DatasetSpec:
+    """Add a dataset made at run time (a user's folder) to this process's registry."""
+    DATASETS[spec.name] = spec
+    return spec
+
+
 def get_dataset(name: str) -> DatasetSpec:
+    if name not in DATASETS:  # a user dataset described by a file (worker processes find it this way)
+        from backbone_bench.data.userdata import registered_from_env
+
+        registered_from_env()
     try:
         return DATASETS[name]
     except KeyError:

@@ -19,7 +19,7 @@ import numpy as np
 from backbone_bench import paths
 from backbone_bench.errors import ChecksumError, UnsafeArchiveError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class RawImage(NamedTuple):
@@ -252,8 +252,14 @@ def _read_npz(file: Path, class_names) -> Iterator[RawImage]:
                 yield RawImage(split, class_names[int(label)], image, f"{file.name}:{split}[{i}]")
 
 
+# Source modes and what they become. 16-bit and float images are scaled by their own range
+# (PIL's own conversion clips them at 255); palette images go through RGBA so a transparent
+# palette entry does not warn; the alpha channel is dropped (the pixels under it are kept).
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
 def decode(payload: bytes | np.ndarray, channels: int, size: int):
-    """Decoded pixels at native size and the stored square array."""
+    """(native pixels, the stored square array, the source's PIL mode)."""
     from PIL import Image
 
     if isinstance(payload, np.ndarray):
@@ -261,9 +267,16 @@ def decode(payload: bytes | np.ndarray, channels: int, size: int):
     else:
         image = Image.open(io.BytesIO(payload))
         image.load()  # truncated or corrupt files fail here, not later
+    mode = image.mode
+    if mode in WIDE_MODES:
+        wide = np.asarray(image, dtype=np.float64)
+        lo, hi = float(wide.min()), float(wide.max())
+        image = Image.fromarray(((wide - lo) * (255.0 / (hi - lo) if hi > lo else 0.0)).round().astype(np.uint8))
+    elif mode == "P":
+        image = image.convert("RGBA")
     image = image.convert("L" if channels == 1 else "RGB")
     native = np.asarray(image)
     if image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
     stored = np.asarray(image)
-    return native, stored.reshape(size, size, channels)
+    return native, stored.reshape(size, size, channels), mode

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from backbone_bench import paths
 from backbone_bench.data.prepare import SPLIT_CODES, Prepared
@@ -71,6 +70,8 @@ class Splits:
 
 
 def make_splits(prepared: Prepared) -> Splits:
+    from sklearn.model_selection import train_test_split  # here: commands that only check input stay fast
+
     n = len(prepared)
     labels = prepared.labels.astype(np.int64)
     split = prepared.source_split

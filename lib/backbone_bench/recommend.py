@@ -1,0 +1,206 @@
+"""`backbone-bench recommend PATH`: the study's question answered on the user's own images.
+
+1. The input is checked and listed (data/userdata.py), prepared like a study dataset (pixel
+   de-duplication, near-duplicates kept out of test) and split once, seeded and stratified;
+   everything lives under the output folder, so a rerun reuses it.
+2. Screen: every backbone of the panel with a linear probe, ranked on validation.
+3. The top k of the screen fine-tuned with the study's recipe, seeds and learning-rate grid,
+   and the scratch twin of the best fine-tuned one (what pretraining buys here).
+4. The report (advice.py): OUT/report.html, OUT/summary.csv, OUT/summary.json.
+Every choice reads validation only; test is read for the report. The runs are records in
+OUT/results like the study's, so a killed command continues where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from backbone_bench.data import userdata
+from backbone_bench.errors import InvalidParameterError
+
+PRESET = "offline"      # the study preset whose recipe, step budgets and learning rates are used
+SETTINGS = "settings.json"
+
+
+@dataclass
+class Settings:
+    """The resolved configuration, saved beside the results (OUT/settings.json)."""
+    path: str
+    out: str
+    panel: str = "offline"
+    backbones: list = field(default_factory=list)
+    top: int = 3
+    seeds: int = 3
+    resolution: int = 224
+    flip: bool = True
+    device: str = "auto"
+    steps: int | None = None
+    workers: int = 1
+    keys: dict = field(default_factory=dict)    # phase -> record keys of its runs
+
+    def command(self) -> str:
+        args = ["backbone-bench", "recommend", self.path, "--out", self.out, "--panel", self.panel,
+                "--top", str(self.top), "--seeds", str(self.seeds), "--resolution", str(self.resolution),
+                "--device", self.device]
+        if self.backbones:
+            args += ["--backbones", ",".join(self.backbones)]
+        if not self.flip:
+            args.append("--no-flip")
+        if self.steps:
+            args += ["--steps", str(self.steps)]
+        if self.workers > 1:
+            args += ["--workers", str(self.workers)]
+        return shlex.join(args)
+
+
+def check_settings(s: Settings) -> None:
+    """The numbers, before anything is read: each bad one named with what to give instead."""
+    from backbone_bench.data.splits import SUBSET_SEEDS
+
+    if s.top < 1:
+        raise InvalidParameterError(f"--top {s.top}: fine-tune at least the best backbone of the screen (1 or more)")
+    if not 1 <= s.seeds <= len(SUBSET_SEEDS):
+        raise InvalidParameterError(f"--seeds {s.seeds}: give 1 to {len(SUBSET_SEEDS)} training seeds")
+    if not 16 <= s.resolution <= 1024:
+        raise InvalidParameterError(f"--resolution {s.resolution}: choose an input size between 16 and 1024 px")
+    if s.steps is not None and s.steps < 1:
+        raise InvalidParameterError(f"--steps {s.steps}: a run needs at least one optimizer step")
+    if s.workers < 1:
+        raise InvalidParameterError(f"--workers {s.workers}: give at least 1")
+
+
+def load_settings(out) -> Settings:
+    return Settings(**json.loads((Path(out) / SETTINGS).read_text()))
+
+
+def _save(s: Settings) -> None:
+    (Path(s.out) / SETTINGS).write_text(json.dumps(asdict(s), indent=1) + "\n")
+
+
+@contextmanager
+def environment(out: Path):
+    """Records and split files under OUT, and the user dataset visible to worker processes."""
+    saved = {k: os.environ.get(k) for k in ("BACKBONE_BENCH_RESULTS", userdata.ENV)}
+    os.environ["BACKBONE_BENCH_RESULTS"] = str(out / "results")
+    os.environ[userdata.ENV] = str(out / "dataset.json")
+    try:
+        yield out / "results"
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def recommend(path, out=None, panel: str = "offline", backbones=None, top: int = 3, seeds: int = 3,
+              resolution: int = 224, flip: bool = True, device: str = "auto", steps: int | None = None,
+              workers: int = 1, n_boot: int = 1000, progress: bool = True, report: bool = True) -> dict:
+    """Run (or continue) the whole command; returns the summary (advice.summarize)."""
+    s = Settings(str(path), str(out or ""), panel, list(backbones or []), top, seeds, resolution, flip, device,
+                 steps, workers)
+    check_settings(s)
+    listing = userdata.scan(path)                      # refuses bad input before anything is decoded
+    out = Path(out or f"recommend-{userdata.slug(path).removeprefix('user_')}").resolve()
+    s.out = str(out)
+    from backbone_bench.backbones import check_backbone, panel as panel_of
+
+    names = s.backbones or list(panel_of(s.panel))
+    for name in names:
+        check_backbone(name)
+    if s.top > len(names):
+        raise InvalidParameterError(f"--top {s.top}: the panel has {len(names)} backbones; give at most {len(names)}")
+    from backbone_bench.environment import pick_device
+
+    pick_device(device)                                # an unavailable device is refused here, not mid-way
+
+    with environment(out) as results:
+        spec = userdata.make_spec(listing, out, flip_ok=flip, storage_size=max(256, resolution))
+        prepared, splits = _prepare(spec, listing, out, progress)
+        shots = int(max(Counter(prepared.labels[splits.pool].tolist()).values()))  # every training image
+        s.keys = {}
+        _save(s)
+        screen = _phase(s, "screen", [(b, "linear_probe") for b in names], spec.name, shots, results)
+        ranked = _validation_means(results, screen)
+        leaders = [b for b in ranked if b[1] == "linear_probe"][: s.top]
+        tuned = _phase(s, "fine-tune", [(b, "finetune") for b, _ in leaders], spec.name, shots, results)
+        best = next((b for b, m in _validation_means(results, tuned) if m == "finetune"), None)
+        if best is not None:
+            _phase(s, "scratch twin", [(best, "scratch")], spec.name, shots, results)
+        from backbone_bench import advice
+
+        summary = advice.write_summary(out, n_boot)
+        if report:
+            advice.write_report(out, n_boot)
+    return summary
+
+
+def _prepare(spec, listing, out: Path, progress: bool):
+    import pandas as pd
+
+    from backbone_bench.data.prepare import prepare
+    from backbone_bench.data.splits import load_splits
+
+    prepared = prepare(spec.name, progress=progress)
+    rows = userdata.inventory(listing, prepared.meta)
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "inventory.csv", index=False)
+    print(f"what was found in {listing.path}:\n" + table.to_string(index=False))
+    kept = Counter(spec.classes[i] for i in prepared.labels.tolist())
+    userdata.check_counts(kept, f"{listing.path} (after unreadable images and duplicates were removed)")
+    return prepared, load_splits(prepared)
+
+
+def _configs(s: Settings, pairs, dataset: str, shots: int) -> list[dict]:
+    from dataclasses import replace
+
+    from backbone_bench.presets import get_preset
+    from backbone_bench.sweep import make_config
+
+    p = get_preset(PRESET)
+    out = []
+    for backbone, mode in pairs:
+        recipe = p.recipe_for(mode, shots)
+        if s.steps:
+            recipe = replace(recipe, steps=s.steps)
+        out += [make_config(dataset, shots, seed, backbone, mode, s.resolution, recipe) for seed in range(s.seeds)]
+    return out
+
+
+def _phase(s: Settings, name: str, pairs, dataset: str, shots: int, results: Path) -> list[str]:
+    """Run a phase's configs that are not recorded yet; returns the keys of all of them."""
+    from backbone_bench import store
+    from backbone_bench.sweep import Plan, execute
+
+    configs = _configs(s, pairs, dataset, shots)
+    keys = [store.config_key(c) for c in configs]
+    s.keys[name] = keys
+    _save(s)                                           # the report knows which records are this command's
+    done = store.done_keys(results)
+    todo = [c for c, k in zip(configs, keys) if k not in done]
+    print(f"{name}: {len(configs)} runs, {len(configs) - len(todo)} already recorded")
+    if todo:
+        execute(Plan("recommend", todo, len(configs) - len(todo), [], label=f"recommend: {name}"), s.device,
+                results, workers=s.workers)
+    return keys
+
+
+def _validation_means(results: Path, keys) -> list[tuple[str, str]]:
+    """(backbone, mode) of the successful runs among ``keys``, best mean validation score first."""
+    from backbone_bench import store
+    from backbone_bench.metrics import PRIMARY
+
+    table = store.compile_table(results)
+    ok = table[table["key"].isin(keys) & (table["status"] == "ok")]
+    if ok.empty:
+        from backbone_bench.errors import BenchError
+
+        reasons = table[table["key"].isin(keys)]["reason"].dropna().unique()[:3]
+        raise BenchError("every run of this phase failed; nothing to rank. Reasons: " + "; ".join(reasons))
+    means = ok.groupby(["backbone", "mode"])[f"val_{PRIMARY}"].mean().sort_values(ascending=False, kind="stable")
+    return list(means.index)
