@@ -10,8 +10,8 @@ import pytest
 from conftest import requires_mirror
 
 CHAPTERS = ["book/intro", "book/question", "book/methods", "book/domains/natural", "book/domains/medical",
-            "book/domains/galaxy", "book/domains/remote_sensing", "book/ranking", "book/cost", "book/reproduce",
-            "book/lab", "book/provenance", "book/limitations"]
+            "book/domains/galaxy", "book/domains/remote_sensing", "book/ranking", "book/cost", "book/use_your_data",
+            "book/example_report", "book/reproduce", "book/lab", "book/provenance", "book/limitations"]
 DOMAINS = ["natural", "medical", "galaxy", "remote_sensing"]
 
 
@@ -31,14 +31,18 @@ def test_every_template_executes_without_errors(quick_book):
     root, _ = quick_book
     executed = sorted((root / "book").rglob("*.ipynb"))
     assert {p.relative_to(root).with_suffix("").as_posix() for p in executed} == {
-        "book/intro", "book/ranking", "book/cost"} | {f"book/domains/{d}" for d in DOMAINS}
+        "book/intro", "book/ranking", "book/cost", "book/example_report"} | {f"book/domains/{d}" for d in DOMAINS}
     for path in executed:
         nb = nbformat.read(path, as_version=4)
         assert nb.metadata["papermill"]["exception"] is None, path
         errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
         assert not errors, (path, errors[:1])
         injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
-        assert injected and "preset = \"quick\"" in injected[0].source
+        assert injected, path
+        if path.stem == "example_report":  # the committed example, by a path relative to the page
+            assert "examples/brain_tumor_mri" in injected[0].source and 'out = "/' not in injected[0].source
+        else:
+            assert 'preset = "quick"' in injected[0].source
 
 
 def test_book_has_every_chapter_and_figures_and_tables_per_domain(quick_book):
@@ -104,7 +108,7 @@ def screenshot(url: str, path) -> np.ndarray:
 
 
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="no chromium")
-@pytest.mark.parametrize("page", ["book/intro", "book/domains/remote_sensing"])
+@pytest.mark.parametrize("page", ["book/intro", "book/domains/remote_sensing", "book/example_report"])
 def test_pages_render_in_headless_chromium(quick_book, page):
     root, html = quick_book
     shots = html / "screenshots"
@@ -131,7 +135,7 @@ document.getElementById("f").onload = function () {{
 
 
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="no chromium")
-@pytest.mark.parametrize("page", ["book/intro", "book/domains/medical", "book/ranking"])
+@pytest.mark.parametrize("page", ["book/intro", "book/domains/medical", "book/ranking", "book/example_report"])
 def test_no_table_is_wider_than_the_page(quick_book, page, tmp_path):
     root, html = quick_book
     probe = tmp_path / "probe.html"

@@ -105,8 +105,8 @@ def _with_cost(cand: pd.DataFrame, ok: pd.DataFrame) -> pd.DataFrame:
     device = ok["device"].mode().iat[0]
     rows = cost[cost["device"] == device] if (cost["device"] == device).any() else \
         cost[cost["device"] == cost["device"].value_counts().index[0]]
-    rows = rows[rows["resolution"] == rows["resolution"].iloc[(rows["resolution"] - cand["resolution"].iat[0]
-                                                               if "resolution" in cand else rows["resolution"]).abs().argmin()]]
+    nearest = rows["resolution"].iloc[(rows["resolution"] - ok["resolution"].iat[0]).abs().argmin()]
+    rows = rows[rows["resolution"] == nearest]  # timed at the input size closest to these runs
     keep = rows[["backbone", "params_m", "infer_images_per_s", "latency_ms_median", "device", "resolution"]]
     keep = keep.rename(columns={"device": "cost_device", "resolution": "cost_resolution"})
     arch = cand["backbone"].str.partition(".")[0]

@@ -193,7 +193,8 @@ def cmd_recommend(args) -> int:
     from backbone_bench.recommend import recommend  # torch is imported from here on
 
     recommend(args.path, args.out, args.panel, args.backbones, args.top, args.seeds, args.resolution,
-              not args.no_flip, args.device, args.steps, args.workers, args.n_boot, report=not args.no_report)
+              not args.no_flip, args.device, args.steps, args.workers, args.n_boot, report=not args.no_report,
+              screen_only=args.screen_only)
     return 0
 
 
@@ -217,6 +218,7 @@ def register(sub) -> None:
     p.add_argument("--out", help="output folder (default ./recommend-<input name>)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates behind the intervals")
     p.add_argument("--no-report", action="store_true", help="write summary.csv/json but not report.html")
+    p.add_argument("--screen-only", action="store_true", help="stop after the linear-probe screen (minutes on a CPU)")
     p.set_defaults(func=cmd_recommend)
     p = sub.add_parser("cost", help="parameters, GMACs, throughput, latency, memory -> results/cost.csv")
     p.add_argument("--panel", type=_csv(str), default=["lightweight", "seed", "offline"], help="panels to measure")

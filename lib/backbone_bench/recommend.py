@@ -100,14 +100,16 @@ def environment(out: Path):
 
 def recommend(path, out=None, panel: str = "offline", backbones=None, top: int = 3, seeds: int = 3,
               resolution: int = 224, flip: bool = True, device: str = "auto", steps: int | None = None,
-              workers: int = 1, n_boot: int = 1000, progress: bool = True, report: bool = True) -> dict:
-    """Run (or continue) the whole command; returns the summary (advice.summarize)."""
+              workers: int = 1, n_boot: int = 1000, progress: bool = True, report: bool = True,
+              screen_only: bool = False) -> dict:
+    """Run (or continue) the whole command; returns the summary (advice.summarize). Each phase's wall
+    time in this invocation goes to OUT/timing.json (what the budget benchmark reads)."""
     s = Settings(str(path), str(out or ""), panel, list(backbones or []), top, seeds, resolution, flip, device,
                  steps, workers)
     check_settings(s)
     listing = userdata.scan(path)                      # refuses bad input before anything is decoded
-    out = Path(out or f"recommend-{userdata.slug(path).removeprefix('user_')}").resolve()
-    s.out = str(out)
+    s.out = str(out or f"recommend-{userdata.slug(path).removeprefix('user_')}")  # as typed: the rerun command
+    out = Path(s.out).resolve()
     from backbone_bench.backbones import check_backbone, panel as panel_of
 
     names = s.backbones or list(panel_of(s.panel))
@@ -119,25 +121,48 @@ def recommend(path, out=None, panel: str = "offline", backbones=None, top: int =
 
     pick_device(device)                                # an unavailable device is refused here, not mid-way
 
+    clock = _Clock(out)
     with environment(out) as results:
         spec = userdata.make_spec(listing, out, flip_ok=flip, storage_size=max(256, resolution))
-        prepared, splits = _prepare(spec, listing, out, progress)
+        with clock("prepare"):
+            prepared, splits = _prepare(spec, listing, out, progress)
         shots = int(max(Counter(prepared.labels[splits.pool].tolist()).values()))  # every training image
         s.keys = {}
         _save(s)
-        screen = _phase(s, "screen", [(b, "linear_probe") for b in names], spec.name, shots, results)
-        ranked = _validation_means(results, screen)
-        leaders = [b for b in ranked if b[1] == "linear_probe"][: s.top]
-        tuned = _phase(s, "fine-tune", [(b, "finetune") for b, _ in leaders], spec.name, shots, results)
-        best = next((b for b, m in _validation_means(results, tuned) if m == "finetune"), None)
-        if best is not None:
-            _phase(s, "scratch twin", [(best, "scratch")], spec.name, shots, results)
+        with clock("screen"):
+            screen = _phase(s, "screen", [(b, "linear_probe") for b in names], spec.name, shots, results)
+        if not screen_only:
+            ranked = _validation_means(results, screen)
+            leaders = [b for b in ranked if b[1] == "linear_probe"][: s.top]
+            with clock("fine-tune"):
+                tuned = _phase(s, "fine-tune", [(b, "finetune") for b, _ in leaders], spec.name, shots, results)
+            best = next((b for b, m in _validation_means(results, tuned) if m == "finetune"), None)
+            if best is not None:
+                with clock("scratch twin"):
+                    _phase(s, "scratch twin", [(best, "scratch")], spec.name, shots, results)
         from backbone_bench import advice
 
-        summary = advice.write_summary(out, n_boot)
-        if report:
-            advice.write_report(out, n_boot)
+        with clock("summary and report"):
+            summary = advice.write_summary(out, n_boot)
+            if report:
+                advice.write_report(out, n_boot)
     return summary
+
+
+class _Clock:
+    """Wall seconds per phase of this invocation, written to OUT/timing.json as each ends."""
+
+    def __init__(self, out: Path):
+        self.path, self.seconds = out / "timing.json", {}
+
+    @contextmanager
+    def __call__(self, phase: str):
+        import time
+
+        start = time.perf_counter()
+        yield
+        self.seconds[phase] = round(time.perf_counter() - start, 2)
+        self.path.write_text(json.dumps(self.seconds, indent=1) + "\n")
 
 
 def _prepare(spec, listing, out: Path, progress: bool):

@@ -63,7 +63,12 @@ def pages(preset: str) -> list[tuple[str, str, dict]]:
     domains = [d for d in DOMAIN_ORDER if any(DATASETS[n].domain == d for n in p.datasets)]
     out = [("summary", "book/intro.ipynb", {}), ("ranking", "book/ranking.ipynb", {}), ("cost", "book/cost.ipynb", {})]
     out += [("domain", f"book/domains/{d}.ipynb", {"domain": d}) for d in domains]
+    out.append(("recommend", "book/example_report.ipynb", {"out": EXAMPLE}))  # `recommend` on a study dataset
     return out
+
+
+#: The committed `recommend` output the book's example report is rebuilt from (book/use_your_data.md).
+EXAMPLE = paths.REPO_ROOT / "results" / "examples" / "brain_tumor_mri"
 
 
 def _weights_text(p) -> str:
@@ -113,9 +118,14 @@ def execute_notebooks(preset: str, root: Path, results: Path, n_boot: int = 1000
         nb = nbformat.read(NOTEBOOKS / f"{template}.ipynb", as_version=4)
         if template == "domain":  # each domain page gets its own title
             nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {domain_title(params['domain'])}"))
-        params = params | dict(preset=preset, results=os.path.relpath(results, out.parent))
-        if "n_boot" in next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", [])):
-            params["n_boot"] = n_boot
+        if template == "recommend":
+            nb.cells[0].source = nb.cells[0].source.replace("# Which backbone for these images?",
+                                                            "# Example report: brain MRI as your own folder")
+        declared = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        # folders relative to the page, so the executed page reads the same on every machine
+        params = {k: os.path.relpath(v, out.parent) if isinstance(v, Path) else v for k, v in params.items()}
+        params |= {k: v for k, v in dict(preset=preset, results=os.path.relpath(results, out.parent),
+                                         n_boot=n_boot).items() if f"{k} =" in declared}
         pm.execute_notebook(nb, str(out), parameters=params, kernel_name="python3", cwd=str(out.parent),
                             progress_bar=False, log_output=False, kernel_manager_class=IPC_KERNEL)
         _finish_page(out)
