@@ -158,16 +158,24 @@ def answer_text(s: Summary, markdown: bool = True) -> str:
     return text
 
 
+SHORT_MODES = {"finetune": "fine-tune", "linear_probe": "probe", "scratch": "scratch"}
+
+
 def candidates_display(s: Summary):
+    """Narrow enough for a book page: the recommended candidate is starred; runs per candidate are
+    said in the caption (every candidate has the same seeds unless a run failed)."""
     c = s.candidates.sort_values(["mode", "val"], ascending=[True, False])
     shown = pd.DataFrame({
-        "backbone": c["backbone"], "mode": c["mode"].map(MODE_WORDS), "validation": c["val"].map("{:.3f}".format),
-        "test [95% CI]": [uncertainty.fmt(v, lo, hi) for v, lo, hi in zip(c["test"], c["test_lo"], c["test_hi"])],
-        "runs": c["n_runs"], "recommended": c["recommended"].map({True: "yes", False: ""})})
+        "backbone": [f"{b} *" if r else b for b, r in zip(c["backbone"], c["recommended"])],
+        "mode": c["mode"].map(SHORT_MODES), "val.": c["val"].map("{:.3f}".format),
+        "test [95% CI]": [uncertainty.fmt(v, lo, hi) for v, lo, hi in zip(c["test"], c["test_lo"], c["test_hi"])]})
     if "params_m" in c:
-        shown["params (M)"] = c["params_m"].map("{:.2f}".format)
-        shown["infer img/s"] = c["infer_images_per_s"].map("{:.1f}".format)
-    return shown.style.hide(axis="index")
+        shown["params M"] = c["params_m"].map("{:.2f}".format)
+        shown["img/s"] = c["infer_images_per_s"].map("{:.0f}".format)
+    runs = ", ".join(str(n) for n in sorted(c["n_runs"].unique()))
+    return shown.style.hide(axis="index").set_caption(
+        f"* recommended (best validation score). Runs per candidate: {runs}. val.: mean validation balanced "
+        "accuracy; img/s: inference throughput from the cost table.")
 
 
 def cost_figure(s: Summary):
