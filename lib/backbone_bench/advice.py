@@ -10,6 +10,7 @@ notebook calls the display functions below, and so does the book's example page.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -244,8 +245,6 @@ def write_report(out, n_boot: int = 1000) -> Path:
                             exclude_output_prompt=True)
     html, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
     # no script from a CDN: the page has no JavaScript to run, and must open without a network
-    import re
-
     html = re.sub(r'<script[^>]*src="https?://[^"]*"[^>]*>\s*</script>', "", html)
     path = out / "report.html"
     path.write_text(html)

@@ -186,11 +186,7 @@ def cmd_study(args) -> int:
 
 
 def cmd_recommend(args) -> int:
-    from backbone_bench.recommend import Settings, check_settings
-
-    check_settings(Settings(args.path, args.out or "", args.panel, args.backbones or [], args.top, args.seeds,
-                            args.resolution, not args.no_flip, args.device, args.steps, args.workers))
-    from backbone_bench.recommend import recommend  # torch is imported from here on
+    from backbone_bench.recommend import recommend  # checks settings and input before it imports torch
 
     recommend(args.path, args.out, args.panel, args.backbones, args.top, args.seeds, args.resolution,
               not args.no_flip, args.device, args.steps, args.workers, args.n_boot, report=not args.no_report,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -102,7 +102,7 @@ def _grid(p, datasets, backbones, shots, modes, seeds, resolution, steps, skippe
                         continue
                     recipe = p.recipe_for(mode, k)
                     if steps is not None:
-                        recipe = type(recipe)(**{**recipe.__dict__, "steps": steps})
+                        recipe = replace(recipe, steps=steps)
                     for seed in [s for s in seeds if s in p.seeds_by_mode.get(mode, seeds)]:
                         yield make_config(dataset, k, seed, backbone, mode, resolution, recipe)
 

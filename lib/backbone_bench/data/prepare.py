@@ -15,6 +15,7 @@ import time
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -73,14 +74,21 @@ def resolve_source(spec: DatasetSpec):
 
 
 def content_key(spec: DatasetSpec, source, where: Path) -> str:
-    h = hashlib.sha256()
     recipe = dict(v=PREPARE_VERSION, name=spec.name, classes=spec.classes, label_map=spec.label_map,
                   size=spec.storage_size, channels=spec.channels, source=type(source).__name__,
                   dedup=dedup.RULE)
-    h.update(json.dumps(recipe, sort_keys=True, default=str).encode())
-    for file in source.files_of(where):
-        h.update(file.name.encode())
-        with open(file, "rb") as f:
+    files = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in source.files_of(where))
+    return _hash(json.dumps(recipe, sort_keys=True, default=str), files)
+
+
+@lru_cache(maxsize=32)
+def _hash(recipe: str, files: tuple) -> str:
+    """Every run calls prepare: files unchanged since (same size and mtime) are not read again here."""
+    h = hashlib.sha256()
+    h.update(recipe.encode())
+    for name, _, _ in files:
+        h.update(Path(name).name.encode())
+        with open(name, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()[:16]

@@ -76,32 +76,36 @@ def scan(path) -> Listing:
                              "give a folder of class folders, a .csv of path,label or a .parquet file.")
         listing = kinds[path.suffix.lower()](path, [path] if path.suffix.lower() == ".parquet" else None)
     else:
-        parquet = sorted(p for p in path.rglob("*.parquet") if _visible(p, path))
-        has_images = any(_is_image(p) for p in path.rglob("*") if p.is_file())
-        listing = _scan_parquet(path, parquet) if parquet and not has_images else _scan_folder(path)
+        files = sorted(p for p in path.rglob("*") if p.is_file())   # one walk serves both layouts
+        visible = [p for p in files if _visible(p, path)]
+        parquet = [p for p in visible if p.suffix == ".parquet"]
+        has_images = any(_is_image(p) for p in files)
+        listing = _scan_parquet(path, parquet) if parquet and not has_images else _scan_folder(path, visible)
     check_counts(listing.labels, f"{path}")
     return listing
 
 
-def _scan_folder(root: Path) -> Listing:
+def _scan_folder(root: Path, files: list[Path]) -> Listing:
+    """``files``: the visible files below ``root``, sorted (so each class's files come together)."""
     listing = Listing(str(root), "folder")
     top = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not top:
         raise InputError(f"{root}: no class folders. Put each class's images in a subfolder named after the class "
                          f"({root}/cat/..., {root}/dog/...), or give a CSV of path,label.")
     split_layout = all(p.name.lower() in SPLIT_FOLDERS for p in top)
-    groups = [(SPLIT_FOLDERS[p.name.lower()], c) for p in top for c in sorted(p.iterdir()) if c.is_dir()] \
-        if split_layout else [("train", p) for p in top]
-    inside = set()
-    for split, folder in groups:
-        for file in sorted(p for p in folder.rglob("*") if p.is_file() and _visible(p, root)):
-            inside.add(file)
-            if _is_image(file):
-                listing.items.append((split, folder.name, file))
-                listing.labels[folder.name] += 1
-            else:
-                listing.not_images.append(str(file.relative_to(root)))
-    for file in sorted(p for p in root.rglob("*") if p.is_file() and p not in inside and _visible(p, root)):
+    depth = 1 + split_layout                     # the class folder's place in a file's relative path
+    outside = []
+    for file in files:
+        parts = file.relative_to(root).parts
+        if len(parts) <= depth:                  # not below a class folder
+            outside.append(file)
+        elif not _is_image(file):
+            listing.not_images.append(str(file.relative_to(root)))
+        else:
+            split = SPLIT_FOLDERS[parts[0].lower()] if split_layout else "train"
+            listing.items.append((split, parts[depth - 1], file))
+            listing.labels[parts[depth - 1]] += 1
+    for file in outside:
         (listing.outside_classes if _is_image(file) else listing.not_images).append(str(file.relative_to(root)))
     return listing
 
@@ -249,15 +253,10 @@ def _spec(entry: dict) -> DatasetSpec:
                                 "or validation taken out of test (as in the study).")
 
 
-def load_spec(out: Path) -> DatasetSpec:
-    """The entry ``make_spec`` wrote (the report reads it without the images)."""
-    return _spec(json.loads((Path(out) / "dataset.json").read_text()))
-
-
 def registered_from_env() -> None:
     for file in filter(None, os.environ.get(ENV, "").split(os.pathsep)):
         if Path(file).exists():
-            register(load_spec(Path(file).parent))
+            register(_spec(json.loads(Path(file).read_text())))
 
 
 MODE_NAMES = {"L": "grayscale", "LA": "grayscale with alpha", "1": "black and white (1 bit)", "P": "palette",
