@@ -82,7 +82,7 @@ def test_a_killed_distributed_driver_restarts_without_losing_or_repeating_runs(t
 
 
 def test_slurm_job_script_is_generated_without_slurm():
-    from backbone_bench.distributed import slurm_cluster
+    from backbone_bench.sweep.distributed import slurm_cluster
 
     cluster = slurm_cluster(partition="gpu", gres="gpu:1", walltime="04:00:00", jobs=3)
     try:

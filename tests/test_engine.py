@@ -56,7 +56,7 @@ def test_pretrained_and_scratch_runs_make_complete_records_and_resume(results):
     (dict(steps=0), "steps"),
 ])
 def test_bad_parameters_are_rejected_before_any_compute(kwargs, match, results, monkeypatch):
-    monkeypatch.setattr(sweep, "prepare", lambda *a, **k: pytest.fail("prepared data before validating"))
+    monkeypatch.setattr(sweep.plan, "prepare", lambda *a, **k: pytest.fail("prepared data before validating"))
     with pytest.raises((InvalidParameterError, UnknownNameError), match=match):
         sweep.build_plan("quick", **kwargs)
 
@@ -110,7 +110,7 @@ def test_unavailable_weights_are_recorded_not_trained(results):
 def test_sweep_killed_mid_run_loses_and_duplicates_nothing(results):
     command = [sys.executable, "-m", "backbone_bench", "run", "--preset", "quick", "--datasets", "uc_merced",
                "--backbones", "tf_efficientnet_lite0", "--modes", "finetune,scratch", "--seeds", "0",
-               "--resolution", "48", "--steps", "30", "--device", "cpu"]
+               "--resolution", "48", "--steps", "30", "--device", "cpu", "--group-size", "1"]
     env = dict(os.environ, BACKBONE_BENCH_RESULTS=str(results))
     proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

@@ -26,7 +26,7 @@ def resize(images: torch.Tensor, size: int, chunk: int = 512) -> torch.Tensor:
 
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     """uint8 or float in [0, 255] (B, C, H, W) -> float normalised, 3 channels."""
-    x = x.float().div_(255)
+    x = x.to(torch.get_default_dtype()).div_(255)  # float32 unless a test asks for float64
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
     mean = torch.as_tensor(mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
@@ -53,4 +53,4 @@ def random_resized_crop(images: torch.Tensor, size: int, scale=(0.35, 1.0), rati
     theta[:, 0, 0], theta[:, 0, 2] = w * sign, cx
     theta[:, 1, 1], theta[:, 1, 2] = h, cy
     grid = F.affine_grid(theta, (b, images.shape[1], size, size), align_corners=False)
-    return F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return F.grid_sample(images.to(grid.dtype), grid, mode="bilinear", padding_mode="reflection", align_corners=False)

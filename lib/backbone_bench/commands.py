@@ -45,6 +45,9 @@ def add_grid_options(p) -> None:
     p.add_argument("--steps", type=int, help="override the optimizer steps per learning rate")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--retry-failed", action="store_true", help="run again the recorded failures")
+    p.add_argument("--group-size", type=int, default=12,
+                   help="trainings run fused as one stacked model (runs of one backbone, dataset and shot level, "
+                        "each learning rate a member; default 12; 1 = one training at a time)")
 
 
 def add_execution_options(p) -> None:
@@ -71,7 +74,7 @@ def cluster_from_args(args):
         raise InvalidParameterError("--slurm starts its own scheduler; drop --scheduler or --slurm")
     if not args.slurm:
         return None
-    from backbone_bench.distributed import slurm_cluster
+    from backbone_bench.sweep.distributed import slurm_cluster
 
     return slurm_cluster(args.partition, args.gres, args.walltime, args.jobs)
 
@@ -81,7 +84,8 @@ def plan_from_args(args, everything: bool = False):
     from backbone_bench.sweep import build_plan
 
     return build_plan(args.preset, args.datasets, args.backbones, args.shots, args.modes, args.seeds,
-                      args.resolution, args.steps, retry_failed=args.retry_failed, skip_done=not everything)
+                      args.resolution, args.steps, retry_failed=args.retry_failed, skip_done=not everything,
+                      group_members=getattr(args, "group_size", 12))
 
 
 def cmd_run(args) -> int:

@@ -2,22 +2,27 @@
 
 finetune / scratch: AdamW + warm-up + cosine, label smoothing, device-side augmentation; each
 learning rate of the grid trains a model, validation picks the lr and the checkpoint (early
-stopping with patience), and only then is the test split evaluated, once.
+stopping with patience), and only then is the test split evaluated, once. The trainings of a
+group (runs of one architecture, dataset, shot level and step budget, at each of their learning
+rates) run fused as one stacked model (fused.py); a solo run is a group of one, through the same
+code. Each member keeps its own initialisation, training subset, batch order, augmentation,
+optimizer, schedule, BatchNorm statistics, checkpoint and early-stopping point.
 linear_probe: features of the frozen backbone are extracted once per (backbone, dataset) and
 reused across shots and seeds; a logistic-regression head is fitted per regularisation
 strength of the grid and validation picks one.
 """
 from __future__ import annotations
 
-import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from backbone_bench.augment import normalize, random_resized_crop, resize
+from backbone_bench.fused import Stack
 from backbone_bench.metrics import PRIMARY, classification_metrics
 
 MODES = ("finetune", "linear_probe", "scratch")
@@ -80,6 +85,8 @@ class Fit:
     curves: list           # per validation pass: lr, step, train_loss, val metrics
     train_seconds: float
     images_seen: int
+    micro_batch: int = 0   # gradient modes: the micro-batch that fitted in memory
+    group_size: int = 1    # gradient modes: members trained together (fusion is an execution detail)
 
 
 def autocast(device: torch.device):
@@ -88,118 +95,226 @@ def autocast(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
-@torch.no_grad()
-def predict(model, split: Split, mean, std, batch: int, device) -> np.ndarray:
-    model.eval()
-    out = []
-    for start in range(0, len(split.labels), batch):
-        x = normalize(resize(split.images[start:start + batch], split.size), mean, std)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device):
-            logits = model(x)
-        out.append(torch.softmax(logits.float(), 1).cpu())
-    return torch.cat(out).numpy()
-
-
 def _score(probs, labels, num_classes):
     m = classification_metrics(probs, labels, num_classes)
     return (m[PRIMARY], -m["nll"]), m
 
 
-def train_gradient(model_factory, train: Split, val: Split, test: Split, recipe: Recipe, lrs, flip: bool,
-                   mean, std, num_classes: int, device, seed: int, micro_batch: int, progress=None,
-                   compile_model: bool = False) -> Fit:
-    """Fine-tune (or train from scratch) once per learning rate; validation picks lr and checkpoint."""
-    val_labels = val.labels.cpu().numpy()
-    best_overall, curves, candidates, seen = None, [], {}, 0
-    start = time.perf_counter()
-    for lr in lrs:
-        torch.manual_seed(seed)
-        model = model_factory().to(device)
+@dataclass
+class Member:
+    """One training of a fused group: a run's config at one learning rate of its grid."""
+    run: object            # the run it belongs to; a run is decided by all its learning rates
+    lr: float
+    seed: int              # initialisation, batch order and augmentation randomness
+    factory: Callable      # () -> the initialised network (pretrained, BN re-estimated, or random)
+    train: Split           # its own training subset
+    mean: tuple
+    std: tuple
+    flip: bool
+
+
+@dataclass
+class Trained:
+    """A member after training: its best checkpoint on validation, or why it has none."""
+    member: Member
+    model: torch.nn.Module | None = None   # holding the best checkpoint
+    key: tuple | None = None               # (validation score, -nll) of that checkpoint
+    step: int = 0
+    curves: list = field(default_factory=list)
+    failure: tuple | None = None           # ("diverged" | "oom", reason)
+    images_seen: int = 0
+    micro_batch: int = 0
+    group_size: int = 1
+    seconds: float = 0.0
+
+
+class OutOfMemory(RuntimeError):
+    """Even one member at micro-batch 1 does not fit."""
+
+
+def fit_runs(members: list, val: Split, test: Split, recipe: Recipe, num_classes: int, device, micro_batch: int,
+             progress=None, compile_model: bool = False) -> dict:
+    """Train the members as one fused group, then per run: validation picks the learning rate and
+    checkpoint, and the chosen checkpoint meets the test split once. Returns {run: Fit | exception}."""
+    trained = train_group(members, val, recipe, num_classes, device, micro_batch, progress, compile_model)
+    by_run: dict = {}
+    for t in trained:
+        by_run.setdefault(t.member.run, []).append(t)
+    out, chosen = {}, {}
+    for run, ts in by_run.items():
+        failed = next((t for t in ts if t.failure), None)
+        if failed is not None:
+            out[run] = (Diverged if failed.failure[0] == "diverged" else OutOfMemory)(failed.failure[1])
+            continue
+        chosen[run] = max(ts, key=lambda t: t.key)   # max keeps the first of equal keys: the grid's order
+    if chosen:
+        runs = list(chosen)
+        models = [chosen[r].model for r in runs]
+        norms = [(chosen[r].member.mean, chosen[r].member.std) for r in runs]
+        probs = {name: predict_group(models, split, norms, recipe.eval_batch, device)
+                 for name, split in (("val", val), ("test", test))}  # the one test evaluation
+        for i, run in enumerate(runs):
+            ts, best = by_run[run], chosen[run]
+            candidates = {t.member.lr: dict(val_score=t.key[0], val_nll=-t.key[1], step=t.step) for t in ts}
+            out[run] = Fit(probs["val"][i], probs["test"][i], dict(lr=best.member.lr, step=best.step, candidates=candidates),
+                           [c for t in ts for c in t.curves], best.seconds, sum(t.images_seen for t in ts),
+                           min(t.micro_batch for t in ts), max(t.group_size for t in ts))
+    return out
+
+
+def train_group(members: list, val: Split, recipe: Recipe, num_classes: int, device, micro_batch: int,
+                progress=None, compile_model: bool = False) -> list:
+    """Train members together; out of memory splits the group, and a lone member halves its
+    micro-batch (same effective batch, accumulated) down to 1 before it is recorded ``oom``."""
+    try:
+        return _train_together(members, val, recipe, num_classes, device, micro_batch, progress, compile_model)
+    except torch.OutOfMemoryError as err:
         if device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
-        if compile_model:  # speed only: the same function, so not part of the run's config
-            model = torch.compile(model)
-        best, passes_without_gain, step_loss = None, 0, []
-        for step, loss in _steps(model, train, recipe, lr, flip, mean, std, device, seed, micro_batch):
-            seen += recipe.batch_size
-            step_loss.append(loss)
-            if progress is not None:
-                progress(1)
-            if (step + 1) % recipe.eval_every and step + 1 != recipe.steps:
-                continue
-            probs = predict(model, val, mean, std, recipe.eval_batch, device)
-            key, metrics = _score(probs, val_labels, num_classes)
-            curves.append(dict(lr=lr, step=step + 1, train_loss=float(np.mean(step_loss)),
-                               **{f"val_{k}": v for k, v in metrics.items()}))
-            step_loss = []
-            if best is None or key > best[0]:
-                best = (key, step + 1, copy.deepcopy(model.state_dict()))
-                passes_without_gain = 0
-            else:
-                passes_without_gain += 1
-                if passes_without_gain >= recipe.patience:
-                    break
-        candidates[lr] = dict(val_score=best[0][0], val_nll=-best[0][1], step=best[1])
-        if best_overall is None or best[0] > best_overall[0]:
-            best_overall = (best[0], lr, best[1], best[2], model)
-        else:
-            del model
-    _, lr, step, state, model = best_overall
-    model.load_state_dict(state)
-    train_seconds = time.perf_counter() - start
-    probs_val = predict(model, val, mean, std, recipe.eval_batch, device)
-    probs_test = predict(model, test, mean, std, recipe.eval_batch, device)  # the one test evaluation
-    return Fit(probs_val, probs_test, dict(lr=lr, step=step, candidates=candidates), curves, train_seconds, seen)
+            torch.cuda.empty_cache()
+        if len(members) > 1:
+            half = len(members) // 2
+            return (train_group(members[:half], val, recipe, num_classes, device, micro_batch, progress, compile_model)
+                    + train_group(members[half:], val, recipe, num_classes, device, micro_batch, progress,
+                                  compile_model))
+        if micro_batch == 1:
+            return [Trained(members[0], failure=("oom", f"out of memory even at micro-batch 1: {err}"))]
+        return train_group(members, val, recipe, num_classes, device, micro_batch // 2, progress, compile_model)
 
 
-def _steps(model, train: Split, recipe: Recipe, lr, flip, mean, std, device, seed, micro_batch):
-    """Yield (step, loss) for each optimizer step; raises Diverged on a non-finite loss."""
+def _train_together(members, val, recipe, num_classes, device, micro_batch, progress, compile_model) -> list:
     from timm.optim import create_optimizer_v2
     from timm.scheduler import CosineLRScheduler
 
-    optimizer = create_optimizer_v2(model, "adamw", lr=lr, weight_decay=recipe.weight_decay)
-    warmup = int(recipe.warmup_frac * recipe.steps)
-    scheduler = CosineLRScheduler(optimizer, t_initial=recipe.steps, warmup_t=warmup, warmup_lr_init=lr * 0.01,
-                                  lr_min=0.0, t_in_epochs=False)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    n, batch = len(train.labels), recipe.batch_size
-    weight = None
-    if recipe.class_weight == "balanced":
-        weight = torch.as_tensor(class_weights(train.labels.cpu().numpy(), int(train.labels.max()) + 1),
-                                 dtype=torch.float32, device=device)
-    queue = torch.empty(0, dtype=torch.long, device=device)
-    model.train()
+    start = time.perf_counter()
+    real = torch.get_default_dtype()  # bf16 logits are scored in float32 (float64 in the equivalence test)
+    val_labels = val.labels.cpu().numpy()
+    out = [Trained(m, micro_batch=micro_batch, group_size=len(members)) for m in members]
+    models, optimizers, schedulers, batches = [], [], [], []
+    for m in members:
+        torch.manual_seed(m.seed)  # the new head's (or the scratch network's) initialisation
+        model = m.factory().to(device)
+        optimizer = create_optimizer_v2(model, "adamw", lr=m.lr, weight_decay=recipe.weight_decay)
+        schedulers.append(CosineLRScheduler(optimizer, t_initial=recipe.steps, warmup_t=int(recipe.warmup_frac * recipe.steps),
+                                            warmup_lr_init=m.lr * 0.01, lr_min=0.0, t_in_epochs=False))
+        models.append(model)
+        optimizers.append(optimizer)
+        batches.append(_batches(m.train, recipe.batch_size, torch.Generator(device=device).manual_seed(m.seed)))
+    weights = [_class_weight(m.train, recipe, num_classes, device) for m in members]
+    active = list(range(len(members)))           # members still training, in stack order
+    stack = Stack(models, compile_model)
+    best = {i: None for i in active}
+    waiting = {i: 0 for i in active}              # validation passes without improvement
+    losses = {i: [] for i in active}
     for step in range(recipe.steps):
-        while len(queue) < batch:  # epochs of shuffled indices; repeats only when n < batch
-            queue = torch.cat([queue, torch.randperm(n, device=device, generator=generator)])
-        index, queue = queue[:batch], queue[batch:]
-        optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        for part in index.split(micro_batch):
-            x = random_resized_crop(train.images[part], train.size, recipe.crop_scale, flip=flip, generator=generator)
-            x = normalize(x, mean, std)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+        for i in active:
+            optimizers[i].zero_grad(set_to_none=True)
+        index = {i: next(batches[i]) for i in active}
+        total = torch.zeros(len(active), device=device)
+        for lo in range(0, recipe.batch_size, micro_batch):
+            parts = [index[i][lo:lo + micro_batch] for i in active]
+            x = torch.stack([normalize(random_resized_crop(members[i].train.images[part], members[i].train.size,
+                                                           recipe.crop_scale, flip=members[i].flip,
+                                                           generator=batches[i].generator),
+                                       members[i].mean, members[i].std) for i, part in zip(active, parts)])
             with autocast(device):
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), train.labels[part], weight=_pad(weight, logits.shape[1]),
-                                   label_smoothing=recipe.label_smoothing)
-            (loss * (len(part) / batch)).backward()
-            total += loss.item() * len(part) / batch
-        if not np.isfinite(total):
-            raise Diverged(f"loss became {total} at step {step + 1} (lr {lr})")
-        optimizer.step()
-        scheduler.step_update(step + 1)
-        yield step, total
+                logits = stack.train_forward(x)
+            loss = torch.stack([F.cross_entropy(logits[j].to(real), members[i].train.labels[part], weight=weights[i],
+                                                label_smoothing=recipe.label_smoothing)
+                                for j, (i, part) in enumerate(zip(active, parts))])
+            share = len(parts[0]) / recipe.batch_size
+            (loss * share).sum().backward()        # members share no weights: each gets its own gradient
+            total += loss.detach() * share
+        total = total.cpu().numpy()                # one synchronisation per step
+        leaving = set()
+        for j, i in enumerate(active):
+            if not np.isfinite(total[j]):          # before its step: the others train on unaffected
+                reason = f"loss became {total[j]} at step {step + 1} (lr {members[i].lr})"
+                for k in active:
+                    if members[k].run == members[i].run:
+                        out[k].failure = ("diverged", reason)
+                        leaving.add(k)
+                continue
+            losses[i].append(float(total[j]))
+        for i in active:
+            if i not in leaving:
+                optimizers[i].step()
+                schedulers[i].step_update(step + 1)
+                out[i].images_seen += recipe.batch_size
+        if progress is not None:
+            progress(len(active))
+        if (step + 1) % recipe.eval_every == 0 or step + 1 == recipe.steps:
+            probs = _predict(stack, val, [(members[i].mean, members[i].std) for i in active], recipe.eval_batch, device)
+            for j, i in enumerate(active):
+                if i in leaving:
+                    continue
+                key, metrics = _score(probs[j], val_labels, num_classes)
+                out[i].curves.append(dict(lr=members[i].lr, step=step + 1, train_loss=float(np.mean(losses[i])),
+                                          **{f"val_{k}": v for k, v in metrics.items()}))
+                losses[i] = []
+                if best[i] is None or key > best[i][0]:
+                    best[i], waiting[i] = (key, step + 1, stack.state(j)), 0
+                else:
+                    waiting[i] += 1
+                    if waiting[i] >= recipe.patience:   # early stop: its checkpoint is final
+                        leaving.add(i)
+        if leaving:
+            keep = [j for j, i in enumerate(active) if i not in leaving]
+            active = [active[j] for j in keep]
+            if not active:
+                break
+            stack = stack.keep(keep)
+    seconds = time.perf_counter() - start
+    for i, t in enumerate(out):
+        t.seconds = seconds
+        if t.failure is None and best[i] is not None:
+            t.key, t.step = best[i][0], best[i][1]
+            models[i].load_state_dict(best[i][2])
+            t.model = models[i]
+    return out
 
 
-def _pad(weight, num_classes):
-    """Class weights for every logit (classes above the subset's largest label weigh 0)."""
-    if weight is None or len(weight) == num_classes:
-        return weight
-    return torch.cat([weight, weight.new_zeros(num_classes - len(weight))])
+class _batches:
+    """Epochs of shuffled indices of one member's subset, a batch at a time; repeats only when
+    the subset is smaller than a batch."""
+
+    def __init__(self, split: Split, batch: int, generator: torch.Generator):
+        self.n, self.batch, self.generator = len(split.labels), batch, generator
+        self.queue = torch.empty(0, dtype=torch.long, device=split.labels.device)
+
+    def __next__(self):
+        while len(self.queue) < self.batch:
+            self.queue = torch.cat([self.queue, torch.randperm(self.n, device=self.queue.device, generator=self.generator)])
+        index, self.queue = self.queue[:self.batch], self.queue[self.batch:]
+        return index
+
+
+def _class_weight(train: Split, recipe: Recipe, num_classes: int, device):
+    """Class weights for every logit (classes absent from the subset weigh 0), or None."""
+    if recipe.class_weight != "balanced":
+        return None
+    return torch.as_tensor(class_weights(train.labels.cpu().numpy(), num_classes), dtype=torch.float32, device=device)
+
+
+@torch.no_grad()
+def _predict(stack: Stack, split: Split, norms: list, batch: int, device) -> list:
+    """Softmax probabilities of every member of the stack on one split (members may normalise differently)."""
+    shared = len(set(norms)) == 1
+    out = []
+    for start in range(0, len(split.labels), batch):
+        images = resize(split.images[start:start + batch], split.size)
+        if shared:
+            x = normalize(images, *norms[0])
+        else:
+            x = torch.stack([normalize(images, mean, std) for mean, std in norms])
+        with autocast(device):
+            logits = stack.eval_forward(x, shared)
+        out.append(torch.softmax(logits.to(torch.get_default_dtype()), -1).cpu())
+    return list(torch.cat(out, 1).numpy())
+
+
+def predict_group(models: list, split: Split, norms: list, batch: int, device) -> list:
+    """Probabilities of each model on one split, the models evaluated as one stack."""
+    return _predict(Stack(models), split, norms, batch, device)
 
 
 @torch.no_grad()

@@ -1,18 +1,15 @@
 """Sweeps on many workers with Dask: a LocalCluster on one machine, a running scheduler, or Slurm.
 
-The unit of work is one config. A task trains it on a worker and returns the record and arrays
-over the network (no shared filesystem needed); the driver alone writes records, atomically, as
-in the sequential path. A task whose worker dies is retried once by Dask
-(``distributed.scheduler.allowed-failures``), then recorded as ``error`` with the reason. On a GPU
+The unit of work is one group (plan.py). A task trains it on a worker and returns its records and
+arrays over the network (no shared filesystem needed); the driver alone writes records
+(execute.py). A task whose worker dies is retried once by Dask
+(``distributed.scheduler.allowed-failures``), then its runs are recorded as ``error`` with the reason. On a GPU
 machine the K workers share the GPUs (worker i uses GPU i mod n, with a capped memory fraction);
 on a CPU each worker gets cores / K threads.
 """
 from __future__ import annotations
 
 import os
-import time
-
-from tqdm import tqdm
 
 from backbone_bench import store
 
@@ -35,12 +32,12 @@ def worker_device(device: str, index: int, workers: int) -> str:
     return "cpu"
 
 
-def train_task(config: dict, preset: str, device: str, workers: int, compile_model: bool):
-    """Runs on a worker: (record, arrays) for one config."""
+def train_task(configs: list, preset: str, device: str, workers: int, compile_model: bool):
+    """Runs on a worker: [(record, arrays)] for one group."""
     from distributed import get_worker
 
     from backbone_bench.environment import environment, pick_device
-    from backbone_bench.sweep import run_config
+    from backbone_bench.sweep.run import run_configs
 
     _injected_fault()
     try:
@@ -48,7 +45,7 @@ def train_task(config: dict, preset: str, device: str, workers: int, compile_mod
     except (ValueError, AttributeError):
         index = 0
     dev = pick_device(worker_device(device, index, workers))
-    return run_config(config, preset, dev, environment(dev), compile_model)
+    return run_configs(configs, preset, dev, environment(dev), compile_model)
 
 
 def _injected_fault() -> None:
@@ -95,50 +92,34 @@ def _client(workers: int, scheduler: str | None, cluster, device: str):
     return Client(local), local
 
 
-def execute_distributed(plan, device: str = "auto", results=None, progress: bool = True, compile_model: bool = False,
-                        workers: int = 2, scheduler: str | None = None, cluster=None) -> dict:
+def run_distributed(plan, device: str, compile_model: bool, workers: int, scheduler: str | None, cluster, claims,
+                    bar):
+    """Submit every claimed group as a task; yield each group's [(record, arrays)] as it completes."""
     from distributed import as_completed
 
     from backbone_bench.environment import environment, pick_device
-    from backbone_bench.sweep import record_base
+    from backbone_bench.sweep.run import failure_record, record_base
 
     client, local = _client(workers, scheduler, cluster, device)
-    counts: dict[str, int] = {}
-    claimed, futures = [], {}
     try:
-        for config in plan.configs:
-            key = store.config_key(config)
-            if not store.claim(key, results):
-                counts["elsewhere"] = counts.get("elsewhere", 0) + 1
-                continue
-            claimed.append(key)
-            # the task key is the config key: Dask never runs the same config twice at once
-            futures[client.submit(train_task, config, plan.preset, device, workers, compile_model, key=key,
-                                  pure=False)] = config
+        futures = {}
+        for group in plan.groups:
+            mine = claims.take(group)
+            if mine:  # the task key is derived from the run keys: Dask never runs the same group twice at once
+                key = "group-" + store.config_key(dict(runs=[store.config_key(c) for c in mine]))
+                futures[client.submit(train_task, mine, plan.preset, device, workers, compile_model, key=key,
+                                      pure=False)] = mine
         n_workers = len(client.scheduler_info().get("workers", {})) or workers
-        start = time.perf_counter()
-        bar = tqdm(total=len(futures), desc=f"{plan.label or 'sweep ' + plan.preset} on {n_workers} workers", unit="run",
-                   disable=not progress)
+        bar.set_description(f"{bar.desc} on {n_workers} workers")
         for future in as_completed(futures):
-            config = futures[future]
             try:
-                record, arrays = future.result()
-            except Exception as err:  # the worker died twice: the run is recorded, the sweep goes on
-                record = record_base(config, plan.preset, environment(pick_device(device)), compile_model)
-                record |= dict(status="error", reason=f"worker lost: {type(err).__name__}: {err}")
-                arrays = None
-            store.write_record(record, arrays, results)
-            store.release(record["key"], results)
-            counts[record["status"]] = counts.get(record["status"], 0) + 1
-            bar.update(1)
-            hours = (time.perf_counter() - start) / 3600
-            bar.set_postfix_str(f"{bar.n / max(hours, 1e-9):.0f} runs/hour")
-        bar.close()
+                yield future.result()
+            except Exception as err:  # the worker died twice: the runs are recorded, the sweep goes on
+                env = environment(pick_device(device))
+                lost = RuntimeError(f"worker lost: {type(err).__name__}: {err}")
+                yield [(failure_record(record_base(c, plan.preset, env, compile_model), lost), None)
+                       for c in futures[future]]
     finally:
-        for key in claimed:  # anything not finished (driver interrupted) is free again
-            store.release(key, results)
         client.close()
         if local is not None:
             local.close()
-    store.compile_table(results)
-    return counts

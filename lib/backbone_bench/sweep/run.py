@@ -1,0 +1,197 @@
+"""Running: one group of configs to one record per config, whatever happens to each.
+
+A gradient group's configs (each at every learning rate of its grid) train fused
+(train.fit_runs); a linear probe reads the frozen backbone's features from a cache shared by
+every shot level and seed. A failure (weights unavailable, diverged, out of memory, any other
+error) becomes that run's record with its reason; the others in the group go on.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+
+from backbone_bench import store
+from backbone_bench.augment import normalize, resize
+from backbone_bench.backbones import create_model, reestimate_folded_batchnorm, resolve_weights
+from backbone_bench.data.prepare import prepare
+from backbone_bench.data.registry import get_dataset
+from backbone_bench.data.splits import load_splits
+from backbone_bench.errors import WeightsUnavailableError
+from backbone_bench.metrics import classification_metrics, collapsed
+from backbone_bench.train import (Diverged, Member, OutOfMemory, Recipe, Split, extract_features, fit_runs,
+                                  linear_probe)
+
+FAILURES = ((WeightsUnavailableError, "unavailable"), (Diverged, "diverged"), (OutOfMemory, "oom"))
+
+
+def _to_device(prepared, index, resolution, device) -> Split:
+    images = torch.from_numpy(np.ascontiguousarray(prepared.images[index])).permute(0, 3, 1, 2).to(device)
+    labels = torch.from_numpy(prepared.labels[index].astype(np.int64)).to(device)
+    # kept at min(storage, resolution): small images are upsampled per batch, never stored large
+    return Split(resize(images, min(resolution, images.shape[-1])), labels, resolution)
+
+
+class FeatureCache:
+    """Frozen-backbone features per (weights, data, resolution), computed once per image.
+
+    Linear probes of every shot level and seed share one extraction; the val and test
+    features are computed once per backbone and dataset, not once per run.
+    """
+
+    def __init__(self, max_entries: int = 8):
+        self.entries: dict = {}
+        self.max_entries = max_entries
+
+    def get(self, weights, prepared, index: np.ndarray, split: Split, batch: int, device) -> np.ndarray:
+        key = (weights.backbone, weights.provenance, weights.sha256, prepared.key, split.size)
+        if key not in self.entries:
+            if len(self.entries) >= self.max_entries:
+                self.entries.pop(next(iter(self.entries)))
+            model = create_model(weights, resolution=split.size).to(device)
+            model.reset_classifier(0)  # the network now returns pooled features
+            self.entries[key] = dict(model=model, rows={})
+        entry = self.entries[key]
+        missing = np.asarray([i for i in index.tolist() if i not in entry["rows"]], dtype=np.int64)
+        if len(missing):
+            position = {i: p for p, i in enumerate(index.tolist())}
+            sub = Split(split.images[[position[i] for i in missing.tolist()]], split.labels[:0], split.size)
+            feats = extract_features(entry["model"], sub, weights.mean, weights.std, batch, device)
+            entry["rows"].update(zip(missing.tolist(), feats))
+        return np.stack([entry["rows"][i] for i in index.tolist()])
+
+
+FEATURES = FeatureCache()
+
+
+class _Data:
+    """A dataset's splits on the device for one group: val and test once, a training subset per seed."""
+
+    def __init__(self, config: dict, recipe: Recipe, device):
+        self.spec = get_dataset(config["dataset"])
+        self.prepared = prepare(self.spec.name, progress=False)
+        self.splits = load_splits(self.prepared)
+        self.resolution, self.device, self.shots = config["resolution"], device, config["shots"]
+        self.index = dict(val=self.splits.val, test=self.splits.test)
+        if recipe.eval_limit:  # a preset's cap on evaluation cost, recorded in its config: a fixed seeded draw
+            for part in ("val", "test"):
+                if len(self.index[part]) > recipe.eval_limit:
+                    self.index[part] = np.sort(np.random.default_rng(0).permutation(self.index[part])[: recipe.eval_limit])
+        self.split = {k: _to_device(self.prepared, v, self.resolution, device) for k, v in self.index.items()}
+        self._train: dict = {}
+
+    def train(self, subset_seed: int) -> tuple[np.ndarray, Split]:
+        if subset_seed not in self._train:
+            index = self.splits.train(self.shots, subset_seed)
+            self._train[subset_seed] = (index, _to_device(self.prepared, index, self.resolution, self.device))
+        return self._train[subset_seed]
+
+
+def _recipe(config: dict) -> Recipe:
+    return Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["recipe"].items()})
+
+
+def _probe(config: dict, data: _Data, weights, recipe: Recipe, device):
+    start = time.perf_counter()
+    train_index, train_split = data.train(config["subset_seed"])
+    index = dict(data.index, train=train_index)
+    split = dict(data.split, train=train_split)
+    feats = {k: FEATURES.get(weights, data.prepared, index[k], split[k], recipe.eval_batch, device) for k in index}
+    labels = {k: data.prepared.labels[v].astype(np.int64) for k, v in index.items()}
+    return linear_probe(feats, labels, recipe, data.spec.num_classes, config["seed"], time.perf_counter() - start)
+
+
+def _member_factory(weights, data: _Data, train: Split, recipe: Recipe, device):
+    def factory():
+        model = create_model(weights, data.spec.num_classes, data.resolution)
+        if weights.bn_folded:  # re-estimated on this member's own training images
+            sample = train.images[: recipe.bn_reestimate_images]
+            reestimate_folded_batchnorm(model.to(device), normalize(resize(sample, train.size), weights.mean, weights.std))
+        return model
+    return factory
+
+
+def run_group(configs: list, device: torch.device, progress=None, compile_model: bool = False) -> list:
+    """Train and evaluate a group; returns, per config, (record fields, arrays) or the exception."""
+    recipe = _recipe(configs[0])
+    data = _Data(configs[0], recipe, device)
+    outcomes, weights, members = {}, {}, []
+    for n, config in enumerate(configs):
+        try:
+            weights[n] = resolve_weights(config["backbone"], pretrained=config["pretrained"])
+        except WeightsUnavailableError as err:
+            outcomes[n] = err
+            continue
+        if config["mode"] == "linear_probe":
+            outcomes[n] = _probe(config, data, weights[n], recipe, device)
+            continue
+        _, train = data.train(config["subset_seed"])
+        factory = _member_factory(weights[n], data, train, recipe, device)
+        members += [Member(n, lr, config["seed"], factory, train, weights[n].mean, weights[n].std, data.spec.flip_ok)
+                    for lr in config["recipe"]["lrs"]]
+    if members:
+        outcomes |= fit_runs(members, data.split["val"], data.split["test"], recipe, data.spec.num_classes, device,
+                             recipe.batch_size, progress, compile_model)
+    return [_fields(configs[n], outcomes[n], weights.get(n), data) for n in range(len(configs))]
+
+
+def _fields(config: dict, fit, weights, data: _Data):
+    if isinstance(fit, Exception):
+        return fit
+    n_cls, splits = data.spec.num_classes, data.splits
+    labels = {k: data.split[k].labels.cpu().numpy() for k in ("val", "test")}
+    metrics = {k: classification_metrics(getattr(fit, f"probs_{k}"), labels[k], n_cls) for k in ("val", "test")}
+    gradient = config["mode"] != "linear_probe"
+    record = dict(metrics=metrics, chosen=fit.chosen, curves=fit.curves, weights=weights.row(),
+                  n_train=len(data.train(config["subset_seed"])[0]), n_val=len(data.index["val"]),
+                  n_test=len(data.index["test"]), effective_shots=splits.effective_shots(config["shots"]),
+                  micro_batch=fit.micro_batch if gradient else None,
+                  subset_shared=bool(splits.shared_subset(config["shots"])), splits_digest=splits.digest(),
+                  data_key=data.prepared.key, collapsed=collapsed(fit.probs_test.argmax(1)),
+                  timing=dict(train_seconds=round(fit.train_seconds, 3),
+                              train_images_per_second=round(fit.images_seen / max(fit.train_seconds, 1e-9), 1)))
+    if gradient:  # an execution detail like `compiled`: not in the config, so not in the key
+        record["fused"] = dict(group_members=fit.group_size)
+    small = np.uint8 if n_cls <= 255 else np.int16
+    arrays = dict(test_index=data.index["test"].astype(np.int32), test_pred=fit.probs_test.argmax(1).astype(small),
+                  test_label=labels["test"].astype(small), test_prob=fit.probs_test.astype(np.float16))
+    return record, arrays
+
+
+def record_base(config: dict, preset: str, env: dict, compile_model: bool = False) -> dict:
+    """What every record says about its run, whatever its outcome."""
+    return dict(key=store.config_key(config), config=config, preset=preset,
+                environment=env | dict(compiled=compile_model))
+
+
+def failure_record(base: dict, err: BaseException, tb: str | None = None) -> dict:
+    status = next((s for kind, s in FAILURES if isinstance(err, kind)), "error")
+    if status != "error":
+        return base | dict(status=status, reason=str(err))
+    return base | dict(status="error", reason=f"{type(err).__name__}: {err}", traceback=tb)
+
+
+def run_configs(configs: list, preset: str, device: torch.device, env: dict, compile_model: bool = False,
+                progress=None) -> list:
+    """A group to [(record, arrays)], one per config: every failure becomes a record with its reason."""
+    start = time.perf_counter()
+    try:
+        outcomes = run_group(configs, device, progress, compile_model)
+        tb = None
+    except Exception as err:  # the whole group failed (e.g. its data): each run records why
+        outcomes, tb = [err] * len(configs), traceback.format_exc(limit=6)
+    finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    out = []
+    for config, outcome in zip(configs, outcomes):
+        base = record_base(config, preset, env, compile_model)
+        if isinstance(outcome, BaseException):
+            record, arrays = failure_record(base, outcome, tb), None
+        else:
+            record, arrays = base | dict(status="ok") | outcome[0], outcome[1]
+        record.setdefault("timing", {})["total_seconds"] = round(time.perf_counter() - start, 3)
+        record["finished_at"] = finished
+        out.append((record, arrays))
+    return out
