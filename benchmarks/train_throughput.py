@@ -1,12 +1,18 @@
-"""Training throughput of the engine against its ceiling and against a conventional loop.
+"""Training throughput of the engine, solo and fused, against its ceiling and a conventional loop.
 
 Per backbone, on one device and resolution, measured side by side in one process:
-  (a) engine   the engine's fine-tuning step: uint8 images already on the device, batched
-               random-resized-crop + flip + normalisation on the device, then fwd+bwd+step;
-  (b) compute  fwd+bwd+step on one fixed synthetic batch already on the device: the ceiling;
-  (c) baseline the way Jeevan and Sethi's code trains: a DataLoader (2 workers, pinned memory)
-               decoding JPEGs per sample with PIL transforms, fp32 forward.
-Writes a CSV with images/s for each and the ratios a/b and a/c.
+  (a1)  engine, solo   one training at --batch through the engine (train.train_group): uint8
+                       images on the device, crop + flip + normalisation on the device, fwd+bwd+step;
+  (aM)  engine, fused  --members trainings (2 lrs x seeds x {pretrained, scratch}, as a group of
+                       the offline grid) at --batch each, one stacked model; aggregate images/s;
+  (b)   compute        fwd+bwd+step of one model on one synthetic batch of members x batch images
+                       already on the device: the ceiling;
+  (c)   baseline       the way Jeevan and Sethi's code trains: a DataLoader (2 workers) decoding
+                       JPEGs per sample with PIL transforms, fp32, at --batch.
+The engine rates are differences of two runs (few and many steps), so model creation, BatchNorm
+set-up and the final validation cancel. Writes a CSV (images/s, the ratios aM/b, aM/a1, aM/c,
+GFLOPs per image and, on a GPU with a known peak, MFU) and a second CSV projecting the `offline`
+grid's training time from a1, aM and c. CPU figures say so in their device column.
 
     python benchmarks/train_throughput.py --panel offline --out results/benchmarks/train_throughput_cpu.csv
 """
@@ -22,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from backbone_bench import train
 from backbone_bench.augment import resize
@@ -52,23 +59,39 @@ def model_for(name, device, classes, resolution):
     return model.train()
 
 
-def engine_rate(name, images, labels, args, device, classes):
-    model = model_for(name, device, classes, args.resolution)
-    recipe = train.Recipe(steps=10**9, batch_size=args.batch, eval_every=10**9)
+def engine_rate(name, images, labels, args, device, classes, members: int) -> float:
+    """Aggregate images/s of ``members`` trainings fused (1: solo), through the engine itself."""
+    from backbone_bench.backbones import scratch_twin
+
+    weights = scratch_twin(name)
     split = train.Split(images, labels, args.resolution)
-    steps = train._steps(model, split, recipe, 1e-4, True, (0.5,) * 3, (0.5,) * 3, device, 0, args.batch)
-    return rate(lambda: next(steps), args.batch, device, args.warmup, args.steps)
+    val = train.Split(images[:8], labels[:8], args.resolution)
+    grid = [(lr, seed) for seed in range(3) for lr in (1e-3, 3e-4)] * 2  # x {pretrained, scratch}
+    group = [train.Member(i, lr, seed, lambda: create_model(weights, classes, args.resolution), split,
+                          weights.mean, weights.std, True) for i, (lr, seed) in enumerate(grid[:members])]
+
+    def seconds(steps):
+        recipe = train.Recipe(steps=steps, batch_size=args.batch, eval_every=10**9, patience=10**9, eval_batch=64)
+        sync(device)
+        start = time.perf_counter()
+        train.train_group(group, val, recipe, classes, device, args.batch, compile_model=args.compile)
+        sync(device)
+        return time.perf_counter() - start
+
+    seconds(2)  # warm-up: allocator, kernels, weights in the page cache
+    few, many = seconds(args.warmup), seconds(args.warmup + args.steps)
+    return members * args.batch * args.steps / (many - few)
 
 
-def compute_rate(name, args, device, classes):
+def compute_rate(name, args, device, classes, batch):
     from timm.optim import create_optimizer_v2
 
     model = model_for(name, device, classes, args.resolution)
     opt = create_optimizer_v2(model, "adamw", lr=1e-4, weight_decay=0.05)
-    x = torch.randn(args.batch, 3, args.resolution, args.resolution, device=device)
+    x = torch.randn(batch, 3, args.resolution, args.resolution, device=device)
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, classes, (args.batch,), device=device)
+    y = torch.randint(0, classes, (batch,), device=device)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -77,7 +100,48 @@ def compute_rate(name, args, device, classes):
         loss.backward()
         opt.step()
 
-    return rate(step, args.batch, device, args.warmup, args.steps)
+    return rate(step, batch, device, args.warmup, args.steps)
+
+
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 tensor-core FLOP/s
+
+
+def gflops_per_image(name, resolution, classes) -> float:
+    """Forward FLOPs of one image (torch's FlopCounterMode counts a multiply-add as 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = create_model(scratch_twin(name), classes, resolution).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 3, resolution, resolution))
+    return counter.get_total_flops() / 1e9
+
+
+def projection(rows, device_name, resolution) -> pd.DataFrame:
+    """Training images of the `offline` grid's gradient runs (every lr at its full step budget:
+    early stopping only shortens it) per backbone, and the hours they take at each rate."""
+    from backbone_bench.presets import get_preset
+    from backbone_bench.sweep.plan import _grid
+
+    p = get_preset("offline")
+    images: dict = {}
+    for c in _grid(p, p.datasets, p.backbones, p.shots, ("finetune", "scratch"), p.seeds, p.resolution, None, []):
+        r = c["recipe"]
+        images[c["backbone"]] = images.get(c["backbone"], 0) + r["steps"] * r["batch_size"] * len(r["lrs"])
+    out = []
+    for row in rows:
+        if row.get("status") != "ok" or row["backbone"] not in images:
+            continue
+        n = images[row["backbone"]]
+        out.append(dict(backbone=row["backbone"], device=device_name, rates_at_px=resolution, train_images=n,
+                        hours_baseline=n / row["baseline_images_per_s"] / 3600,
+                        hours_solo=n / row["solo_images_per_s"] / 3600,
+                        hours_fused=n / row["fused_images_per_s"] / 3600))
+    table = pd.DataFrame(out)
+    if len(table):
+        total = dict(backbone="all", device=device_name, rates_at_px=resolution, train_images=table["train_images"].sum(),
+                     **{k: table[k].sum() for k in ("hours_baseline", "hours_solo", "hours_fused")})
+        table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+    return table
 
 
 class JpegDataset(torch.utils.data.Dataset):
@@ -136,21 +200,25 @@ def load_jpegs(n):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--panel", default="offline,lightweight")
+    p.add_argument("--panel", default="offline")
     p.add_argument("--backbones", help="comma-separated; overrides --panel")
     p.add_argument("--device", default="auto")
-    p.add_argument("--resolution", type=int, default=0, help="default 224 on GPU, 96 on CPU")
-    p.add_argument("--batch", type=int, default=0, help="default 128 on GPU, 32 on CPU")
-    p.add_argument("--steps", type=int, default=0, help="timed steps, default 50 on GPU, 8 on CPU")
+    p.add_argument("--resolution", type=int, default=0, help="default 224 on GPU, 64 on CPU")
+    p.add_argument("--batch", type=int, default=0, help="images per training step, default 64 on GPU, 16 on CPU")
+    p.add_argument("--members", type=int, default=0, help="trainings fused, default 12 on GPU, 4 on CPU")
+    p.add_argument("--steps", type=int, default=0, help="timed steps, default 30 on GPU, 4 on CPU")
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--images", type=int, default=1024, help="real images held for (a) and (c)")
+    p.add_argument("--images", type=int, default=1024, help="real images held for the engine and the baseline")
+    p.add_argument("--compile", action="store_true", help="the engine with torch.compile (the stacked forward)")
+    p.add_argument("--skip-baseline", action="store_true", help="leave out (c) (it needs 2 spare cores)")
     p.add_argument("--out", default="results/benchmarks/train_throughput.csv")
     args = p.parse_args(argv)
     device = pick_device(args.device)
     gpu = device.type == "cuda"
-    args.resolution = args.resolution or (224 if gpu else 96)
-    args.batch = args.batch or (128 if gpu else 32)
-    args.steps = args.steps or (50 if gpu else 8)
+    args.resolution = args.resolution or (224 if gpu else 64)
+    args.batch = args.batch or (64 if gpu else 16)
+    args.members = args.members or (12 if gpu else 4)
+    args.steps = args.steps or (30 if gpu else 4)
     names = args.backbones.split(",") if args.backbones else list(dict.fromkeys(
         n for name in args.panel.split(",") for n in panel(name)))
     blobs, idx_labels, arrays, labels = load_jpegs(args.images)
@@ -158,24 +226,33 @@ def main(argv=None):
     images = resize(torch.from_numpy(arrays).permute(0, 3, 1, 2).to(device), min(args.resolution, arrays.shape[1]))
     labels = torch.from_numpy(labels).to(device)
     env = environment(device)
+    peak = next((v for k, v in PEAK_BF16.items() if k in env["device"]), None) if gpu else None
     rows = []
-    for name in names:
+    for name in tqdm(names, desc="train throughput", unit="backbone"):
         row = dict(backbone=name, device=env["device"], resolution=args.resolution, batch=args.batch,
-                   steps=args.steps, precision=env["precision"], channels_last=gpu, torch=env["torch"],
+                   members=args.members, steps=args.steps, precision=env["precision"], compiled=args.compile,
+                   torch=env["torch"],
                    git_commit=env["git_commit"])
         try:
-            row["engine_images_per_s"] = engine_rate(name, images, labels, args, device, classes)
-            row["compute_images_per_s"] = compute_rate(name, args, device, classes)
-            row["baseline_images_per_s"] = baseline_rate(name, blobs, [l % classes for l in idx_labels], args, device, classes)
-            row["a_over_b"] = row["engine_images_per_s"] / row["compute_images_per_s"]
-            row["a_over_c"] = row["engine_images_per_s"] / row["baseline_images_per_s"]
+            row["solo_images_per_s"] = engine_rate(name, images, labels, args, device, classes, 1)
+            row["fused_images_per_s"] = engine_rate(name, images, labels, args, device, classes, args.members)
+            row["compute_images_per_s"] = compute_rate(name, args, device, classes, args.members * args.batch)
+            if not args.skip_baseline:
+                row["baseline_images_per_s"] = baseline_rate(name, blobs, [l % classes for l in idx_labels], args,
+                                                             device, classes)
+                row["fused_over_baseline"] = row["fused_images_per_s"] / row["baseline_images_per_s"]
+            row["fused_over_compute"] = row["fused_images_per_s"] / row["compute_images_per_s"]
+            row["fused_over_solo"] = row["fused_images_per_s"] / row["solo_images_per_s"]
+            row["gflops_per_image"] = gflops_per_image(name, args.resolution, classes)
+            # fwd + bwd ~ 3x the forward's FLOPs
+            row["fused_tflops"] = 3 * row["gflops_per_image"] * row["fused_images_per_s"] / 1e3
+            row["fused_mfu"] = row["fused_tflops"] * 1e12 / peak if peak else None
             row["status"] = "ok"
         except Exception as err:  # recorded; the next backbone is measured
             row |= dict(status="error", reason=f"{type(err).__name__}: {str(err)[:200]}")
         rows.append(row)
-        print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()
-               if k in ("backbone", "engine_images_per_s", "compute_images_per_s", "baseline_images_per_s",
-                        "a_over_b", "a_over_c", "status")}, flush=True)
+        tqdm.write(str({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()
+                        if k.endswith(("_per_s", "_over_compute", "_over_solo", "_over_baseline")) or k == "backbone"}))
         if gpu:
             torch.cuda.empty_cache()
     out = Path(args.out)
@@ -184,8 +261,18 @@ def main(argv=None):
     table.to_csv(out, index=False)
     ok = table[table["status"] == "ok"]
     if len(ok):
-        print(f"median a/b {ok['a_over_b'].median():.2f} (min {ok['a_over_b'].min():.2f}); "
-              f"median a/c {ok['a_over_c'].median():.2f}; wrote {out}")
+        print(f"fused/compute min {ok['fused_over_compute'].min():.2f}; fused/solo min {ok['fused_over_solo'].min():.2f}"
+              + (f"; fused/baseline min {ok['fused_over_baseline'].min():.2f}" if "fused_over_baseline" in ok else "")
+              + f"; wrote {out}")
+    if not args.skip_baseline:
+        proj = projection(rows, env["device"], args.resolution)
+        proj_out = out.with_name(out.stem + "_projection.csv")
+        proj.to_csv(proj_out, index=False)
+        if len(proj):
+            last = proj.iloc[-1]
+            print(f"offline grid, gradient runs: {last['hours_baseline']:.1f} h baseline, {last['hours_solo']:.1f} h "
+                  f"solo, {last['hours_fused']:.1f} h fused on {env['device']} (rates measured at {args.resolution} px; the grid "
+                  f"is 224 px); wrote {proj_out}")
     return 0
 
 

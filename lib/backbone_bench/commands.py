@@ -45,9 +45,9 @@ def add_grid_options(p) -> None:
     p.add_argument("--steps", type=int, help="override the optimizer steps per learning rate")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--retry-failed", action="store_true", help="run again the recorded failures")
-    p.add_argument("--group-size", type=int, default=12,
+    p.add_argument("--group-size", type=int,
                    help="trainings run fused as one stacked model (runs of one backbone, dataset and shot level, "
-                        "each learning rate a member; default 12; 1 = one training at a time)")
+                        "each learning rate a member; default 12 on a GPU, 1 on a CPU, where fusion is slower)")
 
 
 def add_execution_options(p) -> None:
@@ -85,7 +85,7 @@ def plan_from_args(args, everything: bool = False):
 
     return build_plan(args.preset, args.datasets, args.backbones, args.shots, args.modes, args.seeds,
                       args.resolution, args.steps, retry_failed=args.retry_failed, skip_done=not everything,
-                      group_members=getattr(args, "group_size", 12))
+                      group_members=getattr(args, "group_size", None))
 
 
 def cmd_run(args) -> int:

@@ -198,7 +198,7 @@ def _train_together(members, val, recipe, num_classes, device, micro_batch, prog
                                             warmup_lr_init=m.lr * 0.01, lr_min=0.0, t_in_epochs=False))
         models.append(model)
         optimizers.append(optimizer)
-        batches.append(_batches(m.train, recipe.batch_size, torch.Generator(device=device).manual_seed(m.seed)))
+        batches.append(_Batches(m.train, recipe.batch_size, torch.Generator(device=device).manual_seed(m.seed)))
     weights = [_class_weight(m.train, recipe, num_classes, device) for m in members]
     active = list(range(len(members)))           # members still training, in stack order
     stack = Stack(models, compile_model)
@@ -273,7 +273,7 @@ def _train_together(members, val, recipe, num_classes, device, micro_batch, prog
     return out
 
 
-class _batches:
+class _Batches:
     """Epochs of shuffled indices of one member's subset, a batch at a time; repeats only when
     the subset is smaller than a batch."""
 

@@ -103,14 +103,14 @@ def run_distributed(plan, device: str, compile_model: bool, workers: int, schedu
     client, local = _client(workers, scheduler, cluster, device)
     try:
         futures = {}
-        for group in plan.groups:
+        for group in plan.groups(pick_device(device).type):
             mine = claims.take(group)
             if mine:  # the task key is derived from the run keys: Dask never runs the same group twice at once
                 key = "group-" + store.config_key(dict(runs=[store.config_key(c) for c in mine]))
                 futures[client.submit(train_task, mine, plan.preset, device, workers, compile_model, key=key,
                                       pure=False)] = mine
         n_workers = len(client.scheduler_info().get("workers", {})) or workers
-        bar.set_description(f"{bar.desc} on {n_workers} workers")
+        bar.set_description(f"{plan.label or 'sweep ' + plan.preset} on {n_workers} workers")
         for future in as_completed(futures):
             try:
                 yield future.result()

@@ -49,7 +49,7 @@ def _here(plan, device: str, compile_model: bool, claims: Claims, bar):
 
     dev = pick_device(device)
     env = environment(dev)
-    for group in plan.groups:
+    for group in plan.groups(dev.type):
         mine = claims.take(group)
         if mine:
             c = mine[0]
