@@ -141,3 +141,18 @@ def test_groups_hold_runs_that_share_everything_but_seed_mode_and_learning_rate(
     assert [len(g) for g in make_groups(grid, 1)] == [1] * 24
     probe = make_config("uc_merced", 10, 0, "regnetx_002", "linear_probe", 224, recipe)
     assert make_groups([probe, probe | {"seed": 1}], 12) == [[probe], [probe | {"seed": 1}]]
+
+
+def test_records_of_the_old_engine_are_run_again(tmp_path):
+    """Engine 1 trained on in eval mode after its first validation pass: its fine-tune and scratch
+    records are planned and claimable again; linear probes (no training loop) are kept."""
+    from backbone_bench import store
+
+    recipe = get_preset("quick").recipe_for("finetune", 10)
+    old = make_config("uc_merced", 10, 0, "regnetx_002", "finetune", 64, recipe)
+    probe = make_config("uc_merced", 10, 0, "regnetx_002", "linear_probe", 64, recipe)
+    new = make_config("uc_merced", 10, 1, "regnetx_002", "finetune", 64, recipe)
+    for config, extra in ((old, {}), (probe, {}), (new, {"engine": store.ENGINE})):
+        store.write_record(dict(key=store.config_key(config), config=config, status="ok", **extra), None, tmp_path)
+    assert store.done_keys(tmp_path) == {store.config_key(probe), store.config_key(new)}
+    assert store.claim(store.config_key(old), tmp_path) and not store.claim(store.config_key(new), tmp_path)

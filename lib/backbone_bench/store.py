@@ -71,7 +71,7 @@ def claim(key: str, results: Path | None = None) -> bool:
             continue
         with os.fdopen(fd, "w") as f:
             json.dump(me, f)
-        if (runs_dir(results) / f"{key}.json").exists():  # finished by another driver meanwhile
+        if _recorded(key, results):  # finished by another driver meanwhile
             release(key, results)
             return False
         return True
@@ -94,6 +94,14 @@ def _stale(path: Path, me: dict) -> bool:
     return me["at"] - owner.get("at", 0) > 24 * 3600
 
 
+def _recorded(key: str, results: Path | None) -> bool:
+    path = runs_dir(results) / f"{key}.json"
+    try:
+        return not stale(json.loads(path.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+
+
 def release(key: str, results: Path | None = None) -> None:
     (runs_dir(results) / ".claims" / key).unlink(missing_ok=True)
 
@@ -111,8 +119,19 @@ def read_records(results: Path | None = None) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
 
 
+# The gradient engine's version, written into every fine-tune and scratch record. 2: the fused
+# engine, which puts the network back in train mode after each validation pass; engine 1 left it in
+# eval mode (BatchNorm frozen at its running statistics) for every step after the first pass.
+ENGINE = 2
+
+
+def stale(record: dict) -> bool:
+    """A fine-tune or scratch record made by an engine older than ENGINE: to be run again."""
+    return record["config"].get("mode") in ("finetune", "scratch") and record.get("engine", 1) < ENGINE
+
+
 def done_keys(results: Path | None = None, include_failed: bool = True) -> set[str]:
-    return {r["key"] for r in read_records(results) if include_failed or r["status"] == "ok"}
+    return {r["key"] for r in read_records(results) if (include_failed or r["status"] == "ok") and not stale(r)}
 
 
 def read_arrays(key: str, results: Path | None = None) -> dict:
@@ -136,6 +155,9 @@ def flatten(record: dict) -> dict:
     row |= record.get("weights", {})
     row |= {k: record[k] for k in ("n_train", "n_val", "n_test", "effective_shots", "micro_batch", "subset_shared",
                                    "collapsed", "splits_digest", "data_key") if k in record}
+    if record["config"].get("mode") in ("finetune", "scratch"):
+        row["engine"] = record.get("engine", 1)
+        row["group_members"] = record.get("fused", {}).get("group_members", 1)
     row["finished_at"] = record.get("finished_at")
     return row
 

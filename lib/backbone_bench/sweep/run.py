@@ -153,7 +153,7 @@ def _fields(config: dict, fit, weights, data: _Data):
                   data_key=data.prepared.key, collapsed=collapsed(fit.probs_test.argmax(1)),
                   timing=dict(train_seconds=round(fit.train_seconds, 3),
                               train_images_per_second=round(fit.images_seen / max(fit.train_seconds, 1e-9), 1)))
-    if gradient:  # an execution detail like `compiled`: not in the config, so not in the key
+    if gradient:  # execution details like `compiled`: not in the config, so not in the key
         record["fused"] = dict(group_members=fit.group_size)
     small = np.uint8 if n_cls <= 255 else np.int16
     arrays = dict(test_index=data.index["test"].astype(np.int32), test_pred=fit.probs_test.argmax(1).astype(small),
@@ -163,8 +163,10 @@ def _fields(config: dict, fit, weights, data: _Data):
 
 def record_base(config: dict, preset: str, env: dict, compile_model: bool = False) -> dict:
     """What every record says about its run, whatever its outcome."""
-    return dict(key=store.config_key(config), config=config, preset=preset,
-                environment=env | dict(compiled=compile_model))
+    base = dict(key=store.config_key(config), config=config, preset=preset, environment=env | dict(compiled=compile_model))
+    if config["mode"] != "linear_probe":
+        base["engine"] = store.ENGINE
+    return base
 
 
 def failure_record(base: dict, err: BaseException, tb: str | None = None) -> dict:
