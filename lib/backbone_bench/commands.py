@@ -33,6 +33,17 @@ def _ok(kind, text) -> bool:
 _csv = csv_list
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of at least 1")
+    return value
+
+
 def add_grid_options(p) -> None:
     """The grid a preset defines, each narrowable from the command line."""
     p.add_argument("--preset", default="quick", help=f"one of: {', '.join(PRESET_NAMES)} (see presets.py)")
@@ -45,7 +56,7 @@ def add_grid_options(p) -> None:
     p.add_argument("--steps", type=int, help="override the optimizer steps per learning rate")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--retry-failed", action="store_true", help="run again the recorded failures")
-    p.add_argument("--group-size", type=int,
+    p.add_argument("--group-size", type=positive_int,
                    help="trainings run fused as one stacked model (runs of one backbone, dataset and shot level, "
                         "each learning rate a member; default 12 on a GPU, 1 on a CPU, where fusion is slower)")
 
