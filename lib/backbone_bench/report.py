@@ -475,9 +475,7 @@ def class_weighting_text(results) -> str:
     parts = []
     for split in ("val", "test"):
         diff = (wide[(f"{split}_balanced_accuracy", "balanced")] - wide[(f"{split}_balanced_accuracy", "none")]).dropna()
-        rng = np.random.default_rng(0)
-        boots = diff.to_numpy()[rng.integers(0, len(diff), (1000, len(diff)))].mean(1)
-        lo, hi = uncertainty.quantiles(boots)
+        lo, hi = uncertainty.quantiles(uncertainty.resampled_means(diff.to_numpy()))
         parts.append(f"{'validation' if split == 'val' else 'test'} {uncertainty.fmt(diff.mean(), lo, hi, signed=True)}")
     row = t.iloc[0]
     return (f"Measured on {row['dataset']} at {row['shots']} shots per class, the most imbalanced subset of the study "

@@ -112,6 +112,13 @@ def cell_draws(runs: pd.DataFrame, predictions: Predictions, n_boot: int = 1000,
     return CellDraws(cells, np.stack(draws) if draws else np.zeros((0, n_boot)))
 
 
+def resampled_means(values, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """Bootstrap replicates of the mean of independent units (e.g. paired differences)."""
+    values = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    return values[rng.integers(0, len(values), (n_boot, len(values)))].mean(1)
+
+
 def quantiles(draws: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval of replicates along the last axis."""
     draws = np.asarray(draws, dtype=float)
