@@ -28,9 +28,10 @@ class Stack:
     def __init__(self, models: list, compile_model: bool = False):
         self.models = list(models)
         self.compile_model = compile_model
-        self.skeleton = copy.deepcopy(self.models[0]).to("meta")  # structure only; weights come per call
-        self.param_names = [n for n, _ in self.models[0].named_parameters()]
         self.direct = len(self.models) == 1
+        # structure only (weights come per call); a stack of one needs none
+        self.skeleton = None if self.direct else copy.deepcopy(self.models[0]).to("meta")
+        self.param_names = [n for n, _ in self.models[0].named_parameters()]
         self.buffers = {} if self.direct else {n: torch.stack([dict(m.named_buffers())[n] for m in self.models])
                                                for n, _ in self.models[0].named_buffers()}
         # randomness="different": dropout and drop-path draw their own masks per member
@@ -38,7 +39,7 @@ class Stack:
         self._shared = vmap(self._one, in_dims=(0, 0, None), randomness="different")
         self._stacked = vmap(self._one, in_dims=(0, 0, 0), randomness="different")
         self._module = self.models[0]
-        if self.direct and next(self._module.parameters()).is_cuda:  # measured faster for a plain forward
+        if self.direct and next(self._module.parameters()).is_cuda:  # as solo runs always ran on a GPU
             self._module.to(memory_format=torch.channels_last)       # (in place: the optimizer keeps its tensors)
         if compile_model:  # speed only: the same function
             self._train = torch.compile(self._train)
