@@ -97,7 +97,7 @@ def _stale(path: Path, me: dict) -> bool:
 def _recorded(key: str, results: Path | None) -> bool:
     path = runs_dir(results) / f"{key}.json"
     try:
-        return not stale(json.loads(path.read_text()))
+        return not outdated(json.loads(path.read_text()))
     except (FileNotFoundError, json.JSONDecodeError):
         return False
 
@@ -125,13 +125,18 @@ def read_records(results: Path | None = None) -> list[dict]:
 ENGINE = 2
 
 
-def stale(record: dict) -> bool:
+def gradient(config: dict) -> bool:
+    """Fine-tune and scratch runs: the ones the gradient engine trains (not linear probes)."""
+    return config.get("mode") in ("finetune", "scratch")
+
+
+def outdated(record: dict) -> bool:
     """A fine-tune or scratch record made by an engine older than ENGINE: to be run again."""
-    return record["config"].get("mode") in ("finetune", "scratch") and record.get("engine", 1) < ENGINE
+    return gradient(record["config"]) and record.get("engine", 1) < ENGINE
 
 
 def done_keys(results: Path | None = None, include_failed: bool = True) -> set[str]:
-    return {r["key"] for r in read_records(results) if (include_failed or r["status"] == "ok") and not stale(r)}
+    return {r["key"] for r in read_records(results) if (include_failed or r["status"] == "ok") and not outdated(r)}
 
 
 def read_arrays(key: str, results: Path | None = None) -> dict:
@@ -155,7 +160,7 @@ def flatten(record: dict) -> dict:
     row |= record.get("weights", {})
     row |= {k: record[k] for k in ("n_train", "n_val", "n_test", "effective_shots", "micro_batch", "subset_shared",
                                    "collapsed", "splits_digest", "data_key") if k in record}
-    if record["config"].get("mode") in ("finetune", "scratch"):
+    if gradient(record["config"]):
         row["engine"] = record.get("engine", 1)
         row["group_members"] = record.get("fused", {}).get("group_members", 1)
     row["finished_at"] = record.get("finished_at")

@@ -33,9 +33,9 @@ class Plan:
     group_members: int | None = None   # trainings fused per group; None: by device (GROUP_MEMBERS on a GPU)
 
     def groups(self, device_type: str = "cuda") -> list[list[dict]]:
-        """The configs cut into groups. On a CPU fusion costs time (vmapped grouped convolutions ran
-        2.4x slower than the same 4 trainings one after another, mobilenetv2_100 at 64 px), so by
-        default a CPU trains one run at a time."""
+        """The configs cut into groups. On a CPU fusion costs time (4 fused trainings ran at 0.68-0.96x
+        the solo engine's images/s: results/benchmarks/train_throughput_cpu.csv), so by default a CPU
+        trains one run at a time."""
         n = self.group_members or (GROUP_MEMBERS if device_type == "cuda" else 1)
         return make_groups(self.configs, n)
 
@@ -54,10 +54,9 @@ def make_groups(configs: list, members: int = GROUP_MEMBERS) -> list[list[dict]]
     trainings (a run brings one per learning rate; a run is never split across groups)."""
     groups: dict = {}
     for config in configs:
-        size = len(config["recipe"]["lrs"]) if config["mode"] != "linear_probe" else members
         chunks = groups.setdefault(group_key(config), [[]])
         used = sum(len(c["recipe"]["lrs"]) for c in chunks[-1])
-        if chunks[-1] and used + size > members:
+        if chunks[-1] and used + len(config["recipe"]["lrs"]) > members:
             chunks.append([])
         chunks[-1].append(config)
     return [chunk for chunks in groups.values() for chunk in chunks]

@@ -164,7 +164,7 @@ def _fields(config: dict, fit, weights, data: _Data):
 def record_base(config: dict, preset: str, env: dict, compile_model: bool = False) -> dict:
     """What every record says about its run, whatever its outcome."""
     base = dict(key=store.config_key(config), config=config, preset=preset, environment=env | dict(compiled=compile_model))
-    if config["mode"] != "linear_probe":
+    if store.gradient(config):
         base["engine"] = store.ENGINE
     return base
 
