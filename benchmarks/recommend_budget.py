@@ -7,6 +7,9 @@ phase's wall time (OUT/timing.json) becomes a CSV row, with the device and the b
     python benchmarks/recommend_budget.py --device cpu --resolution 128 --screen-only \
         --out results/benchmarks/recommend_budget_cpu.csv
     python benchmarks/recommend_budget.py --device cuda --resolution 224 --out results/benchmarks/recommend_budget_gpu.csv
+
+A machine without the data mirror takes the folder exported elsewhere (``--folder``; the same 2,000
+files: ``backbone-bench data export cifar10 DIR --per-class 400 --classes airplane,...``).
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--top", type=int, default=3)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--folder", help="an exported folder to use instead of exporting cifar10 here")
     p.add_argument("--out", required=True, help="CSV to write")
     args = p.parse_args(argv)
 
@@ -39,8 +43,11 @@ def main(argv=None) -> int:
     from backbone_bench.recommend import recommend
 
     with tempfile.TemporaryDirectory() as tmp:
-        folder, out = Path(tmp) / "cifar10_5cls", Path(tmp) / "out"
-        written = export("cifar10", folder, per_class=args.per_class, classes=CLASSES)
+        folder, out = Path(args.folder or Path(tmp) / "cifar10_5cls"), Path(tmp) / "out"
+        if args.folder:
+            written = {d.name: sum(1 for f in d.iterdir() if f.is_file()) for d in folder.iterdir() if d.is_dir()}
+        else:
+            written = export("cifar10", folder, per_class=args.per_class, classes=CLASSES)
         start = time.perf_counter()
         recommend(folder, out, top=args.top, seeds=args.seeds, resolution=args.resolution, device=args.device,
                   workers=args.workers, report=not args.screen_only, screen_only=args.screen_only, progress=True)

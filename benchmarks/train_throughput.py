@@ -133,15 +133,37 @@ def projection(rows, device_name, resolution) -> pd.DataFrame:
             continue
         n = images[row["backbone"]]
         out.append(dict(backbone=row["backbone"], device=device_name, rates_at_px=resolution, train_images=n,
-                        hours_baseline=n / row["baseline_images_per_s"] / 3600,
+                        hours_baseline=n / row["baseline_images_per_s"] / 3600 if row.get("baseline_images_per_s") else None,
                         hours_solo=n / row["solo_images_per_s"] / 3600,
                         hours_fused=n / row["fused_images_per_s"] / 3600))
     table = pd.DataFrame(out)
     if len(table):
         total = dict(backbone="all", device=device_name, rates_at_px=resolution, train_images=table["train_images"].sum(),
-                     **{k: table[k].sum() for k in ("hours_baseline", "hours_solo", "hours_fused")})
+                     **{k: table[k].sum(min_count=1) for k in ("hours_baseline", "hours_solo", "hours_fused")})
         table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
     return table
+
+
+def write_projection(rows: list, out: Path) -> None:
+    """The projection CSV beside ``out``. It reads the offline grid's plan, hence the data: on a
+    machine without it, run ``--project CSV`` later where the data is."""
+    from backbone_bench.errors import DataMissingError
+
+    rows = [r for r in rows if r.get("status") == "ok"]
+    if not rows:
+        return
+    try:
+        proj = projection(rows, rows[0]["device"], rows[0]["resolution"])
+    except DataMissingError:
+        print(f"no projection here (the offline grid's data is not on this machine): "
+              f"python benchmarks/train_throughput.py --project {out}")
+        return
+    proj_out = out.with_name(out.stem + "_projection.csv")
+    proj.to_csv(proj_out, index=False)
+    last = proj.iloc[-1]
+    print(f"offline grid, gradient runs: {last['hours_baseline']:.1f} h baseline, {last['hours_solo']:.1f} h solo, "
+          f"{last['hours_fused']:.1f} h fused on {last['device']} (rates measured at {last['rates_at_px']} px; the "
+          f"grid is 224 px); wrote {proj_out}")
 
 
 class JpegDataset(torch.utils.data.Dataset):
@@ -186,16 +208,24 @@ def baseline_rate(name, blobs, labels, args, device, classes):
 
 
 def load_jpegs(n):
-    """Real JPEGs from the uc_merced mirror (256 px aerial tiles) and their decoded uint8 arrays."""
+    """Real JPEGs of uc_merced (256 px aerial tiles) and their decoded uint8 arrays: from the mirror,
+    or from a bundle of it (`backbone-bench bundle`) on a machine that has no mirror."""
     import pyarrow.parquet as pq
 
+    from backbone_bench.bundle import find_bundle
     from backbone_bench.data.prepare import prepare
     from backbone_bench.data.sources import _mirror_lookup
 
-    table = pq.read_table(_mirror_lookup("uc_merced") / "train.parquet").slice(0, n).to_pylist()
     prepared = prepare("uc_merced", progress=False)
-    return ([r["image"]["bytes"] for r in table], list(range(n)),
-            np.ascontiguousarray(prepared.images[:n]), prepared.labels[:n].astype(np.int64))
+    bundle = find_bundle("uc_merced")
+    if bundle is not None:  # the bundle's rows: their prepared index and the source's own bytes
+        table = pq.read_table(bundle / "images.parquet", columns=["index", "payload"]).slice(0, n).to_pydict()
+        index, blobs = np.asarray(table["index"]), table["payload"]
+    else:
+        table = pq.read_table(_mirror_lookup("uc_merced") / "train.parquet").slice(0, n).to_pylist()
+        index, blobs = np.arange(len(table)), [r["image"]["bytes"] for r in table]
+    return (blobs, list(range(len(blobs))), np.ascontiguousarray(prepared.images[index]),
+            prepared.labels[index].astype(np.int64))
 
 
 def main(argv=None):
@@ -212,7 +242,11 @@ def main(argv=None):
     p.add_argument("--compile", action="store_true", help="the engine with torch.compile (the stacked forward)")
     p.add_argument("--skip-baseline", action="store_true", help="leave out (c) (it needs 2 spare cores)")
     p.add_argument("--out", default="results/benchmarks/train_throughput.csv")
+    p.add_argument("--project", metavar="CSV", help="only write the projection of a CSV this script wrote")
     args = p.parse_args(argv)
+    if args.project:
+        write_projection(pd.read_csv(args.project).to_dict("records"), Path(args.project))
+        return 0
     device = pick_device(args.device)
     gpu = device.type == "cuda"
     args.resolution = args.resolution or (224 if gpu else 64)
@@ -227,6 +261,8 @@ def main(argv=None):
     labels = torch.from_numpy(labels).to(device)
     env = environment(device)
     peak = next((v for k, v in PEAK_BF16.items() if k in env["device"]), None) if gpu else None
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in tqdm(names, desc="train throughput", unit="backbone"):
         row = dict(backbone=name, device=env["device"], resolution=args.resolution, batch=args.batch,
@@ -253,26 +289,16 @@ def main(argv=None):
         rows.append(row)
         tqdm.write(str({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()
                         if k.endswith(("_per_s", "_over_compute", "_over_solo", "_over_baseline")) or k == "backbone"}))
+        pd.DataFrame(rows).to_csv(out, index=False)  # each backbone as it lands: a cut-off run keeps them
         if gpu:
             torch.cuda.empty_cache()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame(rows)
-    table.to_csv(out, index=False)
     ok = table[table["status"] == "ok"]
     if len(ok):
         print(f"fused/compute min {ok['fused_over_compute'].min():.2f}; fused/solo min {ok['fused_over_solo'].min():.2f}"
               + (f"; fused/baseline min {ok['fused_over_baseline'].min():.2f}" if "fused_over_baseline" in ok else "")
               + f"; wrote {out}")
-    if not args.skip_baseline:
-        proj = projection(rows, env["device"], args.resolution)
-        proj_out = out.with_name(out.stem + "_projection.csv")
-        proj.to_csv(proj_out, index=False)
-        if len(proj):
-            last = proj.iloc[-1]
-            print(f"offline grid, gradient runs: {last['hours_baseline']:.1f} h baseline, {last['hours_solo']:.1f} h "
-                  f"solo, {last['hours_fused']:.1f} h fused on {env['device']} (rates measured at {args.resolution} px; the grid "
-                  f"is 224 px); wrote {proj_out}")
+    write_projection(rows, out)
     return 0
 
 

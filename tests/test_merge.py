@@ -1,13 +1,17 @@
 """Importing records made elsewhere: verified against config, arrays and this checkout's data."""
 import json
 import shutil
+import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from backbone_bench import store, sweep
+from backbone_bench import environment, store, sweep
 from backbone_bench.merge import merge
 from conftest import SHARED, requires_mirror
+
+REPO = Path(__file__).resolve().parents[1]
 
 PROBE = dict(datasets=["uc_merced"], backbones=["tf_mobilenetv3_small_100"], shots=[10], seeds=[0, 1],
              modes=["linear_probe"], resolution=32)
@@ -90,8 +94,35 @@ def test_a_bundle_runs_a_config_with_the_same_key_and_predictions_as_the_mirror(
     sweep.FEATURES.entries.clear()
     again = sweep.build_plan("quick", **config)
     assert [store.config_key(c) for c in again.configs] == [store.config_key(c) for c in plan.configs]
-    assert sweep.execute(again, "cpu", there, progress=False) == {"ok": 1}
+    # the copy that travels has no .git: the commit comes with it (benchmarks/device/setup.sh)
+    monkeypatch.setenv("BACKBONE_BENCH_COMMIT", "0123456789ab")
+    environment.git_commit.cache_clear()
+    try:
+        assert sweep.execute(again, "cpu", there, progress=False) == {"ok": 1}
+    finally:
+        environment.git_commit.cache_clear()
     key = store.config_key(plan.configs[0])
+    assert json.loads((there / "runs" / f"{key}.json").read_text())["environment"]["git_commit"] == "0123456789ab"
     a, b = store.read_arrays(key, mirror), store.read_arrays(key, there)
     assert np.array_equal(a["test_index"], b["test_index"]) and np.array_equal(a["test_pred"], b["test_pred"])
     assert np.allclose(a["test_prob"].astype(float), b["test_prob"].astype(float), atol=2e-3)
+
+    # the records come back as one archive (bb_collect in setup.sh) and are merged, verified
+    archive = tmp_path / "records.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(there / "runs", arcname="runs")
+    assert merge(archive, tmp_path / "home").imported == [f"{key}.json"]
+
+
+def test_the_device_kit_carries_the_versions_this_project_pins():
+    """The wheels carried to a GPU machine are the pinned versions, so its records name the same stack."""
+    import re
+    import tomllib
+
+    pins = dict(re.split(r"==", d) for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+                if "==" in d)
+    kit = dict(line.split("==") for line in (REPO / "benchmarks" / "device" / "wheels.txt").read_text().splitlines()
+               if "==" in line and not line.startswith("#"))
+    shared = set(pins) & set(kit)
+    assert {"dask", "distributed", "dask-jobqueue", "imagehash", "papermill", "nbconvert", "itables"} <= shared
+    assert {name: kit[name] for name in shared} == {name: pins[name] for name in shared}

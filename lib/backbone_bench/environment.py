@@ -1,6 +1,7 @@
 """What produced a result: device, library versions, git commit. Stored in every record."""
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from functools import lru_cache
@@ -24,6 +25,10 @@ def device_name(device: torch.device) -> str:
 
 @lru_cache(maxsize=1)
 def git_commit() -> str:
+    """The checkout's commit (+dirty when lib/ has changes); a copy without .git carried to another
+    machine names it in BACKBONE_BENCH_COMMIT (benchmarks/device/setup.sh does)."""
+    if os.environ.get("BACKBONE_BENCH_COMMIT"):
+        return os.environ["BACKBONE_BENCH_COMMIT"]
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=paths.REPO_ROOT, text=True,
                                 capture_output=True, check=True).stdout.strip()

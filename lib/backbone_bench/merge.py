@@ -67,8 +67,22 @@ def check(record: dict, arrays: dict | None) -> str | None:
 
 
 def merge(other: Path, results: Path | None = None) -> MergeReport:
-    """Import every record of ``other`` (a results folder or its runs/ folder) that passes ``check``."""
+    """Import every record of ``other`` (a results folder, its runs/ folder, or an archive of
+    either: .tar.gz, .zip) that passes ``check``."""
     other = Path(other)
+    if other.is_file():  # records brought back from another machine as one file
+        import shutil
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                shutil.unpack_archive(other, tmp, filter="data")
+            except (shutil.ReadError, ValueError) as err:
+                from backbone_bench.errors import InvalidParameterError
+
+                raise InvalidParameterError(f"{other} is neither a results folder nor an archive of one "
+                                            f"(.tar.gz, .zip): {err}") from None
+            return merge(Path(tmp), results)
     runs = other / "runs" if (other / "runs").is_dir() else other
     if not runs.is_dir():
         from backbone_bench.errors import InvalidParameterError

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Build, here, what a GPU machine without internet or the data mirror needs, in .carry/ (git-ignored),
+# small enough to travel with the repository (the device tool carries 64 MiB in all):
+#   kit.sh wheels            .carry/wheels: the packages the GPU image lacks (wheels.txt), ~24 MiB, for
+#                            its Python 3.12 (PYVER=3.11 kit.sh wheels: for another Python)
+#   kit.sh bench             .carry/bench: uc_merced images for train_throughput.py (a bundle) and
+#                            .carry/cifar10_5cls: the 2,000-image folder of recommend_budget.py
+#   kit.sh chunk NAME ARGS   .carry/NAME: `backbone-bench bundle ARGS` (the images and weights of those runs)
+# Carry .carry/commit.txt too. On the GPU machine: `source benchmarks/device/setup.sh .carry/NAME` (see there).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BENCH=${BENCH:-.venv/bin/backbone-bench}
+what=${1:?usage: kit.sh wheels | bench | chunk NAME BUNDLE-ARGS...}; shift
+mkdir -p .carry
+# the code's commit, for the records made over there (the copy that travels has no .git)
+git rev-parse --short=12 HEAD | tr -d '\n' > .carry/commit.txt
+git diff --quiet HEAD -- lib || echo -n "+dirty" >> .carry/commit.txt
+case "$what" in
+  wheels)
+    rm -rf .carry/wheels
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version "${PYVER:-3.12}" --implementation cp \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+      --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64 -d .carry/wheels -r benchmarks/device/wheels.txt
+    ;;
+  bench)
+    rm -rf .carry/bench .carry/cifar10_5cls
+    "$BENCH" bundle --preset offline --datasets uc_merced --backbones regnetx_002 --modes scratch --shots 10 \
+      --seeds 0 --out .carry/bench
+    rm -rf .carry/bench/weights   # the throughput benchmark trains scratch twins: no weights read
+    "$BENCH" data export cifar10 .carry/cifar10_5cls --per-class 400 --classes airplane,automobile,bird,cat,deer
+    ;;
+  chunk)
+    name=${1:?usage: kit.sh chunk NAME BUNDLE-ARGS...}; shift
+    rm -rf ".carry/$name"
+    "$BENCH" bundle "$@" --out ".carry/$name"
+    ;;
+  *) echo "kit.sh: unknown part '$what' (wheels, bench or chunk)" >&2; exit 2 ;;
+esac
+du -sh .carry/* | sort -h

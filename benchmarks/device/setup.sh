@@ -1,0 +1,28 @@
+# Source on the GPU machine, in the repository root, naming the carried folders that hold data:
+#   source benchmarks/device/setup.sh .carry/bench [.carry/chunk10a ...]
+# Installs this package over the image's torch/timm (--no-deps), the carried wheels into /tmp/site,
+# and points the package at the carried bundles and a fresh cache. Runs write into the repository's
+# results/ (so the records it already holds are skipped); `bb_collect` packs the records made since
+# into $OUT/records.tgz, to import here with `backbone-bench results merge records.tgz`.
+python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . >/dev/null || return 1
+if [ -d .carry/wheels ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    .carry/wheels/*.whl >/dev/null || return 1
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+data=""; weights=""
+for d in "$@"; do
+  data="$data${data:+:}$PWD/$d"
+  [ -d "$d/weights" ] && weights="$weights${weights:+:}$PWD/$d/weights"
+done
+[ -f .carry/commit.txt ] && export BACKBONE_BENCH_COMMIT="$(cat .carry/commit.txt)"
+export BACKBONE_BENCH_DATA="$data" BACKBONE_BENCH_WEIGHTS="$weights" BACKBONE_BENCH_CACHE=/tmp/bb-cache
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+touch /tmp/bb-stamp
+bb_collect() {
+  find results/runs -maxdepth 1 -type f -newer /tmp/bb-stamp \( -name '*.json' -o -name '*.npz' \) \
+    -printf 'runs/%P\n' > /tmp/bb-new
+  tar czf "${OUT:-/tmp}/records.tgz" -C results -T /tmp/bb-new
+  echo "$(grep -c json /tmp/bb-new) records in ${OUT:-/tmp}/records.tgz"
+}
