@@ -124,5 +124,5 @@ def test_the_device_kit_carries_the_versions_this_project_pins():
     kit = dict(line.split("==") for line in (REPO / "benchmarks" / "device" / "wheels.txt").read_text().splitlines()
                if "==" in line and not line.startswith("#"))
     shared = set(pins) & set(kit)
-    assert {"dask", "distributed", "dask-jobqueue", "imagehash", "papermill", "nbconvert", "itables"} <= shared
+    assert {"dask", "distributed", "dask-jobqueue", "imagehash", "papermill", "nbconvert", "itables", "adjustText"} <= shared
     assert {name: kit[name] for name in shared} == {name: pins[name] for name in shared}

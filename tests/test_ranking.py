@@ -64,6 +64,29 @@ def test_pareto_front_keeps_only_undominated_points():
     assert pareto_front(points, "cost", "score")["backbone"].tolist() == ["a", "b", "d"]
 
 
+def test_pareto_labels_of_crowded_points_do_not_overlap_and_the_figure_repeats():
+    """Six backbones, three of them close together (as the CPU latencies of the EfficientNet-Lites
+    and MobileNetV2 are): every label readable, and the same figure on every build."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from backbone_bench.plots import pareto
+
+    names = ["tf_mobilenetv3_small_100", "regnetx_002", "mobilenetv2_100", "tf_efficientnet_lite0",
+             "tf_efficientnet_lite1", "tf_efficientnet_lite2"]
+    points = pd.DataFrame(dict(backbone=names, ms=[11.5, 14, 31, 29, 32, 52], score=[0.18, 0.38, 0.0, -0.43, -0.08, -0.04]))
+
+    def boxes():
+        fig = pareto(points, "ms", "score")
+        renderer = fig.canvas.get_renderer()
+        return [t.get_window_extent(renderer) for t in fig.axes[0].texts]
+
+    first = boxes()
+    assert len(first) == len(names)
+    assert not any(a.overlaps(b) for i, a in enumerate(first) for b in first[i + 1:])
+    assert [b.bounds for b in boxes()] == [b.bounds for b in first]
+
+
 def test_gains_summary_means_and_intervals_per_domain_and_shots():
     from backbone_bench import report, uncertainty
 

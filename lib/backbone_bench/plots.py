@@ -115,16 +115,25 @@ def pareto(points: pd.DataFrame, x: str, y: str, label: str = "backbone", xlabel
     if {f"{y}_lo", f"{y}_hi"} <= set(points):  # the score's 95 % interval on every point
         ax.errorbar(points[x], points[y], yerr=_spans(points[y], points[f"{y}_lo"], points[f"{y}_hi"]),
                     fmt="none", ecolor="grey", capsize=3, lw=1)
-    for i, (_, row) in enumerate(points.sort_values(x).iterrows()):  # labels alternate above and below
-        ax.annotate(row[label], (row[x], row[y]), fontsize=9, xytext=(4, 5 if i % 2 == 0 else -12),
-                    textcoords="offset points")
     front = pareto_front(points, x, y)
     ax.plot(front[x], front[y], color="black", lw=1, ls="--", label="Pareto front")
     ax.set(xlabel=xlabel or x, ylabel=ylabel or y, xscale="log")
     _plain_log_ticks(ax.xaxis)
+    _labels(ax, points[x], points[y], points[label])
     ax.legend(fontsize=9, loc="best")
     fig.tight_layout()
     return fig
+
+
+def _labels(ax, xs, ys, names) -> None:
+    """A label beside each point, moved apart where they would overlap each other or the points
+    (adjustText), with a thin leader line where one had to move away."""
+    from adjustText import adjust_text
+
+    texts = [ax.text(x, y, name, fontsize=9) for x, y, name in zip(xs, ys, names)]
+    ax.figure.canvas.draw()  # text extents as the saved figure has them (the first draw in a process differs)
+    adjust_text(texts, x=list(xs), y=list(ys), ax=ax, iter_lim=300,  # not its default time limit: the same figure every build
+                arrowprops=dict(arrowstyle="-", color="grey", lw=0.5))
 
 
 def pareto_front(points: pd.DataFrame, cost: str, value: str) -> pd.DataFrame:

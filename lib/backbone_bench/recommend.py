@@ -220,12 +220,14 @@ def _validation_means(results: Path, keys) -> list[tuple[str, str]]:
     from backbone_bench import store
     from backbone_bench.metrics import PRIMARY
 
-    table = store.compile_table(results)
-    ok = table[table["key"].isin(keys) & (table["status"] == "ok")]
+    import pandas as pd
+
+    table = pd.DataFrame([store.flatten(r) for r in store.read_records(results, keys)])  # this phase's runs only
+    ok = table[table["status"] == "ok"] if len(table) else table
     if ok.empty:
         from backbone_bench.errors import BenchError
 
-        reasons = table[table["key"].isin(keys)]["reason"].dropna().unique()[:3]
+        reasons = table["reason"].dropna().unique()[:3] if len(table) else []
         raise BenchError("every run of this phase failed; nothing to rank. Reasons: " + "; ".join(reasons))
     means = ok.groupby(["backbone", "mode"])[f"val_{PRIMARY}"].mean().sort_values(ascending=False, kind="stable")
     return list(means.index)

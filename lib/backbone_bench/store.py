@@ -114,9 +114,13 @@ def _jsonable(value):
     raise TypeError(f"cannot store {type(value)} in a record")
 
 
-def read_records(results: Path | None = None) -> list[dict]:
+def read_records(results: Path | None = None, keys=None) -> list[dict]:
+    """Every record, or those of ``keys`` that exist (only their files are read)."""
     folder = runs_dir(results)
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
+    if not folder.exists():
+        return []
+    files = sorted(folder.glob("*.json")) if keys is None else [folder / f"{k}.json" for k in keys]
+    return [json.loads(p.read_text()) for p in files if p.exists()]
 
 
 # The gradient engine's version, written into every fine-tune and scratch record. 2: the fused

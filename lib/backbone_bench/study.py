@@ -57,13 +57,18 @@ def copy_sources(root: Path) -> None:
             shutil.copy(src, dst)
 
 
-def pages(preset: str) -> list[tuple[str, str, dict]]:
-    """(template, output path relative to the root, parameters) for every executed page."""
+def pages(preset: str) -> list[tuple[str, str, dict, str | None]]:
+    """(template, output path relative to the root, parameters, the page's own title or None: the
+    template's) for every executed page."""
+    from backbone_bench.report import domain_title
+
     p = get_preset(preset)
     domains = [d for d in DOMAIN_ORDER if any(DATASETS[n].domain == d for n in p.datasets)]
-    out = [("summary", "book/intro.ipynb", {}), ("ranking", "book/ranking.ipynb", {}), ("cost", "book/cost.ipynb", {})]
-    out += [("domain", f"book/domains/{d}.ipynb", {"domain": d}) for d in domains]
-    out.append(("recommend", "book/example_report.ipynb", {"out": EXAMPLE}))  # `recommend` on a study dataset
+    out = [("summary", "book/intro.ipynb", {}, None), ("ranking", "book/ranking.ipynb", {}, None),
+           ("cost", "book/cost.ipynb", {}, None)]
+    out += [("domain", f"book/domains/{d}.ipynb", {"domain": d}, domain_title(d)) for d in domains]
+    # `recommend` on a study dataset exported as a folder
+    out.append(("recommend", "book/example_report.ipynb", {"out": EXAMPLE}, "Example report: brain MRI as your own folder"))
     return out
 
 
@@ -107,20 +112,15 @@ def execute_notebooks(preset: str, root: Path, results: Path, n_boot: int = 1000
     import nbformat
     import papermill as pm
 
-    from backbone_bench.report import domain_title
-
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # the kernel's debugger warning, once per page
     done = []
     todo = [page for page in pages(preset) if only is None or page[0] in only]
-    for template, rel, params in tqdm(todo, desc="notebooks", unit="page", disable=not progress):
+    for template, rel, params, title in tqdm(todo, desc="notebooks", unit="page", disable=not progress):
         out = root / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         nb = nbformat.read(NOTEBOOKS / f"{template}.ipynb", as_version=4)
-        if template == "domain":  # each domain page gets its own title
-            nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {domain_title(params['domain'])}"))
-        if template == "recommend":
-            nb.cells[0].source = nb.cells[0].source.replace("# Which backbone for these images?",
-                                                            "# Example report: brain MRI as your own folder")
+        if title:
+            _retitle(nb, title)
         declared = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
         # folders relative to the page, so the executed page reads the same on every machine
         params = {k: os.path.relpath(v, out.parent) if isinstance(v, Path) else v for k, v in params.items()}
@@ -131,6 +131,19 @@ def execute_notebooks(preset: str, root: Path, results: Path, n_boot: int = 1000
         _finish_page(out)
         done.append(out)
     return done
+
+
+def _retitle(nb, title: str) -> None:
+    """The page's title: replaces the template's first heading, or comes first where it has none."""
+    import re
+
+    import nbformat
+
+    first = nb.cells[0] if nb.cells and nb.cells[0].cell_type == "markdown" else None
+    if first is not None and re.match(r"# ", first.source):
+        first.source = re.sub(r"^# .*", f"# {title}", first.source, count=1)
+    else:
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {title}"))
 
 
 def _finish_page(path: Path) -> None:
