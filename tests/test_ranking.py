@@ -113,3 +113,25 @@ def test_gains_summary_means_and_intervals_per_domain_and_shots():
     assert report.cells_where(g, label, positive=False) == "no cell"
     text = report.gains_display(g)
     assert text.loc[("medical", 10), label].startswith("+0.300 [") and text.loc[("medical", 10), "fine-tune minus linear probe"] == ""
+
+
+def test_plausibility_holds_the_224px_cells_against_the_published_floors():
+    from backbone_bench import report
+
+    def run(dataset, mode, shots, backbone, seed, acc, resolution=224):
+        return dict(status="ok", dataset=dataset, mode=mode, shots=shots, backbone=backbone, seed=seed,
+                    test_accuracy=acc, resolution=resolution, effective_shots=72 if dataset == "uc_merced" else shots)
+
+    rows = [run("uc_merced", "linear_probe", 100, "a", s, 0.95 + 0.01 * s) for s in range(3)]
+    rows += [run("uc_merced", "linear_probe", 100, "b", s, 0.88) for s in range(3)]
+    rows += [run("uc_merced", "linear_probe", 100, "c", 0, 0.10, resolution=80)]  # another resolution: not held
+    rows += [run("cifar10", "finetune", 100, "a", 0, 0.5)]                         # another shot level: not held
+    checks = report.plausibility(pd.DataFrame(rows)).set_index("dataset")
+    uc = checks.loc["uc_merced"]
+    assert uc["lowest"] == pytest.approx(0.88) and uc["highest"] == pytest.approx(0.96)
+    assert uc["backbones"] == 2 and uc["images_per_class"] == 72
+    assert uc["verdict"] == "below the floor: b (0.880)"
+    assert checks.loc["cifar10", "verdict"].startswith("not in this edition")
+    text = report.plausibility_text(checks.reset_index())
+    assert "0.880 to 0.960 against a floor of 0.90" in text and "cifar10 (fine-tuning, 1000 shots): not in this edition" in text
+    assert "neither cell at 224 px" in report.plausibility_text(report.plausibility(pd.DataFrame(rows[-1:])))

@@ -356,6 +356,64 @@ def sanity_text(sanity: pd.DataFrame) -> str:
     return text
 
 
+#: Published transfer results the 224 px records can be held against: a reader's plausibility check.
+REFERENCES = (
+    dict(dataset="uc_merced", mode="linear_probe", shots=100, floor=0.90,
+         claim="frozen ImageNet CNN features with a linear classifier: above 0.9 accuracy with 80 training images per class",
+         source="Penatti, Nogueira & dos Santos, CVPR Workshops 2015 (CaffeNet and OverFeat features, 5-fold cross-validation)"),
+    dict(dataset="cifar10", mode="finetune", shots=1000, floor=0.80,
+         claim="fine-tuned from ImageNet with 1,000 images per class: well above 0.8 accuracy",
+         source="a floor well below the 0.95-0.98 that ImageNet CNNs fine-tuned on all 5,000 per class reach "
+                "(Kornblith, Shlens & Le, CVPR 2019)"),
+)
+
+
+def plausibility(table: pd.DataFrame, resolution: int = 224) -> pd.DataFrame:
+    """Each published reference against this edition's records of the same cell at ``resolution``:
+    test accuracy, seed mean per backbone; "consistent" when every backbone clears the floor."""
+    ok = table[(table["status"] == "ok") & (table["resolution"] == resolution)] if len(table) else table
+    rows = []
+    for ref in REFERENCES:
+        cell = ok[(ok["dataset"] == ref["dataset"]) & (ok["mode"] == ref["mode"]) & (ok["shots"] == ref["shots"])] \
+            if len(ok) else ok
+        row = dict(dataset=ref["dataset"], mode=MODE_NAMES.get(ref["mode"], ref["mode"]), shots=ref["shots"],
+                   published=ref["claim"], source=ref["source"], floor=ref["floor"])
+        if cell.empty:
+            rows.append(row | dict(verdict=f"not in this edition (no {resolution} px runs of this cell yet)"))
+            continue
+        means = cell.groupby("backbone")["test_accuracy"].mean().sort_values()
+        below = means[means < ref["floor"]]
+        rows.append(row | dict(
+            images_per_class=int(cell["effective_shots"].median()), backbones=len(means),
+            seeds=int(cell.groupby("backbone")["seed"].nunique().min()), lowest=means.iloc[0], highest=means.iloc[-1],
+            verdict="consistent: every backbone above the floor" if below.empty else
+            "below the floor: " + ", ".join(f"{b} ({v:.3f})" for b, v in below.items())))
+    return pd.DataFrame(rows)
+
+
+def plausibility_text(checks: pd.DataFrame) -> str:
+    if "lowest" not in checks or checks["lowest"].isna().all():
+        return "this edition has neither cell at 224 px yet; the table gives the references the 224 px edition is held to."
+    parts = []
+    for r in checks.itertuples():
+        where = f"{r.dataset} ({r.mode}, {r.shots} shots)"
+        if "lowest" in checks and pd.notna(r.lowest):
+            parts.append(f"{where}: {r.lowest:.3f} to {r.highest:.3f} against a floor of {r.floor:.2f}, {r.verdict}")
+        else:
+            parts.append(f"{where}: {r.verdict}")
+    return "; ".join(parts) + "."
+
+
+def plausibility_display(checks: pd.DataFrame):
+    measured = [f"{r.lowest:.3f}-{r.highest:.3f} ({int(r.backbones)} backbones, {int(r.seeds)}+ seeds, "
+                f"{int(r.images_per_class)} images per class)"
+                if "lowest" in checks and pd.notna(r.lowest) else "-" for r in checks.itertuples()]
+    return pd.DataFrame({"dataset": checks["dataset"], "cell": [f"{r.mode}, {r.shots} shots" for r in checks.itertuples()],
+                         "published": checks["published"], "source": checks["source"],
+                         "this edition (test accuracy, seed means)": measured,
+                         "verdict": checks["verdict"]}).style.hide(axis="index")
+
+
 def collapsed_text(table: pd.DataFrame) -> str:
     """Runs that predict (almost) one class for every test image, named."""
     ok = table[(table["status"] == "ok")] if len(table) else table
