@@ -9,6 +9,8 @@ import pytest
 
 from conftest import requires_mirror
 
+from backbone_bench.study import pages as STUDY_PAGES
+
 CHAPTERS = ["book/intro", "book/question", "book/methods", "book/domains/natural", "book/domains/medical",
             "book/domains/galaxy", "book/domains/remote_sensing", "book/ranking", "book/cost", "book/use_your_data",
             "book/example_report", "book/reproduce", "book/lab", "book/provenance", "book/limitations"]
@@ -94,6 +96,31 @@ def test_executed_pages_are_byte_identical_when_nothing_changed(quick_book, tmp_
     assert page.read_bytes() == before
     text = before.decode()
     assert "end_time" not in text and str(root) not in text
+
+
+def test_a_partial_edition_builds_and_says_in_plain_sight_what_is_missing(tmp_path, monkeypatch):
+    """Linear probes of one dataset only (what a CPU records of the 224 px edition before any GPU
+    run): every page still executes, and each says which runs are missing, outside the dropdown."""
+    from backbone_bench import study, sweep
+
+    results = tmp_path / "results"
+    monkeypatch.setenv("BACKBONE_BENCH_RESULTS", str(results))
+    plan = sweep.build_plan("quick", datasets=["uc_merced"], modes=["linear_probe"])
+    assert sweep.execute(plan, "cpu", results, progress=False) == {"ok": len(plan.configs)}
+    sweep.FEATURES.entries.clear()
+    monkeypatch.setattr(study, "pages", lambda preset: [
+        page for page in STUDY_PAGES(preset) if page[0] in ("ranking", "summary") or page[1].endswith("natural.ipynb")])
+    pages = study.execute_notebooks("quick", tmp_path, results, n_boot=50, progress=False)
+    assert len(pages) == 3
+    for path in pages:
+        nb = nbformat.read(path, as_version=4)
+        assert nb.metadata["papermill"]["exception"] is None, path
+        text = nbformat.writes(nb)
+        assert "Partial edition:" in text and "fine-tuning at 10 shots" in text, path
+    natural = nbformat.writes(nbformat.read(tmp_path / "book" / "domains" / "natural.ipynb", as_version=4))
+    assert "Partial edition: 0 of" in natural and "No finished runs to plot" in natural
+    intro = nbformat.writes(nbformat.read(tmp_path / "book" / "intro.ipynb", as_version=4))
+    assert f"Partial edition: {len(plan.configs)} of" in intro and "Not measured in this edition yet" in intro
 
 
 def screenshot(url: str, path) -> np.ndarray:

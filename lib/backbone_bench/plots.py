@@ -163,7 +163,9 @@ def accuracy_by_dataset(cells: pd.DataFrame, datasets, title: str | None = None)
 
 
 def _accuracy_panels(summary: pd.DataFrame, facet: str, panels, titles, title=None):
-    domains = [d for d in panels if d in set(summary[facet])]
+    domains = [d for d in panels if d in set(summary[facet])] if len(summary) else []
+    if not domains:
+        return None  # nothing recorded yet (report.show says so)
     backbones = sorted(summary["backbone"].unique())
     palette = dict(zip(backbones, sns.color_palette("tab10", len(backbones))))
     cols = 1 if len(domains) == 1 else 2

@@ -24,9 +24,13 @@ warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation
 
 
 def show(fig) -> None:
-    """Embed a figure as PNG whatever matplotlib backend the kernel runs, then free it."""
+    """Embed a figure as PNG whatever matplotlib backend the kernel runs, then free it. None (a
+    figure with nothing to draw, in a partial edition) says so instead."""
     import matplotlib.pyplot as plt
 
+    if fig is None:
+        display(Markdown("*No finished runs to plot here in this edition yet.*"))
+        return
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -130,7 +134,26 @@ def about(preset: str, table: pd.DataFrame, template: str = "summary", **params)
             f"The whole book: `backbone-bench study --preset {preset}`.")
     if preset == "quick":
         display(Markdown(f":::{{warning}}\n**Quick preset: a pipeline check, not a result.** {p.note}\n:::"))
+    datasets = [d for d in p.datasets if DATASETS[d].domain == params["domain"]] if "domain" in params else None
+    missing = missing_runs(preset, table, datasets)
+    if len(missing):  # in plain sight: a partial edition must never pass for a complete one
+        counts = missing.groupby(["mode", "shots"], sort=True).size()
+        todo = "; ".join(f"{MODE_NAMES.get(m, m)} at {k} shots ({n} runs)" for (m, k), n in counts.items())
+        display(Markdown(f":::{{warning}}\n**Partial edition: {len(table)} of {len(table) + len(missing)} runs of the "
+                         f"`{preset}` grid{' for this domain' if datasets else ''} are recorded.** Not run yet: {todo}. "
+                         f"Every number here uses only the recorded runs; nothing is imputed. What exists:\n\n"
+                         f"{coverage_grid(table)}\n:::"))
     display(Markdown(f":::{{admonition}} About this edition\n:class: dropdown note\n{text}\n:::"))
+
+
+def missing_runs(preset: str, table: pd.DataFrame, datasets=None) -> pd.DataFrame:
+    """The runs of the preset's grid (of ``datasets``: all) that have no record: dataset, shots, mode."""
+    from backbone_bench.sweep import grid_cells
+
+    recorded = set(table["key"]) if len(table) else set()
+    cells = pd.DataFrame(grid_cells(preset), columns=["key", "dataset", "shots", "mode"])
+    cells = cells[~cells["key"].isin(recorded)]
+    return cells[cells["dataset"].isin(datasets)] if datasets is not None else cells
 
 
 banner = about  # older templates call it by this name
@@ -506,7 +529,10 @@ def gains_display(gains: pd.DataFrame) -> pd.DataFrame:
         return "" if np.isnan(row[label]) else uncertainty.fmt(row[label], row[f"{label} lo"], row[f"{label} hi"], signed=True)
 
     out = pd.DataFrame({label: gains.apply(text, axis=1, label=label) for label in GAINS.values()})
-    return out[(out != "").any(axis=1)]
+    out = out[(out != "").any(axis=1)]
+    if out.empty:  # a partial edition: neither comparison has both sides yet
+        return Markdown("*Not measured in this edition yet: no fine-tuned run has its scratch twin or a linear probe beside it.*")
+    return out
 
 
 def cells_where(gains: pd.DataFrame, label: str, positive: bool) -> str:
@@ -576,8 +602,8 @@ def decision_table(cells: uncertainty.CellDraws, domains=DOMAINS_IN_ORDER, modes
                              gap=t.at[best, "mean"] - t.at[second, "mean"], gap_lo=lo, gap_hi=hi,
                              separable=bool(lo > 0), datasets=int(t.at[best, "datasets"])))
     tidy = pd.DataFrame(rows)
-    if tidy.empty:
-        return tidy, tidy
+    if tidy.empty:  # decision_text says why
+        return tidy, Markdown("")
     shown = pd.DataFrame({
         "domain": tidy["domain"].map(SHORT_DOMAIN), "images per class": tidy["shots"],
         "use (balanced accuracy, 95% CI)": [

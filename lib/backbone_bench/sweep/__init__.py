@@ -5,8 +5,8 @@ run.py       one group to one record per run (train.py trains, fused.py stacks t
 execute.py   claims, the loop that writes records, here or on Dask workers (distributed.py)
 """
 from backbone_bench.sweep.execute import execute
-from backbone_bench.sweep.plan import GROUP_MEMBERS, Plan, build_plan, grid_keys, make_config, make_groups
+from backbone_bench.sweep.plan import GROUP_MEMBERS, Plan, build_plan, grid_cells, grid_keys, make_config, make_groups
 from backbone_bench.sweep.run import FEATURES, run_configs
 
-__all__ = ["FEATURES", "GROUP_MEMBERS", "Plan", "build_plan", "execute", "grid_keys", "make_config", "make_groups",
-           "run_configs"]
+__all__ = ["FEATURES", "GROUP_MEMBERS", "Plan", "build_plan", "execute", "grid_cells", "grid_keys", "make_config",
+           "make_groups", "run_configs"]

@@ -103,9 +103,14 @@ def build_plan(preset: str, datasets=None, backbones=None, shots=None, modes=Non
 
 def grid_keys(preset: str) -> set[str]:
     """The keys of every run the preset asks for, recorded or not: what its book reports."""
+    return {cell["key"] for cell in grid_cells(preset)}
+
+
+def grid_cells(preset: str) -> list[dict]:
+    """Every run the preset asks for as (key, dataset, shots, mode): what its book counts as missing."""
     p = get_preset(preset)  # not build_plan: its name checks import timm, whose tqdm warns inside the book's kernels
-    return {store.config_key(c) for c in _grid(p, p.datasets, p.backbones, p.shots, p.modes, p.seeds, p.resolution,
-                                                None, [])}
+    return [dict(key=store.config_key(c), dataset=c["dataset"], shots=c["shots"], mode=c["mode"])
+            for c in _grid(p, p.datasets, p.backbones, p.shots, p.modes, p.seeds, p.resolution, None, [])]
 
 
 def _grid(p, datasets, backbones, shots, modes, seeds, resolution, steps, skipped_same):
