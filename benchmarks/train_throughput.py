@@ -59,8 +59,10 @@ def model_for(name, device, classes, resolution):
     return model.train()
 
 
-def engine_rate(name, images, labels, args, device, classes, members: int) -> float:
+def engine_rate(name, images, labels, args, device, classes, members: int, compile_model=None,
+                channels_last=False) -> float:
     """Aggregate images/s of ``members`` trainings fused (1: solo), through the engine itself."""
+    compile_model = args.compile if compile_model is None else compile_model
     from backbone_bench.backbones import scratch_twin
 
     weights = scratch_twin(name)
@@ -74,13 +76,47 @@ def engine_rate(name, images, labels, args, device, classes, members: int) -> fl
         recipe = train.Recipe(steps=steps, batch_size=args.batch, eval_every=10**9, patience=10**9, eval_batch=64)
         sync(device)
         start = time.perf_counter()
-        train.train_group(group, val, recipe, classes, device, args.batch, compile_model=args.compile)
+        train.train_group(group, val, recipe, classes, device, args.batch, compile_model=compile_model,
+                          channels_last=channels_last)
         sync(device)
         return time.perf_counter() - start
 
     seconds(2)  # warm-up: allocator, kernels, weights in the page cache
     few, many = seconds(args.warmup), seconds(args.warmup + args.steps)
     return members * args.batch * args.steps / (many - few)
+
+
+VARIANTS = {"plain": (False, False), "channels_last": (False, True), "compile": (True, False),
+            "compile+channels_last": (True, True)}
+
+
+def variants(names, images, labels, args, device, classes, env) -> int:
+    """Fused images/s per backbone under each speed option of the engine, side by side."""
+    out = Path(args.out)
+    out = out.with_name(out.stem + "_variants.csv")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in tqdm(names, desc="engine variants", unit="backbone"):
+        for variant, (compile_model, channels_last) in VARIANTS.items():
+            row = dict(backbone=name, device=env["device"], resolution=args.resolution, batch=args.batch,
+                       members=args.members, steps=args.steps, precision=env["precision"], variant=variant,
+                       compiled=compile_model, channels_last=channels_last, torch=env["torch"], git_commit=env["git_commit"])
+            try:
+                row["fused_images_per_s"] = engine_rate(name, images, labels, args, device, classes, args.members,
+                                                        compile_model, channels_last)
+                row["status"] = "ok"
+            except Exception as err:  # recorded; the next variant is measured
+                row |= dict(status="error", reason=f"{type(err).__name__}: {str(err)[:200]}")
+            rows.append(row)
+            table = pd.DataFrame(rows)
+            plain = table[(table["variant"] == "plain") & (table["status"] == "ok")].set_index("backbone")["fused_images_per_s"]
+            table["over_plain"] = table["fused_images_per_s"] / table["backbone"].map(plain)
+            table.to_csv(out, index=False)  # each variant as it lands
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        tqdm.write(table[table["backbone"] == name][["variant", "fused_images_per_s", "over_plain", "status"]].to_string(index=False))
+    print(f"wrote {out}")
+    return 0
 
 
 def compute_rate(name, args, device, classes, batch):
@@ -241,6 +277,9 @@ def main(argv=None):
     p.add_argument("--images", type=int, default=1024, help="real images held for the engine and the baseline")
     p.add_argument("--compile", action="store_true", help="the engine with torch.compile (the stacked forward)")
     p.add_argument("--skip-baseline", action="store_true", help="leave out (c) (it needs 2 spare cores)")
+    p.add_argument("--variants", action="store_true",
+                   help="only the fused engine, per backbone with and without channels-last stacks and torch.compile "
+                        "(what the engine should use for each), into OUT_variants.csv")
     p.add_argument("--out", default="results/benchmarks/train_throughput.csv")
     p.add_argument("--project", metavar="CSV", help="only write the projection of a CSV this script wrote")
     args = p.parse_args(argv)
@@ -260,6 +299,8 @@ def main(argv=None):
     images = resize(torch.from_numpy(arrays).permute(0, 3, 1, 2).to(device), min(args.resolution, arrays.shape[1]))
     labels = torch.from_numpy(labels).to(device)
     env = environment(device)
+    if args.variants:
+        return variants(names, images, labels, args, device, classes, env)
     peak = next((v for k, v in PEAK_BF16.items() if k in env["device"]), None) if gpu else None
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -131,6 +131,52 @@ def test_dropout_draws_its_own_mask_per_member():
     assert not torch.equal(y[0] == 0, y[1] == 0)
 
 
+def test_a_channels_last_stack_computes_what_the_plain_stack_computes(float64):
+    """The layout the GPU benchmark may choose changes memory order only: same logits, same
+    gradients (float64, a real timm model, stacked training and evaluation forwards)."""
+    from backbone_bench.backbones import create_model, scratch_twin
+
+    torch.manual_seed(0)
+    nets = [create_model(scratch_twin("tf_mobilenetv3_small_100"), 5, 32).double() for _ in range(2)]
+    x = torch.randn(2, 3, 3, 32, 32)
+    plain, nhwc = Stack(nets), Stack(nets, channels_last=True)
+    assert nhwc._images(x).stride()[2] == 1  # channels vary fastest in each member's images
+    out, start = {}, {n: b.clone() for n, b in plain.buffers.items()}
+    for name, stack in (("plain", plain), ("nhwc", nhwc)):
+        for net in nets:
+            net.zero_grad()
+        stack.buffers = {n: b.clone() for n, b in start.items()}  # the same running statistics for both
+        logits = stack.train_forward(x)
+        logits.square().sum().backward()
+        out[name] = (logits.detach(), [p.grad.clone() for p in nets[1].parameters()],
+                     stack.eval_forward(x[0], shared=True), stack.eval_forward(x, shared=False))
+    assert torch.allclose(out["plain"][0], out["nhwc"][0], atol=1e-10)
+    assert all(torch.allclose(a, b, atol=1e-9) for a, b in zip(out["plain"][1], out["nhwc"][1]))
+    assert torch.allclose(out["plain"][2], out["nhwc"][2], atol=1e-10)
+    assert torch.allclose(out["plain"][3], out["nhwc"][3], atol=1e-10)
+
+
+def test_speed_options_follow_the_committed_gpu_measurement(tmp_path, monkeypatch):
+    from backbone_bench import fused
+
+    csv = tmp_path / "variants.csv"
+    csv.write_text("backbone,variant,compiled,channels_last,fused_images_per_s,status\n"
+                   "a,plain,False,False,1000,ok\na,channels_last,False,True,1300,ok\na,compile,True,False,1200,ok\n"
+                   "a,compile+channels_last,True,True,,error\n"
+                   "b,plain,False,False,1000,ok\nb,channels_last,False,True,1030,ok\nb,compile,True,False,1040,ok\n")
+    monkeypatch.setattr(fused, "VARIANTS_CSV", csv)
+    fused._measured.cache_clear()
+    try:
+        assert fused.speed_options("a", "cuda") == dict(compiled=False, channels_last=True, speed_from="measured (variants.csv)")
+        assert fused.speed_options("a", "cuda", compile_model=True)["compiled"] is True  # --compile: the best compiled one
+        assert fused.speed_options("b", "cuda") == dict(compiled=False, channels_last=False,
+                                                        speed_from="measured (variants.csv)")  # under 5 % faster
+        assert fused.speed_options("c", "cuda")["speed_from"] == "default"  # not measured
+        assert fused.speed_options("a", "cpu") == dict(compiled=False, channels_last=False, speed_from="default")
+    finally:
+        fused._measured.cache_clear()
+
+
 def test_groups_hold_runs_that_share_everything_but_seed_mode_and_learning_rate():
     recipe = get_preset("offline").recipe_for("finetune", 10)
     grid = [make_config(d, 10, s, b, m, 224, replace(recipe, lrs=(1e-3, 3e-4)))

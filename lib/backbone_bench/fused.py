@@ -12,21 +12,63 @@ weights per forward (a few MB per member). BatchNorm buffers, which only the for
 are held stacked while training and read back per member when it is checkpointed.
 
 A stack of one calls its module directly: vmap over a single member would only add dispatch.
+``channels_last`` lays a stack's images and convolution weights out channels-last per member
+(on a GPU a solo module always runs channels-last); whether that, or ``torch.compile``, pays for
+the stacked forward is measured per backbone by benchmarks/train_throughput.py --variants.
 """
 from __future__ import annotations
 
 import copy
+from functools import lru_cache
 
 import torch
 from torch.func import functional_call, vmap
+
+from backbone_bench import paths
+
+#: Fused images/s per backbone and speed option, measured on a GPU (train_throughput.py --variants).
+VARIANTS_CSV = paths.REPO_ROOT / "results" / "benchmarks" / "train_throughput_gpu_variants.csv"
+MIN_GAIN = 1.05  # an option is used only where it measured at least this much faster than the plain stack
+
+
+def speed_options(backbone: str, device_type: str, compile_model: bool = False) -> dict:
+    """How a group of ``backbone`` runs on this device: torch.compile and channels-last stacks where
+    the committed GPU measurement found them at least MIN_GAIN faster for this backbone
+    (``compile_model``, the --compile flag, picks among compiled variants); plain stacks where
+    nothing was measured. Speed only: every option computes the same function."""
+    plain = dict(compiled=compile_model, channels_last=False, speed_from="default")
+    measured = _measured().get(backbone, {}) if device_type == "cuda" else {}
+    base = measured.get((False, False))
+    candidates = {k: v for k, v in measured.items() if k[0] or not compile_model}
+    if base is None or not candidates:
+        return plain
+    (compiled, channels_last), rate = max(candidates.items(), key=lambda kv: kv[1])
+    source = f"measured ({VARIANTS_CSV.name})"
+    if rate < MIN_GAIN * base and not compile_model:
+        return dict(plain, speed_from=source)  # no option paid enough
+    return dict(compiled=compiled, channels_last=channels_last, speed_from=source)
+
+
+@lru_cache(maxsize=1)
+def _measured() -> dict:
+    """{backbone: {(compiled, channels_last): fused images/s}} of the committed measurement, if any."""
+    if not VARIANTS_CSV.exists():
+        return {}
+    import pandas as pd
+
+    table = pd.read_csv(VARIANTS_CSV)
+    out: dict = {}
+    for r in table[table["status"] == "ok"].itertuples():
+        out.setdefault(r.backbone, {})[(bool(r.compiled), bool(r.channels_last))] = float(r.fused_images_per_s)
+    return out
 
 
 class Stack:
     """Members (modules of one architecture) evaluated together; member order is kept."""
 
-    def __init__(self, models: list, compile_model: bool = False):
+    def __init__(self, models: list, compile_model: bool = False, channels_last: bool = False):
         self.models = list(models)
-        self.compile_model = compile_model
+        self.compile_model, self.channels_last = compile_model, channels_last
         self.direct = len(self.models) == 1
         # structure only (weights come per call); a stack of one needs none
         self.skeleton = None if self.direct else copy.deepcopy(self.models[0]).to("meta")
@@ -51,14 +93,20 @@ class Stack:
 
     def params(self) -> dict:
         members = [dict(m.named_parameters()) for m in self.models]
-        return {n: torch.stack([p[n] for p in members]) for n in self.param_names}
+        stacked = {n: torch.stack([p[n] for p in members]) for n in self.param_names}
+        if self.channels_last:
+            stacked = {n: _per_member_nhwc(p) for n, p in stacked.items()}
+        return stacked
+
+    def _images(self, x: torch.Tensor) -> torch.Tensor:
+        return _per_member_nhwc(x) if self.channels_last else x
 
     def train_forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (members, batch, C, H, W), a batch per member -> logits (members, batch, classes)."""
         if self.direct:
             return self._module.train()(_layout(x[0])).unsqueeze(0)
         self.skeleton.train()
-        return self._train(self.params(), self.buffers, x)
+        return self._train(self.params(), self.buffers, self._images(x))
 
     @torch.no_grad()
     def eval_forward(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
@@ -67,7 +115,9 @@ class Stack:
             return self._module.eval()(_layout(x if shared else x[0])).unsqueeze(0)
         self.skeleton.eval()
         params = {n: p.detach() for n, p in self.params().items()}
-        return (self._shared if shared else self._stacked)(params, self.buffers, x)
+        if shared:
+            return self._shared(params, self.buffers, _layout(x) if self.channels_last else x)
+        return self._stacked(params, self.buffers, self._images(x))
 
     def state(self, i: int) -> dict:
         """Member i's state dict as it is now (a copy)."""
@@ -88,8 +138,15 @@ class Stack:
     def keep(self, positions: list[int]) -> "Stack":
         """The stack of the members at ``positions`` (their running statistics carried over)."""
         self.write_back()
-        return Stack([self.models[i] for i in positions], self.compile_model)
+        return Stack([self.models[i] for i in positions], self.compile_model, self.channels_last)
 
 
 def _layout(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+
+
+def _per_member_nhwc(t: torch.Tensor) -> torch.Tensor:
+    """(members, N, C, H, W) with each member's slice laid out channels-last; other shapes as they are."""
+    if t.dim() != 5:
+        return t
+    return t.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)

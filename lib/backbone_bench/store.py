@@ -167,6 +167,7 @@ def flatten(record: dict) -> dict:
     if gradient(record["config"]):
         row["engine"] = record.get("engine", 1)
         row["group_members"] = record.get("fused", {}).get("group_members", 1)
+        row["channels_last_stack"] = record.get("fused", {}).get("channels_last", False)
     row["finished_at"] = record.get("finished_at")
     return row
 

@@ -133,10 +133,10 @@ class OutOfMemory(RuntimeError):
 
 
 def fit_runs(members: list, val: Split, test: Split, recipe: Recipe, num_classes: int, device, micro_batch: int,
-             progress=None, compile_model: bool = False) -> dict:
+             progress=None, compile_model: bool = False, channels_last: bool = False) -> dict:
     """Train the members as one fused group, then per run: validation picks the learning rate and
     checkpoint, and the chosen checkpoint meets the test split once. Returns {run: Fit | exception}."""
-    trained = train_group(members, val, recipe, num_classes, device, micro_batch, progress, compile_model)
+    trained = train_group(members, val, recipe, num_classes, device, micro_batch, progress, compile_model, channels_last)
     by_run: dict = {}
     for t in trained:
         by_run.setdefault(t.member.run, []).append(t)
@@ -163,25 +163,27 @@ def fit_runs(members: list, val: Split, test: Split, recipe: Recipe, num_classes
 
 
 def train_group(members: list, val: Split, recipe: Recipe, num_classes: int, device, micro_batch: int,
-                progress=None, compile_model: bool = False) -> list:
+                progress=None, compile_model: bool = False, channels_last: bool = False) -> list:
     """Train members together; out of memory splits the group, and a lone member halves its
-    micro-batch (same effective batch, accumulated) down to 1 before it is recorded ``oom``."""
+    micro-batch (same effective batch, accumulated) down to 1 before it is recorded ``oom``.
+    ``compile_model`` and ``channels_last`` change speed only (fused.Stack)."""
+    speed = (compile_model, channels_last)
     try:
-        return _train_together(members, val, recipe, num_classes, device, micro_batch, progress, compile_model)
+        return _train_together(members, val, recipe, num_classes, device, micro_batch, progress, *speed)
     except torch.OutOfMemoryError as err:
         if device.type == "cuda":
             torch.cuda.empty_cache()
         if len(members) > 1:
             half = len(members) // 2
-            return (train_group(members[:half], val, recipe, num_classes, device, micro_batch, progress, compile_model)
-                    + train_group(members[half:], val, recipe, num_classes, device, micro_batch, progress,
-                                  compile_model))
+            return (train_group(members[:half], val, recipe, num_classes, device, micro_batch, progress, *speed)
+                    + train_group(members[half:], val, recipe, num_classes, device, micro_batch, progress, *speed))
         if micro_batch == 1:
             return [Trained(members[0], failure=("oom", f"out of memory even at micro-batch 1: {err}"))]
-        return train_group(members, val, recipe, num_classes, device, micro_batch // 2, progress, compile_model)
+        return train_group(members, val, recipe, num_classes, device, micro_batch // 2, progress, *speed)
 
 
-def _train_together(members, val, recipe, num_classes, device, micro_batch, progress, compile_model) -> list:
+def _train_together(members, val, recipe, num_classes, device, micro_batch, progress, compile_model,
+                    channels_last) -> list:
     from timm.optim import create_optimizer_v2
     from timm.scheduler import CosineLRScheduler
 
@@ -201,7 +203,7 @@ def _train_together(members, val, recipe, num_classes, device, micro_batch, prog
         batches.append(_Batches(m.train, recipe.batch_size, torch.Generator(device=device).manual_seed(m.seed)))
     weights = [_class_weight(m.train, recipe, num_classes, device) for m in members]
     active = list(range(len(members)))           # members still training, in stack order
-    stack = Stack(models, compile_model)
+    stack = Stack(models, compile_model, channels_last)
     best = {i: None for i in active}
     waiting = {i: 0 for i in active}              # validation passes without improvement
     losses = {i: [] for i in active}

@@ -21,6 +21,7 @@ from backbone_bench.data.prepare import prepare
 from backbone_bench.data.registry import get_dataset
 from backbone_bench.data.splits import load_splits
 from backbone_bench.errors import WeightsUnavailableError
+from backbone_bench.fused import speed_options
 from backbone_bench.metrics import classification_metrics, collapsed
 from backbone_bench.train import (Diverged, Member, OutOfMemory, Recipe, Split, extract_features, fit_runs,
                                   linear_probe)
@@ -114,7 +115,8 @@ def _member_factory(weights, data: _Data, train: Split, recipe: Recipe, device):
     return factory
 
 
-def run_group(configs: list, device: torch.device, progress=None, compile_model: bool = False) -> list:
+def run_group(configs: list, device: torch.device, progress=None, compile_model: bool = False,
+              channels_last: bool = False) -> list:
     """Train and evaluate a group; returns, per config, (record fields, arrays) or the exception."""
     recipe = _recipe(configs[0])
     data = _Data(configs[0], recipe, device)
@@ -134,7 +136,7 @@ def run_group(configs: list, device: torch.device, progress=None, compile_model:
                     for lr in config["recipe"]["lrs"]]
     if members:
         outcomes |= fit_runs(members, data.split["val"], data.split["test"], recipe, data.spec.num_classes, device,
-                             recipe.batch_size, progress, compile_model)
+                             recipe.batch_size, progress, compile_model, channels_last)
     return [_fields(configs[n], outcomes[n], weights.get(n), data) for n in range(len(configs))]
 
 
@@ -180,19 +182,23 @@ def run_configs(configs: list, preset: str, device: torch.device, env: dict, com
                 progress=None) -> list:
     """A group to [(record, arrays)], one per config: every failure becomes a record with its reason."""
     start = time.perf_counter()
+    speed = speed_options(configs[0]["backbone"], device.type, compile_model) if any(map(store.gradient, configs)) \
+        else dict(compiled=compile_model)
     try:
-        outcomes = run_group(configs, device, progress, compile_model)
+        outcomes = run_group(configs, device, progress, speed["compiled"], speed.get("channels_last", False))
         tb = None
     except Exception as err:  # the whole group failed (e.g. its data): each run records why
         outcomes, tb = [err] * len(configs), traceback.format_exc(limit=6)
     finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
     out = []
     for config, outcome in zip(configs, outcomes):
-        base = record_base(config, preset, env, compile_model)
+        base = record_base(config, preset, env, speed["compiled"])
         if isinstance(outcome, BaseException):
             record, arrays = failure_record(base, outcome, tb), None
         else:
             record, arrays = base | dict(status="ok") | outcome[0], outcome[1]
+        if store.gradient(config):  # how the stack ran (speed only), beside the group size
+            record["fused"] = record.get("fused", {}) | {k: v for k, v in speed.items() if k != "compiled"}
         record.setdefault("timing", {})["total_seconds"] = round(time.perf_counter() - start, 3)
         record["finished_at"] = finished
         out.append((record, arrays))
