@@ -68,7 +68,8 @@ def pages(preset: str) -> list[tuple[str, str, dict, str | None]]:
            ("cost", "book/cost.ipynb", {}, None)]
     out += [("domain", f"book/domains/{d}.ipynb", {"domain": d}, domain_title(d)) for d in domains]
     # `recommend` on a study dataset exported as a folder
-    out.append(("recommend", "book/example_report.ipynb", {"out": EXAMPLE}, "Example report: brain MRI as your own folder"))
+    out.append(("recommend", "book/example_report.ipynb", {"out": EXAMPLE},
+                "Example report: brain MRI as your own folder"))
     return out
 
 
