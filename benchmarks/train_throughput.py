@@ -86,6 +86,13 @@ def engine_rate(name, images, labels, args, device, classes, members: int, compi
     return members * args.batch * args.steps / (many - few)
 
 
+def setting(name, args, env, compiled: bool) -> dict:
+    """The context every row of both CSVs carries: what was measured, where, with which code."""
+    return dict(backbone=name, device=env["device"], resolution=args.resolution, batch=args.batch,
+                members=args.members, steps=args.steps, precision=env["precision"], compiled=compiled,
+                torch=env["torch"], git_commit=env["git_commit"])
+
+
 VARIANTS = {"plain": (False, False), "channels_last": (False, True), "compile": (True, False),
             "compile+channels_last": (True, True)}
 
@@ -98,9 +105,7 @@ def variants(names, images, labels, args, device, classes, env) -> int:
     rows = []
     for name in tqdm(names, desc="engine variants", unit="backbone"):
         for variant, (compile_model, channels_last) in VARIANTS.items():
-            row = dict(backbone=name, device=env["device"], resolution=args.resolution, batch=args.batch,
-                       members=args.members, steps=args.steps, precision=env["precision"], variant=variant,
-                       compiled=compile_model, channels_last=channels_last, torch=env["torch"], git_commit=env["git_commit"])
+            row = setting(name, args, env, compile_model) | dict(variant=variant, channels_last=channels_last)
             try:
                 row["fused_images_per_s"] = engine_rate(name, images, labels, args, device, classes, args.members,
                                                         compile_model, channels_last)
@@ -306,10 +311,7 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in tqdm(names, desc="train throughput", unit="backbone"):
-        row = dict(backbone=name, device=env["device"], resolution=args.resolution, batch=args.batch,
-                   members=args.members, steps=args.steps, precision=env["precision"], compiled=args.compile,
-                   torch=env["torch"],
-                   git_commit=env["git_commit"])
+        row = setting(name, args, env, args.compile)
         try:
             row["solo_images_per_s"] = engine_rate(name, images, labels, args, device, classes, 1)
             row["fused_images_per_s"] = engine_rate(name, images, labels, args, device, classes, args.members)

@@ -420,7 +420,7 @@ def plausibility_text(checks: pd.DataFrame) -> str:
     parts = []
     for r in checks.itertuples():
         where = f"{r.dataset} ({r.mode}, {r.shots} shots)"
-        if "lowest" in checks and pd.notna(r.lowest):
+        if pd.notna(r.lowest):
             parts.append(f"{where}: {r.lowest:.3f} to {r.highest:.3f} against a floor of {r.floor:.2f}, {r.verdict}")
         else:
             parts.append(f"{where}: {r.verdict}")
@@ -523,8 +523,9 @@ def gains_summary(cells: uncertainty.CellDraws) -> pd.DataFrame:
     return out.sort_index()
 
 
-def gains_display(gains: pd.DataFrame) -> pd.DataFrame:
-    """gains_summary as text: mean [low, high]; blank where a mode has no runs."""
+def gains_display(gains: pd.DataFrame):
+    """gains_summary as text: mean [low, high]; blank where a mode has no runs (a Markdown line when
+    nothing is measured)."""
     def text(row, label):
         return "" if np.isnan(row[label]) else uncertainty.fmt(row[label], row[f"{label} lo"], row[f"{label} hi"], signed=True)
 

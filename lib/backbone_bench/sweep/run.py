@@ -183,9 +183,9 @@ def run_configs(configs: list, preset: str, device: torch.device, env: dict, com
     """A group to [(record, arrays)], one per config: every failure becomes a record with its reason."""
     start = time.perf_counter()
     speed = speed_options(configs[0]["backbone"], device.type, compile_model) if any(map(store.gradient, configs)) \
-        else dict(compiled=compile_model)
+        else dict(compiled=compile_model, channels_last=False)  # probes: nothing to stack
     try:
-        outcomes = run_group(configs, device, progress, speed["compiled"], speed.get("channels_last", False))
+        outcomes = run_group(configs, device, progress, speed["compiled"], speed["channels_last"])
         tb = None
     except Exception as err:  # the whole group failed (e.g. its data): each run records why
         outcomes, tb = [err] * len(configs), traceback.format_exc(limit=6)
