@@ -148,7 +148,13 @@ def fmt(value: float, lo: float, hi: float, digits: int = 3, signed: bool = Fals
 def paired_differences(draws: CellDraws, mode: str, minus: str) -> tuple[pd.DataFrame, np.ndarray]:
     """(dataset, shots, backbone) rows where both modes ran: point difference ``mode - minus`` in
     column ``diff``, and its replicates (rows x B), paired on the same test resamples."""
-    a, b = draws.of(mode), draws.of(minus)
+    return differences(draws.of(mode), draws.of(minus))
+
+
+def differences(a: CellDraws, b: CellDraws) -> tuple[pd.DataFrame, np.ndarray]:
+    """(dataset, shots, backbone) rows in both: point difference ``a - b`` in column ``diff`` and its
+    replicates (rows x B). Runs scored on one test set share its resamples (paired); on different
+    test sets the two sides' resamples are independent."""
     on = ["dataset", "shots", "backbone"]
     both = a.cells.reset_index().merge(b.cells.reset_index(), on=on, suffixes=("_a", "_b"))
     keys = both[on].assign(diff=both["mean_a"].to_numpy() - both["mean_b"].to_numpy(),

@@ -1,0 +1,109 @@
+"""Two editions of the study side by side: what the 224 px design's recorded runs already say on a
+page that reports another edition (the CPU edition until the GPU runs exist), and where they differ.
+
+Only what both editions recorded is compared, and only the recipe fields a mode reads are named as
+differences, so a reader sees what else besides resolution moved between them.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from backbone_bench import report, uncertainty
+from backbone_bench.data.registry import DATASETS
+from backbone_bench.presets import get_preset
+
+#: The recipe fields each mode's result depends on (train.py): a probe never reads the optimiser's.
+READS = {"linear_probe": ("probe_cs", "eval_limit", "class_weight")}
+
+
+def records(preset: str, other: str | None, results=None) -> pd.DataFrame:
+    """The other edition's records; empty when there is none, or when it is the page's own preset."""
+    if not other or other == preset:
+        return pd.DataFrame()
+    return report.load(other, results)
+
+
+def together(table: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
+    """The page's records and the other edition's, as one table (for checks that pick by resolution)."""
+    return table if other.empty else pd.concat([table, other], ignore_index=True)
+
+
+def recipe_changes(preset: str, other: str, mode: str = "linear_probe") -> str:
+    """What ``other`` changes against ``preset`` for ``mode``, in words, from presets.py."""
+    a, b = get_preset(preset), get_preset(other)
+    parts = [f"{a.resolution} px to {b.resolution} px"] if a.resolution != b.resolution else []
+    ra, rb = a.recipe_for(mode, min(a.shots)).as_dict(), b.recipe_for(mode, min(b.shots)).as_dict()
+    for field in READS.get(mode, tuple(ra)):
+        if ra.get(field) != rb.get(field):
+            parts.append(f"`{field}` {_value(field, ra.get(field))} to {_value(field, rb.get(field))}")
+    return "; ".join(parts) or "nothing this mode reads"
+
+
+def _value(field, value):
+    return "all images" if field == "eval_limit" and not value else value
+
+
+def side_by_side(cells: uncertainty.CellDraws, other: pd.DataFrame, results=None, n_boot: int = 1000,
+                 mode: str = "linear_probe") -> pd.DataFrame:
+    """``compare`` of the page's cells with the other edition's records (empty when it has none)."""
+    return compare(cells, report.draws(other, results, n_boot), mode) if len(other) else pd.DataFrame()
+
+
+def compare(page: uncertainty.CellDraws, other: uncertainty.CellDraws, mode: str = "linear_probe") -> pd.DataFrame:
+    """Per (domain, shots) where both editions have two or more backbones on the same datasets: each
+    edition's choice with its accuracy, whether the other's choice is separable from its runner-up,
+    and the mean balanced accuracy ``other - page`` over the (dataset, backbone) cells both have,
+    with its 95 % interval."""
+    theirs, _ = report.decision_table(other, modes=(mode,))
+    mine, _ = report.decision_table(page, modes=(mode,))
+    if theirs.empty or mine.empty:
+        return pd.DataFrame()
+    keys, reps = uncertainty.differences(other.of(mode), page.of(mode))
+    keys = keys.assign(domain=keys["dataset"].map(lambda d: DATASETS[d].domain))
+    diff = uncertainty.group_means(keys, reps, ["domain", "shots"])
+    both = theirs.merge(mine, on=["domain", "shots"], suffixes=("", "_page"))
+    both = both[both["datasets"] == both["datasets_page"]]  # a partial domain would compare other datasets
+    both = both.merge(diff.rename(columns={"mean": "diff", "lo": "diff_lo", "hi": "diff_hi"}), on=["domain", "shots"])
+    return both.assign(same=both["backbone"] == both["backbone_page"]).reset_index(drop=True)
+
+
+def display(rows: pd.DataFrame, preset: str, other: str):
+    """``compare`` for the page: the other edition's choice first, the page's beside it."""
+    a, b = get_preset(preset).resolution, get_preset(other).resolution
+    return pd.DataFrame({
+        "domain": rows["domain"].map(report.SHORT_DOMAIN), "images per class": rows["shots"],
+        f"{b} px: use (95% CI)": [f"{r.backbone}<br>{uncertainty.fmt(r.balanced_accuracy, r.lo, r.hi)}"
+                                  for r in rows.itertuples()],
+        "separable from runner-up?": [f"{'yes' if r.separable else 'no'} ({r.runner_up})" for r in rows.itertuples()],
+        f"{a} px: use": [f"{r.backbone_page}<br>{r.balanced_accuracy_page:.3f}" for r in rows.itertuples()],
+        f"{b} px minus {a} px, mean over backbones": [uncertainty.fmt(r.diff, r.diff_lo, r.diff_hi, signed=True)
+                                                      for r in rows.itertuples()],
+    }).style.hide(axis="index")
+
+
+def summary_text(rows: pd.DataFrame, other_table: pd.DataFrame, preset: str, other: str,
+                 mode: str = "linear_probe") -> str:
+    """The comparison in prose: coverage of the other edition, agreement, and the difference."""
+    if not other:
+        return "This page compares no other edition."
+    b = get_preset(other).resolution
+    if other == preset:
+        return f"This page is the {b} px edition itself: its answer is the one above."
+    if other_table.empty:
+        return f"No run of the {b} px design (`{other}` preset) is recorded yet."
+    missing = report.missing_runs(other, other_table).groupby("mode").size()
+    todo = ", ".join(f"{n} {report.MODE_NAMES.get(m, m)}" for m, n in missing.items()) or "nothing"
+    head = (f"The `{other}` preset has {report.coverage_text(other_table)} recorded; still to run: {todo}. "
+            f"Its {report.MODE_NAMES[mode]} differ from this edition's in: {recipe_changes(preset, other, mode)}.")
+    if rows.empty:
+        return head + " No domain and shot level has two or more backbones in both editions yet."
+    same = rows[rows["same"]]
+    where = ", ".join(f"{report.SHORT_DOMAIN[r.domain]} at {r.shots}" for r in same.itertuples())
+    above, below = rows[rows["diff_lo"] > 0], rows[rows["diff_hi"] < 0]
+    return (head + f" Where both have two or more backbones on the same datasets ({len(rows)} domain and shot cells), "
+            f"the {b} px probes choose the same backbone in {len(same)}"
+            f"{f' ({where})' if 0 < len(same) < len(rows) else ''}"
+            f", and their choice is separable from its runner-up in {int(rows['separable'].sum())}. "
+            f"Balanced accuracy, {b} px edition minus this one, mean over the backbones: "
+            f"{rows['diff'].min():+.3f} to {rows['diff'].max():+.3f}; the interval lies above zero in "
+            f"{len(above)} and below zero in {len(below)} of the {len(rows)} cells.")

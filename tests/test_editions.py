@@ -1,0 +1,58 @@
+"""The 224 px design beside another edition: on hand-made runs (predictions generated here) and on
+the committed records of both editions."""
+import pandas as pd
+import pytest
+
+from conftest import REPO, requires_mirror
+from test_uncertainty import make_runs
+
+from backbone_bench import editions, report, uncertainty
+from backbone_bench.data.registry import DATASETS
+
+
+def draws_of(spec, n_boot=300):
+    runs, predictions = make_runs(spec)
+    return uncertainty.cell_draws(runs, predictions, n_boot)
+
+
+def test_compare_names_each_editions_choice_and_the_mean_difference_with_its_interval():
+    probe = "linear_probe"
+    page = draws_of([("uc_merced", 10, b, probe, s, acc, False)
+                     for b, acc in (("a", 0.60), ("b", 0.70)) for s in (0, 1)]
+                    + [("breastmnist", 10, "a", probe, 0, 0.6, False), ("breastmnist", 10, "b", probe, 0, 0.6, False)])
+    other = draws_of([("uc_merced", 10, b, probe, s, acc, False)
+                      for b, acc in (("a", 0.90), ("b", 0.80)) for s in (0, 1)]
+                     + [("breastmnist", 10, "a", probe, 0, 0.7, False)])  # one backbone: no choice to compare
+    rows = editions.compare(page, other)
+    assert list(rows["domain"]) == ["remote_sensing"]
+    row = rows.iloc[0]
+    assert (row["backbone"], row["backbone_page"], bool(row["same"])) == ("a", "b", False)
+    assert row["diff"] == pytest.approx(((0.9 - 0.6) + (0.8 - 0.7)) / 2)
+    assert 0 < row["diff_lo"] < row["diff"] < row["diff_hi"]
+    assert editions.compare(page, other, mode="finetune").empty
+
+
+@requires_mirror
+def test_the_224_px_probes_beside_the_cpu_edition_from_the_committed_records():
+    results = REPO / "results"
+    page = report.load("offline_cpu", results)
+    other = editions.records("offline_cpu", "offline", results)
+    assert editions.records("offline", "offline", results).empty and editions.records("offline_cpu", None).empty
+    if other.empty or page.empty:
+        pytest.skip("no committed records of both editions")
+    assert set(other["resolution"]) == {224} and set(page["resolution"]) == {80}
+    rows = editions.side_by_side(report.draws(page, results, 100), other, results, 100)
+    assert len(rows)
+    probes = [t[(t["mode"] == "linear_probe") & (t["status"] == "ok")] for t in (other, page)]
+    means = [p.groupby(["dataset", "shots", "backbone"])["test_balanced_accuracy"].mean() for p in probes]
+    diff = (means[0] - means[1]).dropna().reset_index()
+    diff["domain"] = diff["dataset"].map(lambda d: DATASETS[d].domain)
+    for r in rows.itertuples():  # the point difference is the plain mean of the per-cell differences
+        cell = diff[(diff["domain"] == r.domain) & (diff["shots"] == r.shots)]
+        assert r.diff == pytest.approx(cell["test_balanced_accuracy"].mean())
+        assert r.diff_lo < r.diff < r.diff_hi
+    text = editions.summary_text(rows, other, "offline_cpu", "offline")
+    assert "80 px to 224 px" in text and "`probe_cs`" in text and f"({len(rows)} domain and shot cells)" in text
+    assert editions.summary_text(rows, other, "offline", "offline").startswith("This page is the 224 px edition")
+    shown = editions.display(rows, "offline_cpu", "offline").to_html()
+    assert "224 px minus 80 px" in shown and isinstance(editions.together(page, other), pd.DataFrame)
