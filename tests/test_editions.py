@@ -52,7 +52,7 @@ def test_the_224_px_probes_beside_the_cpu_edition_from_the_committed_records():
         assert r.diff == pytest.approx(cell["test_balanced_accuracy"].mean())
         assert r.diff_lo < r.diff < r.diff_hi
     text = editions.summary_text(rows, other, "offline_cpu", "offline")
-    assert "80 px to 224 px" in text and "`probe_cs`" in text and f"({len(rows)} domain and shot cells)" in text
+    assert "80 px to 224 px" in text and "probe_cs" in text and "`" not in text and f"({len(rows)} domain and shot cells)" in text
     assert editions.summary_text(rows, other, "offline", "offline").startswith("This page is the 224 px edition")
     shown = editions.display(rows, "offline_cpu", "offline").to_html()
-    assert "224 px minus 80 px" in shown and isinstance(editions.together(page, other), pd.DataFrame)
+    assert "224 minus 80 px" in shown and "within noise of" in shown and isinstance(editions.together(page, other), pd.DataFrame)

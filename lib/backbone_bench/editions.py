@@ -31,11 +31,11 @@ def together(table: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
 def recipe_changes(preset: str, other: str, mode: str = "linear_probe") -> str:
     """What ``other`` changes against ``preset`` for ``mode``, in words, from presets.py."""
     a, b = get_preset(preset), get_preset(other)
-    parts = [f"{a.resolution} px to {b.resolution} px"] if a.resolution != b.resolution else []
+    parts = [f"resolution {a.resolution} px to {b.resolution} px"] if a.resolution != b.resolution else []
     ra, rb = a.recipe_for(mode, min(a.shots)).as_dict(), b.recipe_for(mode, min(b.shots)).as_dict()
     for field in READS.get(mode, tuple(ra)):
         if ra.get(field) != rb.get(field):
-            parts.append(f"`{field}` {_value(field, ra.get(field))} to {_value(field, rb.get(field))}")
+            parts.append(f"{field} {_value(field, ra.get(field))} to {_value(field, rb.get(field))}")
     return "; ".join(parts) or "nothing this mode reads"
 
 
@@ -68,16 +68,17 @@ def compare(page: uncertainty.CellDraws, other: uncertainty.CellDraws, mode: str
 
 
 def display(rows: pd.DataFrame, preset: str, other: str):
-    """``compare`` for the page: the other edition's choice first, the page's beside it."""
-    a, b = get_preset(preset).resolution, get_preset(other).resolution
+    """``compare`` for the page, narrow enough for it: the other edition's choice (with whether it
+    is separable from its runner-up), the page's choice beside it, and the mean difference."""
+    a, b = get_preset(other).resolution, get_preset(preset).resolution
     return pd.DataFrame({
         "domain": rows["domain"].map(report.SHORT_DOMAIN), "images per class": rows["shots"],
-        f"{b} px: use (95% CI)": [f"{r.backbone}<br>{uncertainty.fmt(r.balanced_accuracy, r.lo, r.hi)}"
-                                  for r in rows.itertuples()],
-        "separable from runner-up?": [f"{'yes' if r.separable else 'no'} ({r.runner_up})" for r in rows.itertuples()],
-        f"{a} px: use": [f"{r.backbone_page}<br>{r.balanced_accuracy_page:.3f}" for r in rows.itertuples()],
-        f"{b} px minus {a} px, mean over backbones": [uncertainty.fmt(r.diff, r.diff_lo, r.diff_hi, signed=True)
-                                                      for r in rows.itertuples()],
+        f"{a} px: use (95% CI)": [
+            f"{r.backbone}<br>{uncertainty.fmt(r.balanced_accuracy, r.lo, r.hi)}<br>"
+            f"{'separable from' if r.separable else 'within noise of'} {r.runner_up}" for r in rows.itertuples()],
+        f"{b} px: use": [f"{r.backbone_page}<br>{r.balanced_accuracy_page:.3f}" for r in rows.itertuples()],
+        f"{a} minus {b} px, mean over backbones": [uncertainty.fmt(r.diff, r.diff_lo, r.diff_hi, signed=True)
+                                                   for r in rows.itertuples()],
     }).style.hide(axis="index")
 
 
@@ -90,15 +91,15 @@ def summary_text(rows: pd.DataFrame, other_table: pd.DataFrame, preset: str, oth
     if other == preset:
         return f"This page is the {b} px edition itself: its answer is the one above."
     if other_table.empty:
-        return f"No run of the {b} px design (`{other}` preset) is recorded yet."
+        return f"No run of the {b} px design (the {other} preset) is recorded yet."
     missing = report.missing_runs(other, other_table).groupby("mode").size()
     todo = ", ".join(f"{n} {report.MODE_NAMES.get(m, m)}" for m, n in missing.items()) or "nothing"
-    head = (f"The `{other}` preset has {report.coverage_text(other_table)} recorded; still to run: {todo}. "
+    head = (f"The {other} preset has {report.coverage_text(other_table)} recorded; still to run: {todo}. "
             f"Its {report.MODE_NAMES[mode]} differ from this edition's in: {recipe_changes(preset, other, mode)}.")
     if rows.empty:
         return head + " No domain and shot level has two or more backbones in both editions yet."
     same = rows[rows["same"]]
-    where = ", ".join(f"{report.SHORT_DOMAIN[r.domain]} at {r.shots}" for r in same.itertuples())
+    where = ", ".join(f"{report.SHORT_DOMAIN[r.domain]} at {r.shots} images per class" for r in same.itertuples())
     above, below = rows[rows["diff_lo"] > 0], rows[rows["diff_hi"] < 0]
     return (head + f" Where both have two or more backbones on the same datasets ({len(rows)} domain and shot cells), "
             f"the {b} px probes choose the same backbone in {len(same)}"
