@@ -51,8 +51,11 @@ def test_the_224_px_probes_beside_the_cpu_edition_from_the_committed_records():
         cell = diff[(diff["domain"] == r.domain) & (diff["shots"] == r.shots)]
         assert r.diff == pytest.approx(cell["test_balanced_accuracy"].mean())
         assert r.diff_lo < r.diff < r.diff_hi
-    text = editions.summary_text(rows, other, "offline_cpu", "offline")
-    assert "80 px to 224 px" in text and "probe_cs" in text and "`" not in text and f"({len(rows)} domain and shot cells)" in text
-    assert editions.summary_text(rows, other, "offline", "offline").startswith("This page is the 224 px edition")
+    status = editions.status_text(other, "offline_cpu", "offline")
+    assert "80 px to 224 px" in status and "probe_cs" in status and "still to run" in status
+    assert editions.status_text(other, "offline", "offline").startswith("This page is the 224 px edition")
+    text = editions.summary_text(rows, "offline_cpu", "offline")
+    assert f"Of the {len(rows)} domain and shot cells" in text and "224 px minus 80 px" in text
+    assert "`" not in status + text
     shown = editions.display(rows, "offline_cpu", "offline").to_html()
     assert "224 minus 80 px" in shown and "within noise of" in shown and isinstance(editions.together(page, other), pd.DataFrame)

@@ -82,9 +82,8 @@ def display(rows: pd.DataFrame, preset: str, other: str):
     }).style.hide(axis="index")
 
 
-def summary_text(rows: pd.DataFrame, other_table: pd.DataFrame, preset: str, other: str,
-                 mode: str = "linear_probe") -> str:
-    """The comparison in prose: coverage of the other edition, agreement, and the difference."""
+def status_text(other_table: pd.DataFrame, preset: str, other: str | None, mode: str = "linear_probe") -> str:
+    """What of the other edition is recorded and still to run, and how its recipe for ``mode`` differs."""
     if not other:
         return "This page compares no other edition."
     b = get_preset(other).resolution
@@ -93,18 +92,23 @@ def summary_text(rows: pd.DataFrame, other_table: pd.DataFrame, preset: str, oth
     if other_table.empty:
         return f"No run of the {b} px design (the {other} preset) is recorded yet."
     missing = report.missing_runs(other, other_table).groupby("mode").size()
-    todo = ", ".join(f"{n} {report.MODE_NAMES.get(m, m)}" for m, n in missing.items()) or "nothing"
-    head = (f"The {other} preset has {report.coverage_text(other_table)} recorded; still to run: {todo}. "
+    todo = ", ".join(f"{report.MODE_NAMES.get(m, m)} ({n} runs)" for m, n in missing.items()) or "nothing"
+    return (f"The {other} preset has {report.coverage_text(other_table)} recorded; still to run: {todo}. "
             f"Its {report.MODE_NAMES[mode]} differ from this edition's in: {recipe_changes(preset, other, mode)}.")
+
+
+def summary_text(rows: pd.DataFrame, preset: str, other: str | None) -> str:
+    """The comparison in one paragraph: agreement of the choices, separability, the difference."""
     if rows.empty:
-        return head + " No domain and shot level has two or more backbones in both editions yet."
+        return "Nothing to set beside this edition." if not other or other == preset else \
+            "No domain and shot level has two or more backbones in both editions yet."
+    a, b = get_preset(other).resolution, get_preset(preset).resolution
     same = rows[rows["same"]]
     where = ", ".join(f"{report.SHORT_DOMAIN[r.domain]} at {r.shots} images per class" for r in same.itertuples())
     above, below = rows[rows["diff_lo"] > 0], rows[rows["diff_hi"] < 0]
-    return (head + f" Where both have two or more backbones on the same datasets ({len(rows)} domain and shot cells), "
-            f"the {b} px probes choose the same backbone in {len(same)}"
-            f"{f' ({where})' if 0 < len(same) < len(rows) else ''}"
-            f", and their choice is separable from its runner-up in {int(rows['separable'].sum())}. "
-            f"Balanced accuracy, {b} px edition minus this one, mean over the backbones: "
-            f"{rows['diff'].min():+.3f} to {rows['diff'].max():+.3f}; the interval lies above zero in "
+    return (f"Of the {len(rows)} domain and shot cells where both editions have two or more backbones on the same "
+            f"datasets, the {a} px probes choose the {b} px edition's backbone in {len(same)}"
+            f"{f' ({where})' if 0 < len(same) < len(rows) else ''}; the {a} px choice is separable from its "
+            f"runner-up in {int(rows['separable'].sum())}. Mean balanced accuracy, {a} px minus {b} px over the "
+            f"backbones: {rows['diff'].min():+.3f} to {rows['diff'].max():+.3f}; its interval lies above zero in "
             f"{len(above)} and below zero in {len(below)} of the {len(rows)} cells.")
