@@ -6,11 +6,14 @@
 #   kit.sh bench             .carry/bench: uc_merced images for train_throughput.py (a bundle) and
 #                            .carry/cifar10_5cls: the 2,000-image folder of recommend_budget.py
 #   kit.sh chunk NAME ARGS   .carry/NAME: `backbone-bench bundle ARGS` (the images and weights of those runs)
+#   kit.sh compat            no GPU needed: the engine's tests on this CPU under the GPU image's torch and
+#                            torchvision (TORCH, TORCHVISION; default the image's, from the device
+#                            tool's KINDS.md), in a venv of their own (COMPAT_VENV, default /tmp/image-torch)
 # Carry .carry/commit.txt too. On the GPU machine: `source benchmarks/device/setup.sh .carry/NAME` (see there).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BENCH=${BENCH:-.venv/bin/backbone-bench}
-what=${1:?usage: kit.sh wheels | bench | chunk NAME BUNDLE-ARGS...}; shift
+what=${1:?usage: kit.sh wheels | bench | chunk NAME BUNDLE-ARGS... | compat}; shift
 mkdir -p .carry
 # the code's commit, for the records made over there (the copy that travels has no .git)
 git rev-parse --short=12 HEAD | tr -d '\n' > .carry/commit.txt
@@ -34,6 +37,19 @@ case "$what" in
     rm -rf ".carry/$name"
     "$BENCH" bundle "$@" --out ".carry/$name"
     ;;
-  *) echo "kit.sh: unknown part '$what' (wheels, bench or chunk)" >&2; exit 2 ;;
+  compat)
+    # An API the engine uses that moved between this project's torch and the image's fails here, in
+    # minutes of this CPU, not in a lent machine's. ~3 GB of wheels (the image's torch is a CUDA build).
+    venv=${COMPAT_VENV:-/tmp/image-torch}
+    test -x "$venv/bin/python" || python3 -m venv "$venv"
+    python3 -c 'import tomllib; d = tomllib.load(open("pyproject.toml", "rb"))["project"]
+print("\n".join(r for r in d["dependencies"] + d["optional-dependencies"]["test"] if not r.startswith("torch")))' \
+      > "$venv/requirements.txt"
+    "$venv/bin/pip" install -q "torch==${TORCH:-2.11.0}" "torchvision==${TORCHVISION:-0.26.0}" -r "$venv/requirements.txt"
+    "$venv/bin/pip" install -q --no-deps -e .
+    "$venv/bin/python" -c 'import torch, torchvision, timm; print("torch", torch.__version__, "torchvision", torchvision.__version__, "timm", timm.__version__)'
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_fused.py tests/test_engine.py
+    exit ;;
+  *) echo "kit.sh: unknown part '$what' (wheels, bench, chunk or compat)" >&2; exit 2 ;;
 esac
 du -sh .carry/* | sort -h
