@@ -37,7 +37,8 @@ def test_the_224_px_probes_beside_the_cpu_edition_from_the_committed_records():
     results = REPO / "results"
     page = report.load("offline_cpu", results)
     other = editions.records("offline_cpu", "offline", results)
-    assert editions.records("offline", "offline", results).empty and editions.records("offline_cpu", None).empty
+    assert editions.records("offline_cpu", None).empty
+    assert editions.records("offline", "offline", results).empty and editions.records("full", "offline", results).empty
     if other.empty or page.empty:
         pytest.skip("no committed records of both editions")
     assert set(other["resolution"]) == {224} and set(page["resolution"]) == {80}
@@ -53,7 +54,7 @@ def test_the_224_px_probes_beside_the_cpu_edition_from_the_committed_records():
         assert r.diff_lo < r.diff < r.diff_hi
     status = editions.status_text(other, "offline_cpu", "offline")
     assert "80 px to 224 px" in status and "probe_cs" in status and "still to run" in status
-    assert editions.status_text(other, "offline", "offline").startswith("This page is the 224 px edition")
+    assert editions.status_text(other, "offline", "offline").startswith("This page is at the 224 px design's resolution")
     text = editions.summary_text(rows, "offline_cpu", "offline")
     assert f"Of the {len(rows)} domain and shot cells" in text and "224 px minus 80 px" in text
     assert "`" not in status + text

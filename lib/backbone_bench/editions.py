@@ -16,9 +16,14 @@ from backbone_bench.presets import get_preset
 READS = {"linear_probe": ("probe_cs", "eval_limit", "class_weight")}
 
 
+def same_resolution(preset: str, other: str) -> bool:
+    return get_preset(other).resolution == get_preset(preset).resolution
+
+
 def records(preset: str, other: str | None, results=None) -> pd.DataFrame:
-    """The other edition's records; empty when there is none, or when it is the page's own preset."""
-    if not other or other == preset:
+    """The other edition's records; empty when there is none, or when the page is at its resolution
+    (its own preset, or `full`, the same design on a wider panel)."""
+    if not other or same_resolution(preset, other):
         return pd.DataFrame()
     return report.load(other, results)
 
@@ -87,8 +92,8 @@ def status_text(other_table: pd.DataFrame, preset: str, other: str | None, mode:
     if not other:
         return "This page compares no other edition."
     b = get_preset(other).resolution
-    if other == preset:
-        return f"This page is the {b} px edition itself: its answer is the one above."
+    if same_resolution(preset, other):
+        return f"This page is at the {b} px design's resolution: its answer is the one above."
     if other_table.empty:
         return f"No run of the {b} px design (the {other} preset) is recorded yet."
     missing = report.missing_runs(other, other_table).groupby("mode").size()
@@ -100,7 +105,7 @@ def status_text(other_table: pd.DataFrame, preset: str, other: str | None, mode:
 def summary_text(rows: pd.DataFrame, preset: str, other: str | None) -> str:
     """The comparison in one paragraph: agreement of the choices, separability, the difference."""
     if rows.empty:
-        return "Nothing to set beside this edition." if not other or other == preset else \
+        return "Nothing to set beside this edition." if not other or same_resolution(preset, other) else \
             "No domain and shot level has two or more backbones in both editions yet."
     a, b = get_preset(other).resolution, get_preset(preset).resolution
     same = rows[rows["same"]]
