@@ -19,6 +19,7 @@ def test_compare_names_each_editions_choice_and_the_mean_difference_with_its_int
     probe = "linear_probe"
     page = draws_of([("uc_merced", 10, b, probe, s, acc, False)
                      for b, acc in (("a", 0.60), ("b", 0.70)) for s in (0, 1)]
+                    + [("uc_merced", 10, "c", probe, 0, 0.95, False)]  # only here: not a candidate of the comparison
                     + [("breastmnist", 10, "a", probe, 0, 0.6, False), ("breastmnist", 10, "b", probe, 0, 0.6, False)])
     other = draws_of([("uc_merced", 10, b, probe, s, acc, False)
                       for b, acc in (("a", 0.90), ("b", 0.80)) for s in (0, 1)]
@@ -26,7 +27,7 @@ def test_compare_names_each_editions_choice_and_the_mean_difference_with_its_int
     rows = editions.compare(page, other)
     assert list(rows["domain"]) == ["remote_sensing"]
     row = rows.iloc[0]
-    assert (row["backbone"], row["backbone_page"], bool(row["same"])) == ("a", "b", False)
+    assert (row["backbone"], row["backbone_page"], bool(row["same"]), row["backbones"]) == ("a", "b", False, 2)
     assert row["diff"] == pytest.approx(((0.9 - 0.6) + (0.8 - 0.7)) / 2)
     assert 0 < row["diff_lo"] < row["diff"] < row["diff_hi"]
     assert editions.compare(page, other, mode="finetune").empty

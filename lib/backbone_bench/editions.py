@@ -6,6 +6,7 @@ differences, so a reader sees what else besides resolution moved between them.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from backbone_bench import report, uncertainty
@@ -55,10 +56,12 @@ def side_by_side(cells: uncertainty.CellDraws, other: pd.DataFrame, results=None
 
 
 def compare(page: uncertainty.CellDraws, other: uncertainty.CellDraws, mode: str = "linear_probe") -> pd.DataFrame:
-    """Per (domain, shots) where both editions have two or more backbones on the same datasets: each
+    """Per (domain, shots) where both editions have two or more backbones on the same datasets (each
+    side restricted to the backbones and datasets both have, so both choose among the same): each
     edition's choice with its accuracy, whether the other's choice is separable from its runner-up,
     and the mean balanced accuracy ``other - page`` over the (dataset, backbone) cells both have,
     with its 95 % interval."""
+    page, other = _common(page, other, mode)  # each side chooses among the same backbones and datasets
     theirs, _ = report.decision_table(other, modes=(mode,))
     mine, _ = report.decision_table(page, modes=(mode,))
     if theirs.empty or mine.empty:
@@ -69,7 +72,23 @@ def compare(page: uncertainty.CellDraws, other: uncertainty.CellDraws, mode: str
     both = theirs.merge(mine, on=["domain", "shots"], suffixes=("", "_page"))
     both = both[both["datasets"] == both["datasets_page"]]  # a partial domain would compare other datasets
     both = both.merge(diff.rename(columns={"mean": "diff", "lo": "diff_lo", "hi": "diff_hi"}), on=["domain", "shots"])
+    counts = other.cells.assign(domain=other.cells["dataset"].map(lambda d: DATASETS[d].domain)) \
+        .groupby(["domain", "shots"])["backbone"].nunique().rename("backbones").reset_index()
+    both = both.merge(counts, on=["domain", "shots"])
     return both.assign(same=both["backbone"] == both["backbone_page"]).reset_index(drop=True)
+
+
+def _common(a: uncertainty.CellDraws, b: uncertainty.CellDraws, mode: str):
+    """Both sides' ``mode`` cells, kept only where the other side has the same (dataset, shots, backbone)."""
+    a, b = a.of(mode), b.of(mode)
+    on = ["dataset", "shots", "backbone"]
+    shared = set(map(tuple, a.cells[on].to_numpy().tolist())) & set(map(tuple, b.cells[on].to_numpy().tolist()))
+
+    def keep(d):
+        mask = np.array([tuple(k) in shared for k in d.cells[on].to_numpy().tolist()], dtype=bool)
+        return uncertainty.CellDraws(d.cells.loc[mask].reset_index(drop=True), d.draws[mask])
+
+    return keep(a), keep(b)
 
 
 def display(rows: pd.DataFrame, preset: str, other: str):
@@ -78,6 +97,7 @@ def display(rows: pd.DataFrame, preset: str, other: str):
     a, b = get_preset(other).resolution, get_preset(preset).resolution
     return pd.DataFrame({
         "domain": rows["domain"].map(report.SHORT_DOMAIN), "images per class": rows["shots"],
+        "backbones": rows["backbones"],
         f"{a} px: use (95% CI)": [
             f"{r.backbone}<br>{uncertainty.fmt(r.balanced_accuracy, r.lo, r.hi)}<br>"
             f"{'separable from' if r.separable else 'within noise of'} {r.runner_up}" for r in rows.itertuples()],
