@@ -60,4 +60,4 @@ def test_the_224_px_probes_beside_the_cpu_edition_from_the_committed_records():
     assert f"Of the {len(rows)} domain and shot cells" in text and "224 px minus 80 px" in text
     assert "`" not in status + text
     shown = editions.display(rows, "offline_cpu", "offline").to_html()
-    assert "224 minus 80 px" in shown and "within noise of" in shown and isinstance(editions.together(page, other), pd.DataFrame)
+    assert "224 px minus 80 px, mean over backbones" in shown and "within noise of" in shown and isinstance(editions.together(page, other), pd.DataFrame)

@@ -96,14 +96,14 @@ def display(rows: pd.DataFrame, preset: str, other: str):
     is separable from its runner-up), the page's choice beside it, and the mean difference."""
     a, b = get_preset(other).resolution, get_preset(preset).resolution
     return pd.DataFrame({
-        "domain": rows["domain"].map(report.SHORT_DOMAIN), "images per class": rows["shots"],
-        "backbones": rows["backbones"],
+        "domain, images per class": [f"{report.SHORT_DOMAIN[r.domain]}, {r.shots}<br>({r.backbones} backbones)"
+                                     for r in rows.itertuples()],
         f"{a} px: use (95% CI)": [
             f"{r.backbone}<br>{uncertainty.fmt(r.balanced_accuracy, r.lo, r.hi)}<br>"
             f"{'separable from' if r.separable else 'within noise of'} {r.runner_up}" for r in rows.itertuples()],
         f"{b} px: use": [f"{r.backbone_page}<br>{r.balanced_accuracy_page:.3f}" for r in rows.itertuples()],
-        f"{a} minus {b} px, mean over backbones": [uncertainty.fmt(r.diff, r.diff_lo, r.diff_hi, signed=True)
-                                                   for r in rows.itertuples()],
+        f"{a} px minus {b} px, mean over backbones": [uncertainty.fmt(r.diff, r.diff_lo, r.diff_hi, signed=True)
+                                              for r in rows.itertuples()],
     }).style.hide(axis="index")
 
 
