@@ -66,14 +66,12 @@ def compare(page: uncertainty.CellDraws, other: uncertainty.CellDraws, mode: str
     mine, _ = report.decision_table(page, modes=(mode,))
     if theirs.empty or mine.empty:
         return pd.DataFrame()
-    keys, reps = uncertainty.differences(other.of(mode), page.of(mode))
+    keys, reps = uncertainty.differences(other, page)
     keys = keys.assign(domain=keys["dataset"].map(lambda d: DATASETS[d].domain))
     diff = uncertainty.group_means(keys, reps, ["domain", "shots"])
+    counts = keys.groupby(["domain", "shots"])["backbone"].nunique().rename("backbones").reset_index()
     both = theirs.merge(mine, on=["domain", "shots"], suffixes=("", "_page"))
-    both = both[both["datasets"] == both["datasets_page"]]  # a partial domain would compare other datasets
     both = both.merge(diff.rename(columns={"mean": "diff", "lo": "diff_lo", "hi": "diff_hi"}), on=["domain", "shots"])
-    counts = other.cells.assign(domain=other.cells["dataset"].map(lambda d: DATASETS[d].domain)) \
-        .groupby(["domain", "shots"])["backbone"].nunique().rename("backbones").reset_index()
     both = both.merge(counts, on=["domain", "shots"])
     return both.assign(same=both["backbone"] == both["backbone_page"]).reset_index(drop=True)
 
