@@ -156,6 +156,28 @@ def test_a_channels_last_stack_computes_what_the_plain_stack_computes(float64):
     assert torch.allclose(out["plain"][3], out["nhwc"][3], atol=1e-10)
 
 
+def test_a_stack_trains_on_reduced_precision_activations_with_float32_batchnorm_statistics():
+    """What autocast gives a stacked BatchNorm on a GPU: bf16 activations, float32 weights and
+    running statistics. vmap's BatchNorm rules reject the mix (on a GPU in the backward, here on the
+    CPU already in the forward); the stack computes those norms in float32 and trains."""
+    from backbone_bench.backbones import create_model, scratch_twin
+
+    torch.manual_seed(0)
+    nets = [create_model(scratch_twin("regnetx_002"), 3, 32) for _ in range(2)]
+    for net in nets:  # what autocast casts: convolutions and the classifier; norms stay float32
+        for module in net.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                module.to(torch.bfloat16)
+    stack = Stack(nets)
+    before = stack.buffers["stem.bn.running_mean"].clone()
+    logits = stack.train_forward(torch.randn(2, 4, 3, 32, 32, dtype=torch.bfloat16))
+    assert logits.dtype == torch.bfloat16 and logits.shape == (2, 4, 3)
+    logits.float().square().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for net in nets for p in net.parameters())
+    assert stack.buffers["stem.bn.running_mean"].dtype == torch.float32
+    assert not torch.equal(stack.buffers["stem.bn.running_mean"], before)  # each member's statistics moved
+
+
 def test_speed_options_follow_the_committed_gpu_measurement(tmp_path, monkeypatch):
     from backbone_bench import fused
 

@@ -22,7 +22,9 @@ import copy
 from functools import lru_cache
 
 import torch
+import torch.nn.functional as F
 from torch.func import functional_call, vmap
+from torch.overrides import TorchFunctionMode
 
 from backbone_bench import paths
 
@@ -89,7 +91,8 @@ class Stack:
         return len(self.models)
 
     def _one(self, params, buffers, x):
-        return functional_call(self.skeleton, (params, buffers), (x,))
+        with _Float32BatchNorm():
+            return functional_call(self.skeleton, (params, buffers), (x,))
 
     def params(self) -> dict:
         members = [dict(m.named_parameters()) for m in self.models]
@@ -139,6 +142,22 @@ class Stack:
         """The stack of the members at ``positions`` (their running statistics carried over)."""
         self.write_back()
         return Stack([self.models[i] for i in positions], self.compile_model, self.channels_last)
+
+
+class _Float32BatchNorm(TorchFunctionMode):
+    """BatchNorm of a bf16/fp16 input computed in float32 inside the stacked forward.
+
+    Why: under autocast a BatchNorm sees a bf16 input and float32 running statistics, and vmap's
+    backward rule for BatchNorm rejects that mix ("Expected running_mean to have type BFloat16 but
+    got Float", torch 2.11 on an H100; pytorch/pytorch#192161). A solo module is unaffected (no vmap).
+    float32 is what cuDNN's BatchNorm accumulates in anyway; the output goes back to the input's dtype.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.batch_norm and args[0].dtype in (torch.bfloat16, torch.float16):
+            return func(args[0].float(), *args[1:], **kwargs).to(args[0].dtype)
+        return func(*args, **kwargs)
 
 
 def _layout(x: torch.Tensor) -> torch.Tensor:
