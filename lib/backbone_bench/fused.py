@@ -75,6 +75,8 @@ class Stack:
         # structure only (weights come per call); a stack of one needs none
         self.skeleton = None if self.direct else copy.deepcopy(self.models[0]).to("meta")
         self.param_names = [n for n, _ in self.models[0].named_parameters()]
+        norms = [name for name, m in self.models[0].named_modules() if isinstance(m, _NORMS)]
+        self.norm_params = {n for n in self.param_names if n.rpartition(".")[0] in norms}
         self.buffers = {} if self.direct else {n: torch.stack([dict(m.named_buffers())[n] for m in self.models])
                                                for n, _ in self.models[0].named_buffers()}
         # randomness="different": dropout and drop-path draw their own masks per member
@@ -91,17 +93,22 @@ class Stack:
         return len(self.models)
 
     def _one(self, params, buffers, x):
-        with _Float32BatchNorm():
+        with torch.autocast(x.device.type, enabled=False), _Float32Norms():
             return functional_call(self.skeleton, (params, buffers), (x,))
 
-    def params(self) -> dict:
+    def params(self, dtype=None) -> dict:
+        """The members' parameters stacked; with ``dtype``, all but the norms' cast to it, as autocast
+        would cast them for a convolution or a matmul (the gradient reaches the float32 originals)."""
         members = [dict(m.named_parameters()) for m in self.models]
         stacked = {n: torch.stack([p[n] for p in members]) for n in self.param_names}
+        if dtype is not None:
+            stacked = {n: p if n in self.norm_params else p.to(dtype) for n, p in stacked.items()}
         if self.channels_last:
             stacked = {n: _per_member_nhwc(p) for n, p in stacked.items()}
         return stacked
 
-    def _images(self, x: torch.Tensor) -> torch.Tensor:
+    def _images(self, x: torch.Tensor, dtype=None) -> torch.Tensor:
+        x = x if dtype is None else x.to(dtype)
         return _per_member_nhwc(x) if self.channels_last else x
 
     def train_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,7 +116,8 @@ class Stack:
         if self.direct:
             return self._module.train()(_layout(x[0])).unsqueeze(0)
         self.skeleton.train()
-        return self._train(self.params(), self.buffers, self._images(x))
+        dtype = _autocast_dtype(x)
+        return self._train(self.params(dtype), self.buffers, self._images(x, dtype))
 
     @torch.no_grad()
     def eval_forward(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
@@ -117,10 +125,12 @@ class Stack:
         if self.direct:
             return self._module.eval()(_layout(x if shared else x[0])).unsqueeze(0)
         self.skeleton.eval()
-        params = {n: p.detach() for n, p in self.params().items()}
+        dtype = _autocast_dtype(x)
+        params = {n: p.detach() for n, p in self.params(dtype).items()}
         if shared:
+            x = x if dtype is None else x.to(dtype)
             return self._shared(params, self.buffers, _layout(x) if self.channels_last else x)
-        return self._stacked(params, self.buffers, self._images(x))
+        return self._stacked(params, self.buffers, self._images(x, dtype))
 
     def state(self, i: int) -> dict:
         """Member i's state dict as it is now (a copy)."""
@@ -144,20 +154,35 @@ class Stack:
         return Stack([self.models[i] for i in positions], self.compile_model, self.channels_last)
 
 
-class _Float32BatchNorm(TorchFunctionMode):
-    """BatchNorm of a bf16/fp16 input computed in float32 inside the stacked forward.
+_NORMS = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
 
-    Why: under autocast a BatchNorm sees a bf16 input and float32 running statistics, and vmap's
-    backward rule for BatchNorm rejects that mix ("Expected running_mean to have type BFloat16 but
-    got Float", torch 2.11 on an H100; pytorch/pytorch#192161). A solo module is unaffected (no vmap).
-    float32 is what cuDNN's BatchNorm accumulates in anyway; the output goes back to the input's dtype.
+
+def _autocast_dtype(x: torch.Tensor):
+    """The dtype autocast would compute a stacked forward's convolutions in (None: autocast is off).
+
+    A stack does not run under autocast itself: under vmap, autocast's casts and the batching rules
+    disagree (on an H100 with torch 2.11: a convolution's bias left in float32, BatchNorm's backward
+    rejecting bf16 activations with float32 statistics, pytorch/pytorch#192161). So the stack casts
+    explicitly what autocast would: images and every parameter but the norms' to bf16, norms in float32.
     """
+    kind = x.device.type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
+
+
+class _Float32Norms(TorchFunctionMode):
+    """Normalisation layers of a reduced-precision input computed in float32, the output cast back
+    (float32 is what cuDNN's BatchNorm accumulates in, and what autocast runs these norms in)."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is F.batch_norm and args[0].dtype in (torch.bfloat16, torch.float16):
-            return func(args[0].float(), *args[1:], **kwargs).to(args[0].dtype)
+        if func in _NORM_FUNCTIONS and args[0].dtype in (torch.bfloat16, torch.float16):
+            # an explicit memory format: vmap cannot answer the layout query that preserving one asks
+            x = args[0].to(torch.float32, memory_format=torch.contiguous_format)
+            return func(x, *args[1:], **kwargs).to(args[0].dtype, memory_format=torch.contiguous_format)
         return func(*args, **kwargs)
+
+
+_NORM_FUNCTIONS = (F.batch_norm, F.group_norm, F.layer_norm)
 
 
 def _layout(x: torch.Tensor) -> torch.Tensor:
