@@ -301,6 +301,9 @@ def _class_weight(train: Split, recipe: Recipe, num_classes: int, device):
 def _predict(stack: Stack, split: Split, norms: list, batch: int, device) -> list:
     """Softmax probabilities of every member of the stack on one split (members may normalise differently)."""
     shared = len(set(norms)) == 1
+    # ``batch`` images per member-forward, as a solo evaluation: a stack of 12 at 512 each made
+    # tensors past cuDNN's 2^31 elements (CUDNN_STATUS_NOT_SUPPORTED on the H100)
+    batch = max(1, batch // len(stack))
     out = []
     for start in range(0, len(split.labels), batch):
         images = resize(split.images[start:start + batch], split.size)
