@@ -34,6 +34,7 @@ from backbone_bench import train
 from backbone_bench.augment import resize
 from backbone_bench.backbones import create_model, panel, scratch_twin
 from backbone_bench.environment import environment, pick_device
+from backbone_bench.fused import FUSION
 
 
 def sync(device):
@@ -90,7 +91,7 @@ def setting(name, args, env, compiled: bool) -> dict:
     """The context every row of both CSVs carries: what was measured, where, with which code."""
     return dict(backbone=name, device=env["device"], resolution=args.resolution, batch=args.batch,
                 members=args.members, steps=args.steps, precision=env["precision"], compiled=compiled,
-                torch=env["torch"], git_commit=env["git_commit"])
+                torch=env["torch"], git_commit=env["git_commit"], fusion=FUSION)
 
 
 VARIANTS = {"plain": (False, False), "channels_last": (False, True), "compile": (True, False),

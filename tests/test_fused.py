@@ -8,6 +8,7 @@ the round-off of a grouped against a plain convolution (sums in another order) f
 elements by a whole learning-rate step, and later steps amplify that as any change of summation
 order would. Long float32 runs are therefore compared through the float64 check.
 """
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -109,12 +110,15 @@ def test_a_diverging_member_leaves_the_others_as_they_would_be_without_it(result
 
 
 @requires_mirror
-def test_out_of_memory_splits_the_group_and_every_run_is_recorded(results, monkeypatch):
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("simulated: CUDA out of memory"),
+                                   RuntimeError("simulated: GET was unable to find an engine to execute this computation")],
+                         ids=["oom", "cudnn"])
+def test_a_group_too_large_for_the_device_is_split_and_every_run_is_recorded(error, results, monkeypatch):
     real = Stack.train_forward
 
     def one_at_a_time(self, x):
         if x.shape[0] > 1:
-            raise torch.OutOfMemoryError("simulated: CUDA out of memory")
+            raise error
         return real(self, x)
 
     monkeypatch.setattr(Stack, "train_forward", one_at_a_time)
@@ -123,32 +127,65 @@ def test_out_of_memory_splits_the_group_and_every_run_is_recorded(results, monke
     assert all(r["micro_batch"] == RECIPE.batch_size for r, _ in out)
 
 
+def test_another_error_of_a_group_is_not_taken_for_a_size_limit(monkeypatch):
+    calls = []
+
+    def broken(self, x):
+        calls.append(len(x))
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Stack, "train_forward", broken)
+    split = train.Split(torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.zeros(4, dtype=torch.long), 8)
+    members = [train.Member(0, lr, 0, lambda: torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.AdaptiveAvgPool2d(1),
+                                                                   torch.nn.Flatten()), split, (0.5,) * 3, (0.5,) * 3, False)
+               for lr in (1e-3, 1e-4)]
+    with pytest.raises(RuntimeError, match="a bug"):
+        train.train_group(members, split, replace(RECIPE, steps=1), 2, CPU, 4)
+    assert calls == [2]  # raised as it came: not split, not retried
+
+
 def test_dropout_draws_its_own_mask_per_member():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 12), torch.nn.Dropout(0.5))
-    stack = Stack([net, net])
+    stack = Stack([net, copy.deepcopy(net)])
     y = stack.train_forward(torch.ones(2, 4, 3, 2, 2))
     assert not torch.equal(y[0] == 0, y[1] == 0)
 
 
-def test_a_channels_last_stack_computes_what_the_plain_stack_computes(float64):
-    """The layout the GPU benchmark may choose changes memory order only: same logits, same
-    gradients (float64, a real timm model, stacked training and evaluation forwards)."""
+def test_drop_path_draws_its_own_mask_per_member_and_sample():
+    from timm.layers import DropPath
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), DropPath(0.5), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 2))
+    stack = Stack([net, copy.deepcopy(net)])
+    assert stack.fused is not None
+    stack.fused[1].train()
+    kept = stack.fused[1](torch.ones(64, 8, 1, 1))[:, ::4, 0, 0] != 0  # (samples, members)
+    assert not torch.equal(kept[:, 0], kept[:, 1]) and 0.3 < kept.float().mean() < 0.7
+
+
+def pair(backbone, size=32, classes=5):
     from backbone_bench.backbones import create_model, scratch_twin
 
     torch.manual_seed(0)
-    nets = [create_model(scratch_twin("tf_mobilenetv3_small_100"), 5, 32).double() for _ in range(2)]
+    return [create_model(scratch_twin(backbone), classes, size) for _ in range(2)]
+
+
+def test_a_channels_last_stack_computes_what_the_plain_stack_computes(float64):
+    """The layout the GPU benchmark may choose changes memory order only: same logits, same
+    gradients (float64, a real timm model, training and evaluation forwards)."""
+    nets = [n.double() for n in pair("tf_mobilenetv3_small_100")]
     x = torch.randn(2, 3, 3, 32, 32)
-    plain, nhwc = Stack(nets), Stack(nets, channels_last=True)
-    assert nhwc._images(x).stride()[2] == 1  # channels vary fastest in each member's images
-    out, start = {}, {n: b.clone() for n, b in plain.buffers.items()}
+    plain, nhwc = Stack(copy.deepcopy(nets)), Stack(copy.deepcopy(nets), channels_last=True)
+    conv = next(m for m in nhwc.fused.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    out = {}
     for name, stack in (("plain", plain), ("nhwc", nhwc)):
-        for net in nets:
-            net.zero_grad()
-        stack.buffers = {n: b.clone() for n, b in start.items()}  # the same running statistics for both
         logits = stack.train_forward(x)
         logits.square().sum().backward()
-        out[name] = (logits.detach(), [p.grad.clone() for p in nets[1].parameters()],
+        stack.hand_gradients()
+        out[name] = (logits.detach(), [p.grad.clone() for p in stack.models[1].parameters()],
                      stack.eval_forward(x[0], shared=True), stack.eval_forward(x, shared=False))
     assert torch.allclose(out["plain"][0], out["nhwc"][0], atol=1e-10)
     assert all(torch.allclose(a, b, atol=1e-9) for a, b in zip(out["plain"][1], out["nhwc"][1]))
@@ -158,29 +195,74 @@ def test_a_channels_last_stack_computes_what_the_plain_stack_computes(float64):
 
 @pytest.mark.parametrize("backbone", ["tf_efficientnet_lite0", "mobilenetv2_100", "regnetx_002",
                                       "tf_mobilenetv3_small_100"])
-def test_a_stack_under_autocast_computes_in_bf16_with_float32_norms(backbone):
-    """What a GPU run asks of a stack: autocast to bf16. Under vmap autocast's casts fail (a float32
-    bias, BatchNorm statistics), so the stack casts explicitly: here on the CPU's bf16 kernels, which
-    check dtypes as strictly, with channels-last images as the GPU lays them out. The logits are as
-    close to float32's as autocast brings a solo member's; gradients reach the float32 weights;
-    statistics stay float32."""
-    import copy
+def test_a_fused_stack_is_its_members_side_by_side(backbone, float64):
+    """Every panel architecture fuses, and the fused network is exactly its members: training
+    logits, each member's gradients and running statistics, evaluation logits; the members'
+    tensors are views of the fused ones, so a member's optimizer step is the fused weights' step."""
+    nets = pair(backbone)
+    nets = [n.double() for n in nets]
+    solo = copy.deepcopy(nets)
+    x = torch.randn(2, 4, 3, 32, 32)
+    stack = Stack(nets)
+    assert stack.fused is not None
+    logits = stack.train_forward(x)
+    logits.square().sum().backward()
+    stack.hand_gradients()
+    alone = torch.stack([net.train()(images) for net, images in zip(solo, x)])
+    alone.square().sum().backward()
+    assert torch.allclose(logits, alone, atol=1e-12)
+    for i, reference in enumerate(solo):
+        mine = dict(nets[i].named_parameters())
+        assert all(torch.allclose(mine[n].grad, p.grad, atol=1e-12) for n, p in reference.named_parameters())
+        assert all(torch.allclose(stack.state(i)[n], t) for n, t in reference.state_dict().items())
+    assert torch.allclose(stack.eval_forward(x, shared=False), torch.stack([n.eval()(i) for n, i in zip(solo, x)]))
+    head = nets[1].get_classifier().weight
+    with torch.no_grad():
+        head.add_(1.0)  # what a member's optimizer does: in place, on its view
+    assert torch.equal(stack.fused.get_classifier().weight[1], head)
 
-    from backbone_bench.backbones import create_model, scratch_twin
 
+class _Shuffled(torch.nn.Module):
+    """Channels mixed by a layer without weights: the side-by-side layout would mix members."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.shuffle, self.head = torch.nn.Conv2d(3, 4, 3), torch.nn.ChannelShuffle(2), torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.shuffle(self.conv(x)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("make", [_Shuffled, lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LayerNorm(12))],
+                         ids=["channel-shuffle", "layer-norm"])
+def test_an_architecture_that_does_not_fuse_runs_its_members_one_after_another(make):
     torch.manual_seed(0)
-    nets = [create_model(scratch_twin(backbone), 3, 64) for _ in range(2)]
+    nets = [make() for _ in range(3)]
+    solo = copy.deepcopy(nets)
+    x = torch.randn(3, 2, 3, 8, 8) if make is _Shuffled else torch.randn(3, 2, 3, 2, 2)
+    stack = Stack(nets)
+    assert stack.fused is None
+    assert torch.allclose(stack.train_forward(x), torch.stack([n(i) for n, i in zip(solo, x)]))
+
+
+@pytest.mark.parametrize("backbone", ["tf_efficientnet_lite0", "mobilenetv2_100", "regnetx_002",
+                                      "tf_mobilenetv3_small_100"])
+def test_a_stack_under_autocast_computes_in_bf16_with_float32_norms(backbone):
+    """What a GPU run asks of a stack: autocast to bf16, here on the CPU's bf16 kernels with
+    channels-last images as the GPU lays them out. The logits are as close to float32's as
+    autocast brings a solo member's; gradients reach the float32 weights; statistics stay float32."""
+    nets = pair(backbone, 64, 3)
     for module in (m for net in nets for m in net.modules()):  # dropout draws differ between dtypes
         for rate in ("drop_rate", "drop_prob", "p"):
             if isinstance(getattr(module, rate, None), float):
                 setattr(module, rate, 0.0)
-    x = torch.randn(2, 8, 3, 64, 64).contiguous(memory_format=torch.channels_last_3d)
+    x = torch.randn(2, 8, 3, 64, 64)
     solo = []
     for net, images in zip(nets, x):
         reference = copy.deepcopy(net)(images)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             solo.append(((copy.deepcopy(net)(images).float() - reference).norm() / reference.norm()).item())
-    full, half = Stack(nets), Stack(nets)
+    full, half = Stack(copy.deepcopy(nets)), Stack(nets, channels_last=True)
     reference = full.train_forward(x).detach()
     before = {n: b.clone() for n, b in half.buffers.items()}
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -191,28 +273,33 @@ def test_a_stack_under_autocast_computes_in_bf16_with_float32_norms(backbone):
         stacked = (logits[member].float() - reference[member]).norm() / reference[member].norm()
         assert stacked < 1.5 * error + 0.01
     logits.float().square().sum().backward()
+    half.hand_gradients()
     grads = [p.grad for net in nets for p in net.parameters()]
     assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
     moved = [n for n, b in half.buffers.items() if "running_mean" in n and not torch.equal(b, before[n])]
     assert moved and all(half.buffers[n].dtype == torch.float32 for n in moved)
 
 
-def test_speed_options_follow_the_committed_gpu_measurement(tmp_path, monkeypatch):
+def test_speed_options_follow_the_committed_gpu_measurement_of_this_fusion(tmp_path, monkeypatch):
     from backbone_bench import fused
 
     csv = tmp_path / "variants.csv"
-    csv.write_text("backbone,variant,compiled,channels_last,fused_images_per_s,status\n"
-                   "a,plain,False,False,1000,ok\na,channels_last,False,True,1300,ok\na,compile,True,False,1200,ok\n"
-                   "a,compile+channels_last,True,True,,error\n"
-                   "b,plain,False,False,1000,ok\nb,channels_last,False,True,1030,ok\nb,compile,True,False,1040,ok\n")
+    rows = ("a,plain,False,False,1000,ok\na,channels_last,False,True,1300,ok\na,compile,True,False,1200,ok\n"
+            "a,compile+channels_last,True,True,,error\n"
+            "b,plain,False,False,1000,ok\nb,channels_last,False,True,1030,ok\nb,compile,True,False,1040,ok\n")
     monkeypatch.setattr(fused, "VARIANTS_CSV", csv)
-    fused._measured.cache_clear()
     try:
+        csv.write_text("backbone,variant,compiled,channels_last,fused_images_per_s,status\n" + rows)
+        fused._measured.cache_clear()  # measured before fusions were named: the vmap engine's, not used
+        assert fused.speed_options("a", "cuda") == dict(compiled=False, channels_last=True, speed_from="default")
+        csv.write_text("backbone,variant,compiled,channels_last,fused_images_per_s,status,fusion\n"
+                       + rows.replace("\n", f",{fused.FUSION}\n") + "c,plain,False,False,1000,ok,vmap\n")
+        fused._measured.cache_clear()
         assert fused.speed_options("a", "cuda") == dict(compiled=False, channels_last=True, speed_from="measured (variants.csv)")
         assert fused.speed_options("a", "cuda", compile_model=True)["compiled"] is True  # --compile: the best compiled one
         assert fused.speed_options("b", "cuda") == dict(compiled=False, channels_last=False,
                                                         speed_from="measured (variants.csv)")  # under 5 % faster
-        assert fused.speed_options("c", "cuda")["speed_from"] == "default"  # not measured
+        assert fused.speed_options("c", "cuda")["speed_from"] == "default"  # another fusion's measurement
         assert fused.speed_options("a", "cpu") == dict(compiled=False, channels_last=False, speed_from="default")
     finally:
         fused._measured.cache_clear()

@@ -3,7 +3,8 @@
 # small enough to travel with the repository (the device tool carries 64 MiB in all):
 #   kit.sh wheels            .carry/wheels: the packages the GPU image lacks (wheels.txt), ~24 MiB, for
 #                            its Python 3.12 (PYVER=3.11 kit.sh wheels: for another Python)
-#   kit.sh bench             .carry/bench: uc_merced images for train_throughput.py (a bundle) and
+#   kit.sh bench             .carry/bench: uc_merced images for train_throughput.py (a bundle), the vmap
+#                            engine's fused.py for fusion_forms.py --against, and
 #                            .carry/cifar10_5cls: the 2,000-image folder of recommend_budget.py
 #   kit.sh chunk NAME ARGS   .carry/NAME: `backbone-bench bundle ARGS` (the images and weights of those runs)
 #   kit.sh compat            no GPU needed: the engine's tests on this CPU under the GPU image's torch and
@@ -30,6 +31,7 @@ case "$what" in
     "$BENCH" bundle --preset offline --datasets uc_merced --backbones regnetx_002 --modes scratch --shots 10 \
       --seeds 0 --out .carry/bench
     rm -rf .carry/bench/weights   # the throughput benchmark trains scratch twins: no weights read
+    git show 8e3ef24:lib/backbone_bench/fused.py > .carry/bench/vmap_fused.py  # the copy over there has no .git
     "$BENCH" data export cifar10 .carry/cifar10_5cls --per-class 400 --classes airplane,automobile,bird,cat,deer
     ;;
   chunk)

@@ -1,20 +1,29 @@
-"""Many networks of one architecture run as one: weights stacked, the forward vmapped (HFTA's idea).
+"""Many networks of one architecture trained as one network (HFTA's horizontal fusion).
 
-A convolution over stacked weights becomes one grouped convolution, BatchNorm normalises each
-member by its own batch statistics and updates its own running statistics, a linear layer
-becomes one batched matmul: the members' kernels are launched once for all of them.
+The members' channels lie side by side: member m owns channels [m*C, (m+1)*C) of every layer.
+A convolution with M times the channels and M times the groups then convolves each member with
+its own weights, BatchNorm over M*C channels keeps each member's own batch and running
+statistics, and a linear layer becomes one batched matmul. The fused network is an ordinary
+module, so it runs under autocast, channels-last and torch.compile as a solo network does, and
+its activations keep one layout from input to logits.
 
-Why the members keep their own parameters (stacked at every forward) instead of being stacked
-once with ``torch.func.stack_module_state``: each member then keeps the stock optimizer and
-schedule a solo run uses (timm's AdamW with its no-decay split, its own learning rate), and a
-member that stops early or diverges simply leaves the stack. The price is one copy of the
-weights per forward (a few MB per member). BatchNorm buffers, which only the forward writes,
-are held stacked while training and read back per member when it is checkpointed.
+Why not ``vmap`` over stacked weights (the engine's first form): its batching rules move the
+member dimension into the channels and back around every layer (a copy per layer), its weights
+were stacked afresh at every forward, and under autocast its rules and autocast's casts disagreed
+on an H100 (torch 2.11: float32 biases in bf16 convolutions, pytorch/pytorch#192161), which cost
+explicit casts and float32 copies around every norm. Measured there it trained slower fused than
+solo for three of five backbones (results/benchmarks/train_throughput_gpu.csv).
 
-A stack of one calls its module directly: vmap over a single member would only add dispatch.
-``channels_last`` lays a stack's images and convolution weights out channels-last per member
-(on a GPU a solo module always runs channels-last); whether that, or ``torch.compile``, pays for
-the stacked forward is measured per backbone by benchmarks/train_throughput.py --variants.
+Each member keeps its own module and stock optimizer (timm's AdamW with its no-decay split, its
+own learning rate and schedule): its parameters and buffers are views of its slice of the fused
+ones, so its optimizer updates the fused weights in place and nothing is copied per step; after a
+backward each member is handed its slice of the fused gradient. A member that stops or diverges
+leaves the stack, which is fused again from those that remain.
+
+A layer that mixes channels in another way (a channel shuffle, a concatenation along channels)
+would break the layout: a check on a small input when an architecture is first fused finds that,
+and such a stack runs its members one after another through the same loop. A stack of one calls
+its module directly.
 """
 from __future__ import annotations
 
@@ -22,23 +31,23 @@ import copy
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F
-from torch.func import functional_call, vmap
-from torch.overrides import TorchFunctionMode
+import torch.nn as nn
 
 from backbone_bench import paths
 
+#: How the engine fuses; speed measurements of another form do not choose this one's options.
+FUSION = "channels"
 #: Fused images/s per backbone and speed option, measured on a GPU (train_throughput.py --variants).
 VARIANTS_CSV = paths.REPO_ROOT / "results" / "benchmarks" / "train_throughput_gpu_variants.csv"
 MIN_GAIN = 1.05  # an option is used only where it measured at least this much faster than the plain stack
 
 
 def speed_options(backbone: str, device_type: str, compile_model: bool = False) -> dict:
-    """How a group of ``backbone`` runs on this device: torch.compile and channels-last stacks where
-    the committed GPU measurement found them at least MIN_GAIN faster for this backbone
-    (``compile_model``, the --compile flag, picks among compiled variants); plain stacks where
-    nothing was measured. Speed only: every option computes the same function."""
-    plain = dict(compiled=compile_model, channels_last=False, speed_from="default")
+    """How a group of ``backbone`` runs on this device: torch.compile and channels-last where the
+    committed GPU measurement of this fusion found them at least MIN_GAIN faster for this backbone
+    (``compile_model``, the --compile flag, picks among compiled variants). Unmeasured, a GPU stack
+    is laid out channels-last as a solo network is. Speed only: every option computes the same function."""
+    plain = dict(compiled=compile_model, channels_last=device_type == "cuda", speed_from="default")
     measured = _measured().get(backbone, {}) if device_type == "cuda" else {}
     base = measured.get((False, False))
     candidates = {k: v for k, v in measured.items() if k[0] or not compile_model}
@@ -47,20 +56,23 @@ def speed_options(backbone: str, device_type: str, compile_model: bool = False) 
     (compiled, channels_last), rate = max(candidates.items(), key=lambda kv: kv[1])
     source = f"measured ({VARIANTS_CSV.name})"
     if rate < MIN_GAIN * base and not compile_model:
-        return dict(plain, speed_from=source)  # no option paid enough
+        return dict(plain, channels_last=False, speed_from=source)  # no option paid enough
     return dict(compiled=compiled, channels_last=channels_last, speed_from=source)
 
 
 @lru_cache(maxsize=1)
 def _measured() -> dict:
-    """{backbone: {(compiled, channels_last): fused images/s}} of the committed measurement, if any."""
+    """{backbone: {(compiled, channels_last): fused images/s}} of the committed measurement of this
+    fusion, if any (rows without a ``fusion`` column measured the vmap engine)."""
     if not VARIANTS_CSV.exists():
         return {}
     import pandas as pd
 
     table = pd.read_csv(VARIANTS_CSV)
+    if "fusion" not in table:
+        return {}
     out: dict = {}
-    for r in table[table["status"] == "ok"].itertuples():
+    for r in table[(table["status"] == "ok") & (table["fusion"] == FUSION)].itertuples():
         out.setdefault(r.backbone, {})[(bool(r.compiled), bool(r.channels_last))] = float(r.fused_images_per_s)
     return out
 
@@ -72,125 +84,223 @@ class Stack:
         self.models = list(models)
         self.compile_model, self.channels_last = compile_model, channels_last
         self.direct = len(self.models) == 1
-        # structure only (weights come per call); a stack of one needs none
-        self.skeleton = None if self.direct else copy.deepcopy(self.models[0]).to("meta")
-        self.param_names = [n for n, _ in self.models[0].named_parameters()]
-        norms = [name for name, m in self.models[0].named_modules() if isinstance(m, _NORMS)]
-        self.norm_params = {n for n in self.param_names if n.rpartition(".")[0] in norms}
-        self.buffers = {} if self.direct else {n: torch.stack([dict(m.named_buffers())[n] for m in self.models])
-                                               for n, _ in self.models[0].named_buffers()}
-        # randomness="different": dropout and drop-path draw their own masks per member
-        self._stacked = vmap(self._one, in_dims=(0, 0, 0), randomness="different")   # a batch per member
-        self._shared = vmap(self._one, in_dims=(0, 0, None), randomness="different")  # one batch for all
-        self._train, self._module = self._stacked, self.models[0]
-        if self.direct and next(self._module.parameters()).is_cuda:  # as solo runs always ran on a GPU
-            self._module.to(memory_format=torch.channels_last)       # (in place: the optimizer keeps its tensors)
-        if compile_model:  # speed only: the same function
-            self._train = torch.compile(self._stacked)
-            self._module = torch.compile(self._module)
+        self.fused = None if self.direct else fuse(self.models, channels_last)
+        #: how the members run, as records say: one network, side by side, or one after another
+        self.how = "solo" if self.direct else FUSION if self.fused is not None else "sequential"
+        module = self.models[0] if self.fused is None else self.fused
+        if self.direct and next(module.parameters()).is_cuda:  # as solo runs always ran on a GPU
+            module.to(memory_format=torch.channels_last)       # (in place: the optimizer keeps its tensors)
+        self._module = torch.compile(module) if compile_model else module  # speed only: the same function
+        self._starts = [{n: b.clone() for n, b in m.named_buffers() if b.dim() == 0} for m in self.models]
+        self._grads = [dict(m.named_parameters()) for m in self.models]
 
     def __len__(self):
         return len(self.models)
 
-    def _one(self, params, buffers, x):
-        with torch.autocast(x.device.type, enabled=False), _Float32Norms():
-            return functional_call(self.skeleton, (params, buffers), (x,))
+    @property
+    def buffers(self) -> dict:
+        """The members' buffers, each as (members, ...) (views of the fused ones where fused)."""
+        own = [dict(m.named_buffers()) for m in self.models]
+        if self.fused is None:
+            return {n: torch.stack([o[n] for o in own]) for n in own[0]}
+        return {n: b.view(len(self), *own[0][n].shape) for n, b in self.fused.named_buffers() if b.dim()}
 
-    def params(self, dtype=None) -> dict:
-        """The members' parameters stacked; with ``dtype``, all but the norms' cast to it, as autocast
-        would cast them for a convolution or a matmul (the gradient reaches the float32 originals)."""
-        members = [dict(m.named_parameters()) for m in self.models]
-        stacked = {n: torch.stack([p[n] for p in members]) for n in self.param_names}
-        if dtype is not None:
-            stacked = {n: p if n in self.norm_params else p.to(dtype) for n, p in stacked.items()}
-        if self.channels_last:
-            stacked = {n: _per_member_nhwc(p) for n, p in stacked.items()}
-        return stacked
-
-    def _images(self, x: torch.Tensor, dtype=None) -> torch.Tensor:
-        x = x if dtype is None else x.to(dtype)
-        return _per_member_nhwc(x) if self.channels_last else x
+    def _forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """x: (members, batch, C, H, W) -> logits (members, batch, classes)."""
+        if self.direct:
+            return self._module.train(train)(_layout(x[0], x.is_cuda)).unsqueeze(0)
+        if self.fused is None:  # members one after another
+            return torch.stack([m.train(train)(_layout(xi, x.is_cuda)) for m, xi in zip(self.models, x)])
+        members, n = x.shape[:2]
+        side = x.transpose(0, 1).reshape(n, members * x.shape[2], *x.shape[3:])
+        logits = self._module.train(train)(_layout(side, self.channels_last))
+        return logits.view(n, members, -1).transpose(0, 1)
 
     def train_forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (members, batch, C, H, W), a batch per member -> logits (members, batch, classes)."""
-        if self.direct:
-            return self._module.train()(_layout(x[0])).unsqueeze(0)
-        self.skeleton.train()
-        dtype = _autocast_dtype(x)
-        return self._train(self.params(dtype), self.buffers, self._images(x, dtype))
+        return self._forward(x, True)
 
     @torch.no_grad()
     def eval_forward(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
         """x: one batch for every member (shared) or a batch per member -> (members, batch, classes)."""
-        if self.direct:
-            return self._module.eval()(_layout(x if shared else x[0])).unsqueeze(0)
-        self.skeleton.eval()
-        dtype = _autocast_dtype(x)
-        params = {n: p.detach() for n, p in self.params(dtype).items()}
-        if shared:
-            x = x if dtype is None else x.to(dtype)
-            return self._shared(params, self.buffers, _layout(x) if self.channels_last else x)
-        return self._stacked(params, self.buffers, self._images(x, dtype))
+        return self._forward(x.expand(len(self), *x.shape) if shared else x, False)
+
+    def zero_grad(self) -> None:
+        if self.fused is not None:
+            self.fused.zero_grad(set_to_none=True)
+
+    def hand_gradients(self) -> None:
+        """Give each member its slice of the fused gradient (views: nothing is copied)."""
+        if self.fused is None:
+            return
+        for n, p in self.fused.named_parameters():
+            if p.grad is not None:
+                for own, g in zip(self._grads, p.grad.view(len(self), *self._grads[0][n].shape)):
+                    own[n].grad = g
+
+    def write_back(self) -> None:
+        """Bring the members' own counters (BatchNorm's batches tracked) up to date; every other
+        tensor of a member is a view of the fused one."""
+        if self.fused is None:
+            return
+        counters = {n: b for n, b in self.fused.named_buffers() if b.dim() == 0}
+        with torch.no_grad():
+            for model, starts in zip(self.models, self._starts):
+                for n, b in model.named_buffers():
+                    if n in starts:
+                        b.copy_(starts[n] + counters[n])
 
     def state(self, i: int) -> dict:
         """Member i's state dict as it is now (a copy)."""
-        if self.direct:
-            return {n: t.detach().clone() for n, t in self.models[0].state_dict().items()}
-        state = {n: p.detach().clone() for n, p in self.models[i].named_parameters()}
-        return state | {n: b[i].clone() for n, b in self.buffers.items()}
-
-    def write_back(self) -> None:
-        """Copy the stacked buffers into the members' own modules."""
-        if self.direct:
-            return
-        with torch.no_grad():
-            for i, model in enumerate(self.models):
-                for n, b in model.named_buffers():
-                    b.copy_(self.buffers[n][i])
+        self.write_back()
+        return {n: t.detach().clone() for n, t in self.models[i].state_dict().items()}
 
     def keep(self, positions: list[int]) -> "Stack":
-        """The stack of the members at ``positions`` (their running statistics carried over)."""
+        """The stack of the members at ``positions`` (their weights and statistics carried over)."""
         self.write_back()
         return Stack([self.models[i] for i in positions], self.compile_model, self.channels_last)
 
 
-_NORMS = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
+class Unfusable(ValueError):
+    """A layer that holds weights but is none of the kinds fused here."""
 
 
-def _autocast_dtype(x: torch.Tensor):
-    """The dtype autocast would compute a stacked forward's convolutions in (None: autocast is off).
-
-    A stack does not run under autocast itself: under vmap, autocast's casts and the batching rules
-    disagree (on an H100 with torch 2.11: a convolution's bias left in float32, BatchNorm's backward
-    rejecting bf16 activations with float32 statistics, pytorch/pytorch#192161). So the stack casts
-    explicitly what autocast would: images and every parameter but the norms' to bf16, norms in float32.
-    """
-    kind = x.device.type
-    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
-
-
-class _Float32Norms(TorchFunctionMode):
-    """Normalisation layers of a reduced-precision input computed in float32, the output cast back
-    (float32 is what cuDNN's BatchNorm accumulates in, and what autocast runs these norms in)."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in _NORM_FUNCTIONS and args[0].dtype in (torch.bfloat16, torch.float16):
-            # an explicit memory format: vmap cannot answer the layout query that preserving one asks
-            x = args[0].to(torch.float32, memory_format=torch.contiguous_format)
-            return func(x, *args[1:], **kwargs).to(args[0].dtype, memory_format=torch.contiguous_format)
-        return func(*args, **kwargs)
-
-
-_NORM_FUNCTIONS = (F.batch_norm, F.group_norm, F.layer_norm)
+def fuse(models: list, channels_last: bool = False) -> nn.Module | None:
+    """One network computing every member side by side, with the members' tensors made views of its
+    own; None (members untouched) where the architecture does not fuse."""
+    try:
+        fused = _side_by_side(models)
+    except Unfusable:
+        return None
+    if channels_last:
+        fused.to(memory_format=torch.channels_last)
+    if not _computes_the_members(fused, models):
+        return None
+    members = len(models)
+    with torch.no_grad():
+        for i, model in enumerate(models):
+            own = {n: t for n, t in model.named_parameters()}
+            for n, p in fused.named_parameters():
+                own[n].data = p.view(members, *own[n].shape)[i]
+            for name, module in model.named_modules():
+                for n, b in module.named_buffers(recurse=False):
+                    full = fused.get_buffer(f"{name}.{n}" if name else n)
+                    if full.dim():  # running statistics: a view; counters stay the member's
+                        module._buffers[n] = full.view(members, *b.shape)[i]
+    return fused
 
 
-def _layout(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CHANNEL_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)
 
 
-def _per_member_nhwc(t: torch.Tensor) -> torch.Tensor:
-    """(members, N, C, H, W) with each member's slice laid out channels-last; other shapes as they are."""
-    if t.dim() != 5:
-        return t
-    return t.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+def _side_by_side(models: list) -> nn.Module:
+    members = len(models)
+    fused = copy.deepcopy(models[0])
+    own = [dict(m.named_modules()) for m in models]
+    for name, module in list(fused.named_modules()):
+        parts = [o[name] for o in own]
+        if isinstance(module, _CONVS):
+            module.in_channels, module.out_channels = module.in_channels * members, module.out_channels * members
+            module.groups *= members
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.num_features *= members
+        elif isinstance(module, nn.GroupNorm):
+            module.num_groups, module.num_channels = module.num_groups * members, module.num_channels * members
+        elif isinstance(module, nn.Linear):
+            _replace(fused, name, _Linears(parts))
+            continue
+        elif _is_drop_path(module):
+            _replace(fused, name, _DropPaths(members, module.drop_prob, getattr(module, "scale_by_keep", True)))
+            continue
+        elif any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False)):
+            raise Unfusable(f"{name}: {type(module).__name__}")
+        else:
+            continue
+        with torch.no_grad():
+            for n, t in list(module.named_parameters(recurse=False)):
+                setattr(module, n, nn.Parameter(torch.cat([getattr(p, n) for p in parts])))
+            for n, t in list(module.named_buffers(recurse=False)):
+                module._buffers[n] = torch.zeros_like(t) if t.dim() == 0 else torch.cat([getattr(p, n) for p in parts])
+    return fused
+
+
+def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, child, new)
+
+
+def _is_drop_path(module) -> bool:
+    return type(module).__name__ == "DropPath" and hasattr(module, "drop_prob")
+
+
+class _Linears(nn.Module):
+    """M linear layers on (..., M * in) features side by side -> (..., M * out)."""
+
+    def __init__(self, parts: list):
+        super().__init__()
+        self.members, self.in_features, self.out_features = len(parts), parts[0].in_features, parts[0].out_features
+        with torch.no_grad():
+            self.weight = nn.Parameter(torch.stack([p.weight for p in parts]))  # (M, out, in)
+            self.bias = nn.Parameter(torch.stack([p.bias for p in parts])) if parts[0].bias is not None else None
+
+    def forward(self, x):
+        lead = x.shape[:-1]
+        x = x.reshape(-1, self.members, self.in_features).transpose(0, 1)  # (M, rows, in)
+        w = self.weight.transpose(1, 2)
+        y = torch.bmm(x, w) if self.bias is None else torch.baddbmm(self.bias.unsqueeze(1), x, w)
+        return y.transpose(0, 1).reshape(*lead, self.members * self.out_features)
+
+
+class _DropPaths(nn.Module):
+    """Stochastic depth with its own draw per sample and member (as M separate networks would)."""
+
+    def __init__(self, members: int, drop_prob: float, scale_by_keep: bool = True):
+        super().__init__()
+        self.members, self.drop_prob, self.scale_by_keep = members, drop_prob, scale_by_keep
+
+    def forward(self, x):
+        if not self.training or self.drop_prob == 0.0:
+            return x
+        keep = 1 - self.drop_prob
+        mask = x.new_empty(x.shape[0], self.members, *(1,) * (x.dim() - 2)).bernoulli_(keep)
+        if keep > 0 and self.scale_by_keep:
+            mask.div_(keep)
+        return x * mask.repeat_interleave(x.shape[1] // self.members, 1)
+
+
+_checked: dict = {}
+
+
+@torch.no_grad()
+def _computes_the_members(fused: nn.Module, models: list) -> bool:
+    """Whether the fused network computes each member (first and last, eval mode, a small random
+    input), checked once per architecture: a layer mixing channels gives differences of the order
+    of the outputs, round-off (TF32 on a GPU included) a thousandth of them."""
+    signature = (type(models[0]).__qualname__, tuple((n, tuple(p.shape)) for n, p in models[0].named_parameters()))
+    if signature not in _checked:
+        first = next(m for m in models[0].modules() if isinstance(m, _CONVS + (nn.Linear,)))
+        channels = first.in_channels if isinstance(first, _CONVS) else first.in_features
+        probe = next(models[0].parameters())
+        shape = (2, channels, 64, 64) if isinstance(first, _CONVS) else (2, channels)
+        x = torch.randn(len(models), *shape, device=probe.device, dtype=probe.dtype)
+        modes = [m.training for m in models] + [fused.training]
+        try:
+            with torch.autocast(probe.device.type, enabled=False):
+                side = x.transpose(0, 1).reshape(2, -1, *shape[2:])
+                out = fused.eval()(_layout(side, False)).view(2, len(models), -1).transpose(0, 1)
+                ok = True
+                for i in (0, len(models) - 1):
+                    solo = models[i].eval()(x[i])
+                    ok &= bool((out[i] - solo).abs().max() <= 0.01 * solo.abs().max() + 1e-6)
+        except RuntimeError:  # shapes that do not fit the layout
+            ok = False
+        finally:
+            for m, mode in zip(models + [fused], modes):
+                m.train(mode)
+        _checked[signature] = ok
+    return _checked[signature]
+
+
+def _layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x

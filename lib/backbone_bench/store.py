@@ -168,6 +168,8 @@ def flatten(record: dict) -> dict:
         row["engine"] = record.get("engine", 1)
         row["group_members"] = record.get("fused", {}).get("group_members", 1)
         row["channels_last_stack"] = record.get("fused", {}).get("channels_last", False)
+        # before fusions were named, every group of more than one ran as a vmapped stack
+        row["fusion"] = record.get("fused", {}).get("fusion", "vmap" if row["group_members"] > 1 else "solo")
     row["finished_at"] = record.get("finished_at")
     return row
 

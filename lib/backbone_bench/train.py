@@ -87,6 +87,7 @@ class Fit:
     images_seen: int
     micro_batch: int = 0   # gradient modes: the micro-batch that fitted in memory
     group_size: int = 1    # gradient modes: members trained together (fusion is an execution detail)
+    fusion: str = "solo"   # how they ran together (fused.Stack.how)
 
 
 def autocast(device: torch.device):
@@ -125,6 +126,7 @@ class Trained:
     images_seen: int = 0
     micro_batch: int = 0
     group_size: int = 1
+    fusion: str = "solo"
     seconds: float = 0.0
 
 
@@ -158,19 +160,24 @@ def fit_runs(members: list, val: Split, test: Split, recipe: Recipe, num_classes
             candidates = {t.member.lr: dict(val_score=t.key[0], val_nll=-t.key[1], step=t.step) for t in ts}
             out[run] = Fit(probs["val"][i], probs["test"][i], dict(lr=best.member.lr, step=best.step, candidates=candidates),
                            [c for t in ts for c in t.curves], best.seconds, sum(t.images_seen for t in ts),
-                           min(t.micro_batch for t in ts), max(t.group_size for t in ts))
+                           min(t.micro_batch for t in ts), max(t.group_size for t in ts),
+                           max(ts, key=lambda t: t.group_size).fusion)
     return out
 
 
 def train_group(members: list, val: Split, recipe: Recipe, num_classes: int, device, micro_batch: int,
                 progress=None, compile_model: bool = False, channels_last: bool = False) -> list:
-    """Train members together; out of memory splits the group, and a lone member halves its
+    """Train members together; a group too large for the device (out of memory, or a fused layer
+    cuDNN has no kernel for) is split in halves, and a lone member out of memory halves its
     micro-batch (same effective batch, accumulated) down to 1 before it is recorded ``oom``.
     ``compile_model`` and ``channels_last`` change speed only (fused.Stack)."""
     speed = (compile_model, channels_last)
     try:
         return _train_together(members, val, recipe, num_classes, device, micro_batch, progress, *speed)
-    except torch.OutOfMemoryError as err:
+    except RuntimeError as err:
+        oom = isinstance(err, torch.OutOfMemoryError)
+        if not (oom or any(limit in str(err) for limit in CUDNN_LIMITS)) or (len(members) == 1 and not oom):
+            raise
         if device.type == "cuda":
             torch.cuda.empty_cache()
         if len(members) > 1:
@@ -180,6 +187,11 @@ def train_group(members: list, val: Split, recipe: Recipe, num_classes: int, dev
         if micro_batch == 1:
             return [Trained(members[0], failure=("oom", f"out of memory even at micro-batch 1: {err}"))]
         return train_group(members, val, recipe, num_classes, device, micro_batch // 2, progress, *speed)
+
+
+#: What cuDNN says when a layer is past the kernels it has (on an H100, tf_efficientnet_lite2's
+#: 12-member stack: the first of these); a smaller group is the answer, as for out of memory.
+CUDNN_LIMITS = ("unable to find an engine", "CUDNN_STATUS_NOT_SUPPORTED")
 
 
 def _train_together(members, val, recipe, num_classes, device, micro_batch, progress, compile_model,
@@ -204,12 +216,15 @@ def _train_together(members, val, recipe, num_classes, device, micro_batch, prog
     weights = [_class_weight(m.train, recipe, num_classes, device) for m in members]
     active = list(range(len(members)))           # members still training, in stack order
     stack = Stack(models, compile_model, channels_last)
+    for t in out:
+        t.fusion = stack.how
     best = {i: None for i in active}
     waiting = {i: 0 for i in active}              # validation passes without improvement
     losses = {i: [] for i in active}
     for step in range(recipe.steps):
         for i in active:
             optimizers[i].zero_grad(set_to_none=True)
+        stack.zero_grad()
         index = {i: next(batches[i]) for i in active}
         total = torch.zeros(len(active), device=device)
         for lo in range(0, recipe.batch_size, micro_batch):
@@ -226,6 +241,7 @@ def _train_together(members, val, recipe, num_classes, device, micro_batch, prog
             share = len(parts[0]) / recipe.batch_size
             (loss * share).sum().backward()        # members share no weights: each gets its own gradient
             total += loss.detach() * share
+        stack.hand_gradients()
         total = total.cpu().numpy()                # one synchronisation per step
         leaving = set()
         for j, i in enumerate(active):

@@ -156,7 +156,7 @@ def _fields(config: dict, fit, weights, data: _Data):
                   timing=dict(train_seconds=round(fit.train_seconds, 3),
                               train_images_per_second=round(fit.images_seen / max(fit.train_seconds, 1e-9), 1)))
     if gradient:  # execution details like `compiled`: not in the config, so not in the key
-        record["fused"] = dict(group_members=fit.group_size)
+        record["fused"] = dict(group_members=fit.group_size, fusion=fit.fusion)
     small = np.uint8 if n_cls <= 255 else np.int16
     arrays = dict(test_index=data.index["test"].astype(np.int32), test_pred=fit.probs_test.argmax(1).astype(small),
                   test_label=labels["test"].astype(small), test_prob=fit.probs_test.astype(np.float16))
