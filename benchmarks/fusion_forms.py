@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +28,7 @@ from tqdm import tqdm
 from backbone_bench import fused, train
 from backbone_bench.backbones import create_model, panel, scratch_twin
 from backbone_bench.environment import environment, pick_device
+from train_throughput import rate  # the same timed loop (benchmarks/ is this script's folder)
 
 VMAP_ENGINE = "8e3ef24"  # the last commit whose fused.py stacked weights per forward under vmap
 
@@ -73,19 +73,6 @@ def stepper(stack_class, name, args, device, classes):
     return step
 
 
-def timed(step, device, warmup, steps) -> float:
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) / steps
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--panel", default="offline")
@@ -117,12 +104,12 @@ def main(argv=None) -> int:
                    this_form=fused.FUSION, other_form=args.against)
         try:
             steps = {k: stepper(form, name, args, device, 10) for k, form in forms.items()}
-            seconds = {k: [] for k in forms}
+            rates = {k: [] for k in forms}
             for _ in range(args.rounds):  # alternating, so a load change hits both forms alike
                 for k, step in steps.items():
-                    seconds[k].append(timed(step, device, 1, args.steps))
+                    rates[k].append(rate(step, args.members * args.batch, device, 1, args.steps))
             for k in forms:
-                row[f"{k}_images_per_s"] = args.members * args.batch / statistics.median(seconds[k])
+                row[f"{k}_images_per_s"] = statistics.median(rates[k])
             row["this_over_other"] = row["this_images_per_s"] / row["other_images_per_s"]
             row["status"] = "ok"
         except Exception as err:  # recorded; the next backbone is measured

@@ -199,8 +199,7 @@ def test_a_fused_stack_is_its_members_side_by_side(backbone, float64):
     """Every panel architecture fuses, and the fused network is exactly its members: training
     logits, each member's gradients and running statistics, evaluation logits; the members'
     tensors are views of the fused ones, so a member's optimizer step is the fused weights' step."""
-    nets = pair(backbone)
-    nets = [n.double() for n in nets]
+    nets = [n.double() for n in pair(backbone)]
     solo = copy.deepcopy(nets)
     x = torch.randn(2, 4, 3, 32, 32)
     stack = Stack(nets)

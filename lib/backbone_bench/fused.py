@@ -111,10 +111,8 @@ class Stack:
             return self._module.train(train)(_layout(x[0], x.is_cuda)).unsqueeze(0)
         if self.fused is None:  # members one after another
             return torch.stack([m.train(train)(_layout(xi, x.is_cuda)) for m, xi in zip(self.models, x)])
-        members, n = x.shape[:2]
-        side = x.transpose(0, 1).reshape(n, members * x.shape[2], *x.shape[3:])
-        logits = self._module.train(train)(_layout(side, self.channels_last))
-        return logits.view(n, members, -1).transpose(0, 1)
+        logits = self._module.train(train)(_layout(_side_by_side(x), self.channels_last))
+        return _apart(logits, len(self))
 
     def train_forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (members, batch, C, H, W), a batch per member -> logits (members, batch, classes)."""
@@ -138,21 +136,21 @@ class Stack:
                 for own, g in zip(self._grads, p.grad.view(len(self), *self._grads[0][n].shape)):
                     own[n].grad = g
 
-    def write_back(self) -> None:
-        """Bring the members' own counters (BatchNorm's batches tracked) up to date; every other
-        tensor of a member is a view of the fused one."""
+    def write_back(self, members=None) -> None:
+        """Bring the members' own counters (BatchNorm's batches tracked) up to date (all members, or
+        the positions given); every other tensor of a member is a view of the fused one."""
         if self.fused is None:
             return
         counters = {n: b for n, b in self.fused.named_buffers() if b.dim() == 0}
         with torch.no_grad():
-            for model, starts in zip(self.models, self._starts):
-                for n, b in model.named_buffers():
-                    if n in starts:
-                        b.copy_(starts[n] + counters[n])
+            for i in range(len(self)) if members is None else members:
+                for n, b in self.models[i].named_buffers():
+                    if n in self._starts[i]:
+                        b.copy_(self._starts[i][n] + counters[n])
 
     def state(self, i: int) -> dict:
         """Member i's state dict as it is now (a copy)."""
-        self.write_back()
+        self.write_back([i])
         return {n: t.detach().clone() for n, t in self.models[i].state_dict().items()}
 
     def keep(self, positions: list[int]) -> "Stack":
@@ -169,7 +167,7 @@ def fuse(models: list, channels_last: bool = False) -> nn.Module | None:
     """One network computing every member side by side, with the members' tensors made views of its
     own; None (members untouched) where the architecture does not fuse."""
     try:
-        fused = _side_by_side(models)
+        fused = _fused_copy(models)
     except Unfusable:
         return None
     if channels_last:
@@ -179,7 +177,7 @@ def fuse(models: list, channels_last: bool = False) -> nn.Module | None:
     members = len(models)
     with torch.no_grad():
         for i, model in enumerate(models):
-            own = {n: t for n, t in model.named_parameters()}
+            own = dict(model.named_parameters())
             for n, p in fused.named_parameters():
                 own[n].data = p.view(members, *own[n].shape)[i]
             for name, module in model.named_modules():
@@ -191,10 +189,9 @@ def fuse(models: list, channels_last: bool = False) -> nn.Module | None:
 
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_CHANNEL_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)
 
 
-def _side_by_side(models: list) -> nn.Module:
+def _fused_copy(models: list) -> nn.Module:
     members = len(models)
     fused = copy.deepcopy(models[0])
     own = [dict(m.named_modules()) for m in models]
@@ -218,7 +215,7 @@ def _side_by_side(models: list) -> nn.Module:
         else:
             continue
         with torch.no_grad():
-            for n, t in list(module.named_parameters(recurse=False)):
+            for n, _ in list(module.named_parameters(recurse=False)):
                 setattr(module, n, nn.Parameter(torch.cat([getattr(p, n) for p in parts])))
             for n, t in list(module.named_buffers(recurse=False)):
                 module._buffers[n] = torch.zeros_like(t) if t.dim() == 0 else torch.cat([getattr(p, n) for p in parts])
@@ -287,8 +284,7 @@ def _computes_the_members(fused: nn.Module, models: list) -> bool:
         modes = [m.training for m in models] + [fused.training]
         try:
             with torch.autocast(probe.device.type, enabled=False):
-                side = x.transpose(0, 1).reshape(2, -1, *shape[2:])
-                out = fused.eval()(_layout(side, False)).view(2, len(models), -1).transpose(0, 1)
+                out = _apart(fused.eval()(_side_by_side(x)), len(models))
                 ok = True
                 for i in (0, len(models) - 1):
                     solo = models[i].eval()(x[i])
@@ -300,6 +296,16 @@ def _computes_the_members(fused: nn.Module, models: list) -> bool:
                 m.train(mode)
         _checked[signature] = ok
     return _checked[signature]
+
+
+def _side_by_side(x: torch.Tensor) -> torch.Tensor:
+    """(members, batch, C, ...) -> (batch, members * C, ...): each member's input in its channels."""
+    return x.transpose(0, 1).reshape(x.shape[1], x.shape[0] * x.shape[2], *x.shape[3:])
+
+
+def _apart(y: torch.Tensor, members: int) -> torch.Tensor:
+    """(batch, members * K) -> (members, batch, K): the fused network's output per member."""
+    return y.view(y.shape[0], members, -1).transpose(0, 1)
 
 
 def _layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:

@@ -176,7 +176,8 @@ def train_group(members: list, val: Split, recipe: Recipe, num_classes: int, dev
         return _train_together(members, val, recipe, num_classes, device, micro_batch, progress, *speed)
     except RuntimeError as err:
         oom = isinstance(err, torch.OutOfMemoryError)
-        if not (oom or any(limit in str(err) for limit in CUDNN_LIMITS)) or (len(members) == 1 and not oom):
+        too_large = oom or any(limit in str(err) for limit in CUDNN_LIMITS)
+        if not too_large or (len(members) == 1 and not oom):  # a lone member past cuDNN: nothing smaller to try
             raise
         if device.type == "cuda":
             torch.cuda.empty_cache()
