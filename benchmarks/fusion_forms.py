@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from backbone_bench import fused, train
-from backbone_bench.backbones import create_model, panel, scratch_twin
+from backbone_bench.backbones import create_model, scratch_twin
+from backbone_bench.panels import panel
 from backbone_bench.environment import environment, pick_device
 from train_throughput import rate  # the same timed loop (benchmarks/ is this script's folder)
 

@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 from backbone_bench import train
 from backbone_bench.augment import resize
-from backbone_bench.backbones import create_model, panel, scratch_twin
+from backbone_bench.backbones import create_model, scratch_twin
+from backbone_bench.panels import panel
 from backbone_bench.environment import environment, pick_device
 from backbone_bench.fused import FUSION
 

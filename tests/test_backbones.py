@@ -5,8 +5,8 @@ import shutil
 import pytest
 import torch
 
-from backbone_bench.backbones import (PANELS, check_backbone, create_model, reestimate_folded_batchnorm,
-                                      resolve_weights)
+from backbone_bench.backbones import create_model, reestimate_folded_batchnorm, resolve_weights
+from backbone_bench.panels import PANELS, check_backbone
 from backbone_bench.errors import UnknownNameError, WeightsUnavailableError
 from conftest import SHARED
 
@@ -92,6 +92,7 @@ def test_damaged_weights_file_is_refused(tmp_path, monkeypatch):
 
 
 def test_panels_are_what_the_study_asks_for():
+    """Every panel name is one timm knows (check_backbone accepts them without asking timm)."""
     import timm
 
     assert len(PANELS["offline"]) == 6
@@ -99,6 +100,7 @@ def test_panels_are_what_the_study_asks_for():
     assert len(PANELS["seed"]) == 9
     for name in PANELS["lightweight"] + PANELS["seed"]:
         assert name in timm.list_pretrained(name), name
+    assert set(PANELS["offline"]) <= set(timm.list_models())
 
 
 @requires_weights

@@ -7,7 +7,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 from backbone_bench import store, sweep
 from conftest import REPO, requires_mirror

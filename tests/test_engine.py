@@ -1,6 +1,7 @@
 """The engine end to end on CPU with real data and real weights, and every fault it must survive."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -181,6 +182,35 @@ def test_cli_errors_say_what_is_wrong_and_answer_fast():
     assert time.perf_counter() - start < 5  # one interpreter start; no torch import before the error
     assert "torch" not in subprocess.run([sys.executable, "-X", "importtime", "-m", "backbone_bench", "--help"],
                                          capture_output=True, text=True).stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--preset", "ofline"], "unknown preset 'ofline'. Did you mean: offline"),
+    (["run", "--datasets", "cifar100"], "unknown dataset 'cifar100'"),
+    (["run", "--modes", "probe"], "modes ['probe'] unknown"),
+    (["run", "--seeds", "7"], "seeds [7]"),
+    (["run", "--resolution", "8"], "resolution 8"),
+    (["run", "--backbones", "resnet_18"], "Did you mean: resnet18"),
+    (["run", "--backbones", "resnet18.no_such_tag"], "unknown pretrained tag"),
+    (["run", "--slurm", "--scheduler", "tcp://127.0.0.1:1"], "drop --scheduler or --slurm"),
+    (["bundle", "--out", "x", "--shots", "0"], "shots [0]"),
+    (["study", "--preset", "ofline"], "unknown preset"),
+    (["cost", "--panel", "nope"], "unknown panel 'nope'"),
+    (["backbones", "nope"], "unknown panel 'nope'"),
+    (["recommend", "no_such_folder", "--backbones", "resnet_18"], "unknown backbone 'resnet_18'"),
+])
+def test_bad_options_are_refused_before_torch_is_imported(argv, message):
+    """Each answers in well under a second where the interpreter starts fast (0.1-0.4 s here;
+    importing torch and timm takes 4-8 s): a typo in a backbone name is checked against timm's
+    names, which the first check keeps per timm version in the cache folder."""
+    from backbone_bench.panels import timm_names
+
+    timm_names()
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "backbone_bench", *argv], capture_output=True,
+                         text=True)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert message in out.stderr
+    assert not re.search(r"\|\s+(torch|timm)$", out.stderr, re.MULTILINE)
 
 
 @requires_mirror

@@ -1,4 +1,4 @@
-"""Backbone panels (timm names) and ImageNet weights: local folder first, then the Hub.
+"""ImageNet weights for the panels' backbones (panels.py): local folder first, then the Hub.
 
 A backbone whose weights cannot be resolved raises WeightsUnavailableError with the reason;
 nothing here ever hands back a randomly initialised network under a pretrained label.
@@ -13,49 +13,8 @@ from functools import lru_cache
 import torch
 
 from backbone_bench import paths
-from backbone_bench.errors import WeightsUnavailableError, unknown_name
-
-PANELS: dict[str, tuple[str, ...]] = {
-    # The six models with ImageNet weights in ../shared/weights (see its README for the flags).
-    "offline": ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2",
-                "mobilenetv2_100", "tf_mobilenetv3_small_100", "regnetx_002"),
-    # Under ~30 M parameters, across families; each with its exact pretrained tag.
-    "lightweight": (
-        "resnet18.tv_in1k", "resnet50.tv_in1k", "mobilenetv2_100.ra_in1k", "mobilenetv3_large_100.ra_in1k",
-        "mobilenetv3_small_100.lamb_in1k", "efficientnet_b0.ra_in1k", "tf_efficientnet_lite0.in1k",
-        "regnetx_002.pycls_in1k", "regnetx_004.pycls_in1k", "regnety_008.pycls_in1k", "regnety_032.ra_in1k",
-        "convnext_atto.d2_in1k", "convnext_nano.d1h_in1k", "convnext_tiny.fb_in1k", "ghostnet_100.in1k",
-        "mnasnet_100.rmsp_in1k", "densenet121.tv_in1k", "mobilevit_s.cvnets_in1k",
-        "efficientformer_l1.snap_dist_in1k", "edgenext_small.usi_in1k", "repvit_m1_1.dist_450e_in1k",
-        "fastvit_t8.apple_in1k", "deit_tiny_patch16_224.fb_in1k", "vit_tiny_patch16_224.augreg_in21k_ft_in1k",
-        "swin_tiny_patch4_window7_224.ms_in1k"),
-    # timm equivalents of the torchvision backbones of Jeevan and Sethi (TMLR 2025). Not in timm:
-    # ShuffleNetV2 x2.0 and WaveMix, so the seed panel has nine of their eleven.
-    "seed": ("resnet50.tv_in1k", "convnext_tiny.fb_in1k", "swin_tiny_patch4_window7_224.ms_in1k",
-             "swinv2_tiny_window8_256.ms_in1k", "tf_efficientnetv2_s.in1k", "densenet161.tv_in1k",
-             "mobilenetv3_large_100.ra_in1k", "regnety_032.tv2_in1k", "resnext50_32x4d.tv_in1k"),
-}
-NOT_IN_TIMM = {"shufflenet_v2_x2_0": "torchvision only", "wavemix": "not in timm or torchvision"}
-
-
-def panel(name: str) -> tuple[str, ...]:
-    try:
-        return PANELS[name]
-    except KeyError:
-        raise unknown_name("panel", name, PANELS) from None
-
-
-def check_backbone(name: str) -> str:
-    """``name`` if timm knows the architecture (and the tag, when one is given); else a clear error."""
-    import timm
-
-    arch, _, tag = name.partition(".")
-    known = set(timm.list_models())
-    if arch not in known:
-        raise unknown_name("backbone", arch, known | {m for p in PANELS.values() for m in p})
-    if tag and name not in set(timm.list_pretrained(arch + ".*")):
-        raise unknown_name("pretrained tag", name, timm.list_pretrained(arch + ".*"))
-    return name
+from backbone_bench.errors import WeightsUnavailableError
+from backbone_bench.panels import check_backbone
 
 
 @dataclass(frozen=True)

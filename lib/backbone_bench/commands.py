@@ -75,14 +75,19 @@ def add_execution_options(p) -> None:
     g.add_argument("--job-script", action="store_true", help="with --slurm: print the job script and exit")
 
 
-def cluster_from_args(args):
-    """The Dask cluster the options ask for (None: local workers or this process)."""
+def check_execution_options(args) -> None:
+    """Contradictory or impossible worker options, answered before any planning."""
     from backbone_bench.errors import InvalidParameterError
 
     if args.workers < 1:
         raise InvalidParameterError(f"--workers {args.workers}: give at least 1")
     if args.slurm and args.scheduler:
         raise InvalidParameterError("--slurm starts its own scheduler; drop --scheduler or --slurm")
+
+
+def cluster_from_args(args):
+    """The Dask cluster the options ask for (None: local workers or this process)."""
+    check_execution_options(args)
     if not args.slurm:
         return None
     from backbone_bench.sweep.distributed import slurm_cluster
@@ -92,6 +97,10 @@ def cluster_from_args(args):
 
 def plan_from_args(args, everything: bool = False):
     """The plan the grid options describe; ``everything``: recorded runs too (for bundles)."""
+    from backbone_bench.presets import narrow
+
+    narrow(args.preset, args.datasets, args.backbones, args.shots, args.modes, args.seeds, args.resolution,
+           args.steps, getattr(args, "group_size", None))  # a bad option answers before torch is imported
     from backbone_bench.sweep import build_plan
 
     return build_plan(args.preset, args.datasets, args.backbones, args.shots, args.modes, args.seeds,
@@ -100,8 +109,7 @@ def plan_from_args(args, everything: bool = False):
 
 
 def cmd_run(args) -> int:
-    from backbone_bench.sweep import execute
-
+    check_execution_options(args)
     plan = plan_from_args(args)
     print(f"preset {plan.preset}: {len(plan.configs)} runs to do, {plan.skipped_done} already recorded"
           + (f", {len(plan.skipped_same)} shot levels skipped (same images as a smaller level: "
@@ -115,6 +123,8 @@ def cmd_run(args) -> int:
         print(cluster.job_script())
         cluster.close()
         return 0
+    from backbone_bench.sweep import execute
+
     counts = execute(plan, args.device, compile_model=args.compile, workers=args.workers, scheduler=args.scheduler,
                      cluster=cluster)
     print("finished: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) if counts else "nothing to run")
@@ -155,10 +165,13 @@ def cmd_bundle(args) -> int:
 
 
 def cmd_backbones(args) -> int:
-    from backbone_bench.backbones import PANELS, resolve_weights
     from backbone_bench.errors import WeightsUnavailableError
+    from backbone_bench.panels import panel
 
-    for name in PANELS[args.panel]:
+    names = panel(args.panel)
+    from backbone_bench.backbones import resolve_weights
+
+    for name in names:
         try:
             w = resolve_weights(name)
             flags = ",".join(f for f in ("bn_folded", "int8_derived") if getattr(w, f)) or "-"
@@ -169,16 +182,17 @@ def cmd_backbones(args) -> int:
 
 
 def cmd_cost(args) -> int:
-    from backbone_bench.backbones import check_backbone, panel
-    from backbone_bench.cost import measure
-    from backbone_bench.environment import pick_device
     from backbone_bench.errors import InvalidParameterError
+    from backbone_bench.panels import check_backbone, panel
 
     names = args.backbones or list(dict.fromkeys(n for p in args.panel for n in panel(p)))
-    for name in names:
-        check_backbone(name)
     if min(args.train_batch, args.infer_batch) < 0 or min(args.repeats, args.resolution) < 1:
         raise InvalidParameterError("--train-batch, --infer-batch, --repeats and --resolution must be positive")
+    for name in names:
+        check_backbone(name)
+    from backbone_bench.cost import measure
+    from backbone_bench.environment import pick_device
+
     device = pick_device(args.device)
     cpu = device.type == "cpu"
     rows = measure(names, device, resolution=args.resolution,
@@ -190,6 +204,11 @@ def cmd_cost(args) -> int:
 
 
 def cmd_study(args) -> int:
+    from backbone_bench.presets import get_preset
+
+    if args.preset is not None:
+        get_preset(args.preset)  # a typo answers before the study's imports
+    check_execution_options(args)
     from backbone_bench.study import run_study
 
     html = run_study(args.preset, args.root, args.results, run=not args.no_run, device=args.device,

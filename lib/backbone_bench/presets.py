@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from backbone_bench.backbones import panel
+from backbone_bench.panels import panel
 from backbone_bench.errors import unknown_name
-from backbone_bench.train import MODES, Recipe
+from backbone_bench.recipe import MODES, Recipe
 
 # The metric is balanced accuracy, so the linear probe fits a class-balanced objective. For the
 # gradient modes the choice was measured (benchmarks/class_weighting.py, see methods).
@@ -82,3 +82,46 @@ def get_preset(name: str) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise unknown_name("preset", name, PRESETS) from None
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A preset's grid as the command line narrowed it, every name and number checked."""
+    preset: Preset
+    datasets: list
+    backbones: list
+    shots: list
+    modes: list
+    seeds: list
+    resolution: int
+
+
+def narrow(preset: str, datasets=None, backbones=None, shots=None, modes=None, seeds=None, resolution=None,
+           steps=None, group_members=None) -> Grid:
+    """The grid of ``preset`` narrowed by the command line; a bad parameter raises naming itself,
+    before anything heavy is imported (timm only for a backbone outside every panel)."""
+    from backbone_bench.data.registry import get_dataset
+    from backbone_bench.data.splits import SUBSET_SEEDS
+    from backbone_bench.errors import InvalidParameterError
+    from backbone_bench.panels import check_backbone
+
+    p = get_preset(preset)
+    grid = Grid(p, list(datasets or p.datasets), list(backbones or p.backbones), list(shots or p.shots),
+                list(modes or p.modes), list(seeds if seeds is not None else p.seeds), resolution or p.resolution)
+    for name in grid.datasets:
+        get_dataset(name)
+    if bad := [m for m in grid.modes if m not in MODES]:
+        raise InvalidParameterError(f"modes {bad} unknown; choose from {', '.join(MODES)}")
+    if bad := [s for s in grid.shots if not isinstance(s, int) or s < 1]:
+        raise InvalidParameterError(f"shots {bad}: shots are positive numbers of images per class")
+    if bad := [s for s in grid.seeds if s not in SUBSET_SEEDS]:
+        raise InvalidParameterError(f"seeds {bad}: the committed subsets exist for seeds {list(SUBSET_SEEDS)}")
+    if not 16 <= grid.resolution <= 1024:
+        raise InvalidParameterError(f"resolution {grid.resolution}: choose an input size between 16 and 1024 px")
+    if steps is not None and steps < 1:
+        raise InvalidParameterError(f"steps {steps}: a run needs at least one optimizer step")
+    if group_members is not None and group_members < 1:
+        raise InvalidParameterError(f"group size {group_members}: a group holds at least one training")
+    for name in grid.backbones:  # last: a name outside the panels costs timm's import
+        check_backbone(name)
+    return grid

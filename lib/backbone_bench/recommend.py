@@ -107,16 +107,16 @@ def recommend(path, out=None, panel: str = "offline", backbones=None, top: int =
     s = Settings(str(path), str(out or ""), panel, list(backbones or []), top, seeds, resolution, flip, device,
                  steps, workers)
     check_settings(s)
-    listing = userdata.scan(path)                      # refuses bad input before anything is decoded
-    s.out = str(out or f"recommend-{userdata.slug(path).removeprefix('user_')}")  # as typed: the rerun command
-    out = Path(s.out).resolve()
-    from backbone_bench.backbones import check_backbone, panel as panel_of
+    from backbone_bench.panels import check_backbone, panel as panel_of
 
     names = s.backbones or list(panel_of(s.panel))
     for name in names:
         check_backbone(name)
     if s.top > len(names):
         raise InvalidParameterError(f"--top {s.top}: the panel has {len(names)} backbones; give at most {len(names)}")
+    listing = userdata.scan(path)                      # refuses bad input before anything is decoded
+    s.out = str(out or f"recommend-{userdata.slug(path).removeprefix('user_')}")  # as typed: the rerun command
+    out = Path(s.out).resolve()
     from backbone_bench.environment import pick_device
 
     pick_device(device)                                # an unavailable device is refused here, not mid-way

@@ -90,7 +90,7 @@ def write_recipe_page(root: Path) -> Path:
                      f"{', '.join(map(str, p.shots))} | {', '.join(p.modes)} | {', '.join(map(str, p.seeds))} | "
                      f"{p.resolution} | {', '.join(f'{k}: {v}' for k, v in p.steps_by_shots.items())} | "
                      f"{'; '.join(f'{m}: {v}' for m, v in p.lrs_by_mode.items())} | {_weights_text(p)} |")
-    lines += ["", "Recipe fields shared by the runs of each preset (``Recipe`` in `lib/backbone_bench/train.py`):", "",
+    lines += ["", "Recipe fields shared by the runs of each preset (``Recipe`` in `lib/backbone_bench/recipe.py`):", "",
               "| preset | " + " | ".join(k for k in PRESETS["offline"].recipe.as_dict() if k not in ("steps", "lrs")) + " |",
               "|---" * (len(PRESETS["offline"].recipe.as_dict()) - 1) + "|"]
     for p in PRESETS.values():
@@ -210,9 +210,9 @@ def build_book(root: Path, strict: bool = True) -> Path:
 
 def run_study(preset: str | None = None, root: Path | None = None, results: Path | None = None, run: bool = True,
               device: str = "auto", build: bool = True, n_boot: int = 1000, **workers) -> Path | None:
+    """The study of ``preset`` (None: the published edition): sweep when ``run``, pages, book."""
     from backbone_bench.sweep import build_plan, execute
 
-    """The study of ``preset`` (None: the published edition): sweep when ``run``, pages, book."""
     results = Path(results or paths.results_dir()).resolve()
     preset = preset or edition(results)
     root = Path(root) if root else default_root(preset, results)

@@ -12,13 +12,9 @@ import json
 from dataclasses import dataclass, replace
 
 from backbone_bench import store
-from backbone_bench.backbones import check_backbone
 from backbone_bench.data.prepare import prepare
-from backbone_bench.data.registry import get_dataset
-from backbone_bench.data.splits import SUBSET_SEEDS, load_splits
-from backbone_bench.errors import InvalidParameterError
-from backbone_bench.presets import get_preset
-from backbone_bench.train import MODES
+from backbone_bench.data.splits import load_splits
+from backbone_bench.presets import get_preset, narrow
 
 GROUP_MEMBERS = 12  # 2 learning rates x 3 seeds x {fine-tune, scratch}: the offline grid's natural group
 
@@ -65,35 +61,12 @@ def make_groups(configs: list, members: int = GROUP_MEMBERS) -> list[list[dict]]
 def build_plan(preset: str, datasets=None, backbones=None, shots=None, modes=None, seeds=None,
                resolution=None, steps=None, results=None, retry_failed=False, skip_done=True,
                group_members: int | None = None) -> Plan:
-    """Every parameter is checked here, before any compute; a bad one raises naming itself."""
-    p = get_preset(preset)
-    datasets = list(datasets or p.datasets)
-    backbones = list(backbones or p.backbones)
-    shots = list(shots or p.shots)
-    modes = list(modes or p.modes)
-    seeds = list(seeds if seeds is not None else p.seeds)
-    resolution = resolution or p.resolution
-    for name in datasets:
-        get_dataset(name)
-    for name in backbones:
-        check_backbone(name)
-    if bad := [m for m in modes if m not in MODES]:
-        raise InvalidParameterError(f"modes {bad} unknown; choose from {', '.join(MODES)}")
-    if bad := [s for s in shots if not isinstance(s, int) or s < 1]:
-        raise InvalidParameterError(f"shots {bad}: shots are positive numbers of images per class")
-    if bad := [s for s in seeds if s not in SUBSET_SEEDS]:
-        raise InvalidParameterError(f"seeds {bad}: the committed subsets exist for seeds {list(SUBSET_SEEDS)}")
-    if not 16 <= resolution <= 1024:
-        raise InvalidParameterError(f"resolution {resolution}: choose an input size between 16 and 1024 px")
-    if steps is not None and steps < 1:
-        raise InvalidParameterError(f"steps {steps}: a run needs at least one optimizer step")
-
-    if group_members is not None and group_members < 1:
-        raise InvalidParameterError(f"group size {group_members}: a group holds at least one training")
-
+    """Every parameter is checked first (presets.narrow), before any compute; a bad one raises naming itself."""
+    g = narrow(preset, datasets, backbones, shots, modes, seeds, resolution, steps, group_members)
+    p = g.preset
     done = store.done_keys(results, include_failed=not retry_failed) if skip_done else set()
     configs, skipped_done, skipped_same = [], 0, []
-    for config in _grid(p, datasets, backbones, shots, modes, seeds, resolution, steps, skipped_same):
+    for config in _grid(p, g.datasets, g.backbones, g.shots, g.modes, g.seeds, g.resolution, steps, skipped_same):
         if store.config_key(config) in done:
             skipped_done += 1
         else:

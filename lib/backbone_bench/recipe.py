@@ -1,0 +1,38 @@
+"""The training modes and the recipe: every hyperparameter a run's config stores (and its key hashes).
+
+Kept apart from train.py, which imports torch: presets and the command line's checks read them
+without it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+MODES = ("finetune", "linear_probe", "scratch")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every hyperparameter of a run. Presets set them; every record stores them."""
+    steps: int = 500                      # optimizer steps per learning rate (the budget per shot level)
+    batch_size: int = 64                  # images per optimizer step
+    lrs: tuple = (1e-3, 3e-4)             # AdamW learning rates tried; validation picks one
+    weight_decay: float = 0.05            # AdamW, not applied to norms and biases (timm's default split)
+    label_smoothing: float = 0.1
+    warmup_frac: float = 0.1              # share of steps with linear warm-up, then cosine to zero
+    eval_every: int = 50                  # steps between validation passes (selection, early stopping)
+    patience: int = 6                     # validation passes without improvement before stopping
+    crop_scale: tuple = (0.35, 1.0)       # random-resized-crop area range
+    probe_cs: tuple = (0.01, 0.1, 1.0, 10.0)  # linear probe: inverse L2 strengths tried on validation
+    bn_reestimate_images: int = 256       # training images used to re-estimate folded BatchNorm
+    eval_batch: int = 256
+    eval_limit: int = 0                   # >0: validate and test on this many images (seeded draw); 0 = all
+    class_weight: str = "none"            # "balanced": weight classes by inverse training frequency
+
+    def as_dict(self) -> dict:
+        """The recipe as stored in a run's config (and hashed into its key). An option added after
+        the first records were made is left out while it has its neutral value, so the runs it does
+        not change keep their keys; set, it enters the key."""
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if d["class_weight"] == "none":
+            del d["class_weight"]
+        return d
