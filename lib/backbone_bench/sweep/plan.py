@@ -29,8 +29,9 @@ class Plan:
     group_members: int | None = None   # trainings fused per group; None: by device (GROUP_MEMBERS on a GPU)
 
     def groups(self, device_type: str = "cuda") -> list[list[dict]]:
-        """The configs cut into groups. On a CPU fusion costs time (4 fused trainings ran at 0.68-0.96x
-        the solo engine's images/s: results/benchmarks/train_throughput_cpu.csv), so by default a CPU
+        """The configs cut into groups. On a CPU fusion mostly costs time (4 channel-fused trainings
+        ran at 0.60-0.92x the solo engine's images/s for five of the six offline backbones, 1.24x for
+        tf_mobilenetv3_small_100: results/benchmarks/train_throughput_cpu.csv), so by default a CPU
         trains one run at a time."""
         n = self.group_members or (GROUP_MEMBERS if device_type == "cuda" else 1)
         return make_groups(self.configs, n)
