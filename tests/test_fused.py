@@ -67,6 +67,9 @@ def test_members_of_a_fused_group_reproduce_their_solo_runs(backbone, seeds, scr
                                                          s["chosen"]["candidates"][s["chosen"]["lr"]]["val_nll"])
         assert np.array_equal(fa["test_pred"], sa["test_pred"])
         assert np.abs(fa["test_prob"].astype(float) - sa["test_prob"].astype(float)).max() < 1e-3  # float16 storage
+        for r in (f, s):  # the recorded validation metrics are those that chose the checkpoint, not a re-run
+            best = r["chosen"]["candidates"][r["chosen"]["lr"]]
+            assert (r["metrics"]["val"]["balanced_accuracy"], r["metrics"]["val"]["nll"]) == (best["val_score"], best["val_nll"])
     # the members really differ: seeds (hence training subsets), modes and learning rates
     (a, _), (b, _) = fused[:2]
     n = min(len(curve(a)), len(curve(b)))

@@ -1,8 +1,9 @@
 """Presets name whole studies. A preset fixes the grid and the recipe; the CLI may narrow the grid.
 
 quick    finishes on a laptop CPU in minutes: two local models, one dataset per domain, 10 shots,
-         64 px, a few dozen steps, one seed, validation and test capped at 1,000 images each. For trying the pipeline and for teaching, not for
-         conclusions (the book marks its pages with a banner).
+         64 px, a few dozen steps, one seed, validation and test capped at 500 images each. For
+         trying the pipeline and for teaching, not for conclusions (the book marks its pages with a
+         banner).
 offline  the study's offline edition: the six backbones with weights on these machines,
          fine-tuned and linear-probed, plus scratch twins; four domains and the two MedMNIST
          sets; 10 / 100 / 1000 shots; three seeds; 224 px.
@@ -58,10 +59,10 @@ PRESETS = {
         name="quick", datasets=("cifar10", "uc_merced", "brain_tumor_mri", "galaxy_zoo1"),
         backbones=("tf_efficientnet_lite0", "mobilenetv2_100"), shots=(10,), modes=MODES, seeds=(0,),
         resolution=64, recipe=Recipe(batch_size=32, eval_every=10, patience=3, eval_batch=512,
-                                     bn_reestimate_images=64, probe_cs=(0.1, 1.0), eval_limit=1000),
+                                     bn_reestimate_images=64, probe_cs=(0.1, 1.0), eval_limit=500),
         steps_by_shots={10: 40, 100: 80, 1000: 160}, lrs_by_mode={"finetune": (1e-3,), "scratch": (3e-3,)},
-        note="Quick preset: 64 px, 40 steps, one seed, one learning rate, at most 1,000 validation and "
-             "1,000 test images per dataset. A pipeline check, not a result."),
+        note="Quick preset: 64 px, 40 steps, one seed, one learning rate, at most 500 validation and "
+             "500 test images per dataset. A pipeline check, not a result."),
     "offline": OFFLINE,
     "offline_cpu": Preset(
         name="offline_cpu", datasets=STUDY_DATASETS, backbones=panel("offline"), shots=(10, 100, 1000), modes=MODES,

@@ -90,6 +90,7 @@ class Trained:
     member: Member
     model: torch.nn.Module | None = None   # holding the best checkpoint
     key: tuple | None = None               # (validation score, -nll) of that checkpoint
+    val_probs: object = None               # its validation probabilities, the ones that chose it
     step: int = 0
     curves: list = field(default_factory=list)
     failure: tuple | None = None           # ("diverged" | "oom", reason)
@@ -123,12 +124,11 @@ def fit_runs(members: list, val: Split, test: Split, recipe: Recipe, num_classes
         runs = list(chosen)
         models = [chosen[r].model for r in runs]
         norms = [(chosen[r].member.mean, chosen[r].member.std) for r in runs]
-        probs = {name: predict_group(models, split, norms, recipe.eval_batch, device)
-                 for name, split in (("val", val), ("test", test))}  # the one test evaluation
+        test_probs = predict_group(models, test, norms, recipe.eval_batch, device)  # the one test evaluation
         for i, run in enumerate(runs):
             ts, best = by_run[run], chosen[run]
             candidates = {t.member.lr: dict(val_score=t.key[0], val_nll=-t.key[1], step=t.step) for t in ts}
-            out[run] = Fit(probs["val"][i], probs["test"][i], dict(lr=best.member.lr, step=best.step, candidates=candidates),
+            out[run] = Fit(best.val_probs, test_probs[i], dict(lr=best.member.lr, step=best.step, candidates=candidates),
                            [c for t in ts for c in t.curves], best.seconds, sum(t.images_seen for t in ts),
                            min(t.micro_batch for t in ts), max(t.group_size for t in ts),
                            max(ts, key=lambda t: t.group_size).fusion)
@@ -241,7 +241,7 @@ def _train_together(members, val, recipe, num_classes, device, micro_batch, prog
                                           **{f"val_{k}": v for k, v in metrics.items()}))
                 losses[i] = []
                 if best[i] is None or key > best[i][0]:
-                    best[i], waiting[i] = (key, step + 1, stack.state(j)), 0
+                    best[i], waiting[i] = (key, step + 1, stack.state(j), probs[j]), 0
                 else:
                     waiting[i] += 1
                     if waiting[i] >= recipe.patience:   # early stop: its checkpoint is final
@@ -256,7 +256,7 @@ def _train_together(members, val, recipe, num_classes, device, micro_batch, prog
     for i, t in enumerate(out):
         t.seconds = seconds
         if t.failure is None and best[i] is not None:
-            t.key, t.step = best[i][0], best[i][1]
+            t.key, t.step, t.val_probs = best[i][0], best[i][1], best[i][3]
             models[i].load_state_dict(best[i][2])
             t.model = models[i]
     return out
