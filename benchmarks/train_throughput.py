@@ -62,7 +62,7 @@ def model_for(name, device, classes, resolution):
 
 
 def engine_rate(name, images, labels, args, device, classes, members: int, compile_model=None,
-                channels_last=False) -> float:
+                channels_last=False, bf16=False) -> float:
     """Aggregate images/s of ``members`` trainings fused (1: solo), through the engine itself."""
     compile_model = args.compile if compile_model is None else compile_model
     from backbone_bench.backbones import scratch_twin
@@ -79,7 +79,7 @@ def engine_rate(name, images, labels, args, device, classes, members: int, compi
         sync(device)
         start = time.perf_counter()
         train.train_group(group, val, recipe, classes, device, args.batch, compile_model=compile_model,
-                          channels_last=channels_last)
+                          channels_last=channels_last, bf16=bf16)
         sync(device)
         return time.perf_counter() - start
 
@@ -126,19 +126,23 @@ def variants(names, images, labels, args, device, classes, env) -> int:
     return 0
 
 
-def compute_rate(name, args, device, classes, batch):
+def compute_rate(name, args, device, classes, batch, channels_last=None, bf16=False):
+    """fwd+bwd+step of one model on a synthetic batch already on the device (channels-last by
+    default on a GPU; on a CPU as asked)."""
     from timm.optim import create_optimizer_v2
 
+    channels_last = device.type == "cuda" if channels_last is None else channels_last
     model = model_for(name, device, classes, args.resolution)
+    model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     opt = create_optimizer_v2(model, "adamw", lr=1e-4, weight_decay=0.05)
     x = torch.randn(batch, 3, args.resolution, args.resolution, device=device)
-    if device.type == "cuda":
+    if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, classes, (batch,), device=device)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        with train.autocast(device):
+        with train.autocast(device, bf16):
             loss = F.cross_entropy(model(x).float(), y, label_smoothing=0.1)
         loss.backward()
         opt.step()
@@ -285,8 +289,10 @@ def main(argv=None):
     p.add_argument("--compile", action="store_true", help="the engine with torch.compile (the stacked forward)")
     p.add_argument("--skip-baseline", action="store_true", help="leave out (c) (it needs 2 spare cores)")
     p.add_argument("--variants", action="store_true",
-                   help="only the fused engine, per backbone with and without channels-last stacks and torch.compile "
-                        "(what the engine should use for each), into OUT_variants.csv")
+                   help="GPU: only the fused engine, per backbone with and without channels-last stacks and "
+                        "torch.compile, into OUT_variants.csv; CPU: the CPU path (cpu_path.py): the solo engine per "
+                        "layout and precision, its ceiling and feature extraction, into OUT_variants.csv")
+    p.add_argument("--rounds", type=int, default=3, help="CPU --variants: alternating rounds, the median kept")
     p.add_argument("--out", default="results/benchmarks/train_throughput.csv")
     p.add_argument("--project", metavar="CSV", help="only write the projection of a CSV this script wrote")
     args = p.parse_args(argv)
@@ -306,6 +312,10 @@ def main(argv=None):
     images = resize(torch.from_numpy(arrays).permute(0, 3, 1, 2).to(device), min(args.resolution, arrays.shape[1]))
     labels = torch.from_numpy(labels).to(device)
     env = environment(device)
+    if args.variants and not gpu:  # the CPU path: layout x precision per backbone, solo (cpu_path.py)
+        from cpu_path import cpu_variants
+
+        return cpu_variants(names, images, labels, args, device, classes, env)
     if args.variants:
         return variants(names, images, labels, args, device, classes, env)
     peak = next((v for k, v in PEAK_BF16.items() if k in env["device"]), None) if gpu else None

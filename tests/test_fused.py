@@ -282,31 +282,6 @@ def test_a_stack_under_autocast_computes_in_bf16_with_float32_norms(backbone):
     assert moved and all(half.buffers[n].dtype == torch.float32 for n in moved)
 
 
-def test_speed_options_follow_the_committed_gpu_measurement_of_this_fusion(tmp_path, monkeypatch):
-    from backbone_bench import fused
-
-    csv = tmp_path / "variants.csv"
-    rows = ("a,plain,False,False,1000,ok\na,channels_last,False,True,1300,ok\na,compile,True,False,1200,ok\n"
-            "a,compile+channels_last,True,True,,error\n"
-            "b,plain,False,False,1000,ok\nb,channels_last,False,True,1030,ok\nb,compile,True,False,1040,ok\n")
-    monkeypatch.setattr(fused, "VARIANTS_CSV", csv)
-    try:
-        csv.write_text("backbone,variant,compiled,channels_last,fused_images_per_s,status\n" + rows)
-        fused._measured.cache_clear()  # measured before fusions were named: the vmap engine's, not used
-        assert fused.speed_options("a", "cuda") == dict(compiled=False, channels_last=True, speed_from="default")
-        csv.write_text("backbone,variant,compiled,channels_last,fused_images_per_s,status,fusion\n"
-                       + rows.replace("\n", f",{fused.FUSION}\n") + "c,plain,False,False,1000,ok,vmap\n")
-        fused._measured.cache_clear()
-        assert fused.speed_options("a", "cuda") == dict(compiled=False, channels_last=True, speed_from="measured (variants.csv)")
-        assert fused.speed_options("a", "cuda", compile_model=True)["compiled"] is True  # --compile: the best compiled one
-        assert fused.speed_options("b", "cuda") == dict(compiled=False, channels_last=False,
-                                                        speed_from="measured (variants.csv)")  # under 5 % faster
-        assert fused.speed_options("c", "cuda")["speed_from"] == "default"  # another fusion's measurement
-        assert fused.speed_options("a", "cpu") == dict(compiled=False, channels_last=False, speed_from="default")
-    finally:
-        fused._measured.cache_clear()
-
-
 def test_groups_hold_runs_that_share_everything_but_seed_mode_and_learning_rate():
     recipe = get_preset("offline").recipe_for("finetune", 10)
     grid = [make_config(d, 10, s, b, m, 224, replace(recipe, lrs=(1e-3, 3e-4)))

@@ -102,10 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum, frame):
+    print("backbone-bench: stopped (SIGTERM): the run in flight is abandoned, every written record is whole; "
+          "the same command resumes", file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None) -> int:
     import signal
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `backbone-bench ... | head` ends quietly
+    signal.signal(signal.SIGTERM, _terminated)       # a stopped sweep unwinds: claims released, records whole
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

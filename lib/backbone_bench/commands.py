@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 # the preset names, without importing torch (presets.py does): --help answers at once
-PRESET_NAMES = ("quick", "offline_cpu", "offline", "full")
+PRESET_NAMES = ("quick", "cpu", "offline_cpu", "offline", "full")
 
 
 def csv_list(kind, what: str = "value"):
@@ -81,6 +81,8 @@ def check_execution_options(args) -> None:
 
     if args.workers < 1:
         raise InvalidParameterError(f"--workers {args.workers}: give at least 1")
+    if getattr(args, "deadline", None) is not None and args.deadline <= 0:
+        raise InvalidParameterError(f"--deadline {args.deadline}: give the seconds the sweep may run, more than 0")
     if args.slurm and args.scheduler:
         raise InvalidParameterError("--slurm starts its own scheduler; drop --scheduler or --slurm")
 
@@ -114,6 +116,7 @@ def cmd_run(args) -> int:
     print(f"preset {plan.preset}: {len(plan.configs)} runs to do, {plan.skipped_done} already recorded"
           + (f", {len(plan.skipped_same)} shot levels skipped (same images as a smaller level: "
              f"{', '.join(f'{d}@{k}' for d, k in plan.skipped_same)})" if plan.skipped_same else ""))
+    _print_projection(plan, args.device)
     if args.dry_run:
         for c in plan.configs:
             print(f"  {c['dataset']:16s} {c['shots']:5d}-shot {c['backbone']:28s} {c['mode']:12s} seed {c['seed']}")
@@ -126,9 +129,25 @@ def cmd_run(args) -> int:
     from backbone_bench.sweep import execute
 
     counts = execute(plan, args.device, compile_model=args.compile, workers=args.workers, scheduler=args.scheduler,
-                     cluster=cluster)
+                     cluster=cluster, deadline=args.deadline)
     print("finished: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) if counts else "nothing to run")
     return 0
+
+
+def _print_projection(plan, device: str) -> None:
+    """The missing runs' projected hours from the committed measurement of this device, if any."""
+    if not plan.configs:
+        return
+    from backbone_bench.environment import device_name, pick_device
+    from backbone_bench.sweep.budget import PATH_CSV, projected_hours
+
+    name = device_name(pick_device(device))
+    hours, unmeasured = projected_hours(plan.configs, name)
+    if hours is None:
+        print(f"no projection: {PATH_CSV.name} has no measurement of these backbones on {name}")
+        return
+    print(f"projected: {hours:.1f} h on {name} at most (full step budgets; early stopping shortens it)"
+          + (f", {unmeasured} runs unmeasured and not counted" if unmeasured else ""))
 
 
 def cmd_results(args) -> int:
@@ -280,6 +299,9 @@ def register(sub) -> None:
     add_grid_options(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     p.add_argument("--compile", action="store_true", help="torch.compile each model (speed only; CUDA)")
+    p.add_argument("--deadline", type=float, metavar="SECONDS",
+                   help="start no group that would end past SECONDS from now (judged by the group before); "
+                        "finish the one in flight and exit cleanly")
     add_execution_options(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("results", help="rebuild results/runs.csv|parquet from the records; "

@@ -28,53 +28,12 @@ its module directly.
 from __future__ import annotations
 
 import copy
-from functools import lru_cache
 
 import torch
 import torch.nn as nn
 
-from backbone_bench import paths
-
 #: How the engine fuses; speed measurements of another form do not choose this one's options.
 FUSION = "channels"
-#: Fused images/s per backbone and speed option, measured on a GPU (train_throughput.py --variants).
-VARIANTS_CSV = paths.REPO_ROOT / "results" / "benchmarks" / "train_throughput_gpu_variants.csv"
-MIN_GAIN = 1.05  # an option is used only where it measured at least this much faster than the plain stack
-
-
-def speed_options(backbone: str, device_type: str, compile_model: bool = False) -> dict:
-    """How a group of ``backbone`` runs on this device: torch.compile and channels-last where the
-    committed GPU measurement of this fusion found them at least MIN_GAIN faster for this backbone
-    (``compile_model``, the --compile flag, picks among compiled variants). Unmeasured, a GPU stack
-    is laid out channels-last as a solo network is. Speed only: every option computes the same function."""
-    plain = dict(compiled=compile_model, channels_last=device_type == "cuda", speed_from="default")
-    measured = _measured().get(backbone, {}) if device_type == "cuda" else {}
-    base = measured.get((False, False))
-    candidates = {k: v for k, v in measured.items() if k[0] or not compile_model}
-    if base is None or not candidates:
-        return plain
-    (compiled, channels_last), rate = max(candidates.items(), key=lambda kv: kv[1])
-    source = f"measured ({VARIANTS_CSV.name})"
-    if rate < MIN_GAIN * base and not compile_model:
-        return dict(plain, channels_last=False, speed_from=source)  # no option paid enough
-    return dict(compiled=compiled, channels_last=channels_last, speed_from=source)
-
-
-@lru_cache(maxsize=1)
-def _measured() -> dict:
-    """{backbone: {(compiled, channels_last): fused images/s}} of the committed measurement of this
-    fusion, if any (rows without a ``fusion`` column measured the vmap engine)."""
-    if not VARIANTS_CSV.exists():
-        return {}
-    import pandas as pd
-
-    table = pd.read_csv(VARIANTS_CSV)
-    if "fusion" not in table:
-        return {}
-    out: dict = {}
-    for r in table[(table["status"] == "ok") & (table["fusion"] == FUSION)].itertuples():
-        out.setdefault(r.backbone, {})[(bool(r.compiled), bool(r.channels_last))] = float(r.fused_images_per_s)
-    return out
 
 
 class Stack:
@@ -88,7 +47,9 @@ class Stack:
         #: how the members run, as records say: one network, side by side, or one after another
         self.how = "solo" if self.direct else FUSION if self.fused is not None else "sequential"
         module = self.models[0] if self.fused is None else self.fused
-        if self.direct and next(module.parameters()).is_cuda:  # as solo runs always ran on a GPU
+        # a solo network on a GPU always ran channels-last; on a CPU where the measurement chose it
+        self._solo_nhwc = self.direct and (channels_last or next(module.parameters()).is_cuda)
+        if self._solo_nhwc:
             module.to(memory_format=torch.channels_last)       # (in place: the optimizer keeps its tensors)
         self._module = torch.compile(module) if compile_model else module  # speed only: the same function
         self._starts = [{n: b.clone() for n, b in m.named_buffers() if b.dim() == 0} for m in self.models]
@@ -108,9 +69,9 @@ class Stack:
     def _forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         """x: (members, batch, C, H, W) -> logits (members, batch, classes)."""
         if self.direct:
-            return self._module.train(train)(_layout(x[0], x.is_cuda)).unsqueeze(0)
+            return self._module.train(train)(_layout(x[0], self._solo_nhwc)).unsqueeze(0)
         if self.fused is None:  # members one after another
-            return torch.stack([m.train(train)(_layout(xi, x.is_cuda)) for m, xi in zip(self.models, x)])
+            return torch.stack([m.train(train)(_layout(xi, x.is_cuda or self.channels_last)) for m, xi in zip(self.models, x)])
         logits = self._module.train(train)(_layout(_side_by_side(x), self.channels_last))
         return _apart(logits, len(self))
 

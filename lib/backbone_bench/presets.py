@@ -10,6 +10,12 @@ offline  the study's offline edition: the six backbones with weights on these ma
 offline_cpu  what of `offline` a 2-core CPU can finish in under an hour, and the edition this
          repository commits: linear probes for the whole grid (three seeds, all shot levels),
          fine-tuning and scratch twins at 10 shots (one seed), all at 80 px with a CPU step budget.
+cpu      the published edition, the whole design on a 2-core CPU: the six offline backbones, the six
+         datasets, fine-tune + linear probe at 10 / 100 / 1000 shots and scratch twins at 10 / 100
+         (the budget's one cut), three seeds everywhere, at 96 px (the highest resolution whose grid fits ~15 hours of sweep at the
+         measured CPU path: results/benchmarks/train_throughput_cpu_path.csv); one learning rate per
+         gradient mode (results/benchmarks/lr_pilot.csv), validation capped at 500 images, test at
+         2,000 (only CIFAR-10 has more), the probe's C grid wide and self-extending.
 full     the `lightweight` panel (needs Hub access for its weights), same grid as offline.
 """
 from __future__ import annotations
@@ -23,6 +29,9 @@ from backbone_bench.recipe import MODES, Recipe
 # The metric is balanced accuracy, so the linear probe fits a class-balanced objective. For the
 # gradient modes the choice was measured (benchmarks/class_weighting.py, see methods).
 CLASS_WEIGHT_BY_MODE = {"linear_probe": "balanced"}
+#: The probe's inverse-L2 grid: wide enough that validation's choice is interior (the audit found the
+#: old grid's 0.1 chosen by 60-71 % of probes), and allowed to grow two decades past either edge.
+PROBE_CS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 STUDY_DATASETS = ("cifar10", "uc_merced", "brain_tumor_mri", "galaxy_zoo1", "breastmnist", "pneumoniamnist")
 
 
@@ -41,12 +50,15 @@ class Preset:
     shots_by_mode: dict = field(default_factory=dict)    # narrower shot levels for some modes
     seeds_by_mode: dict = field(default_factory=dict)    # fewer seeds for some modes
     class_weight_by_mode: dict = field(default_factory=lambda: dict(CLASS_WEIGHT_BY_MODE))
+    eval_passes: int = 0       # >0: validate this many times per run (eval_every = steps / eval_passes)
+    shots_first: bool = False  # sweep probes first, then by shot level (a partial edition answers 10 shots first)
     note: str = ""
 
     def recipe_for(self, mode: str, shots: int) -> Recipe:
         steps = self.steps_by_shots.get(shots) or self.steps_by_shots[max(k for k in self.steps_by_shots if k <= shots)]
+        every = max(1, steps // self.eval_passes) if self.eval_passes else self.recipe.eval_every
         return replace(self.recipe, steps=steps, lrs=tuple(self.lrs_by_mode.get(mode, self.recipe.lrs)),
-                       class_weight=self.class_weight_by_mode.get(mode, "none"))
+                       class_weight=self.class_weight_by_mode.get(mode, "none"), eval_every=every)
 
 
 OFFLINE = Preset(
@@ -74,6 +86,17 @@ PRESETS = {
         note="CPU edition: 80 px; fine-tuning and scratch at 10 shots with one seed and one learning rate "
              "(60 steps of 32 images); linear probes for every shot level and three seeds; validation and test "
              "capped at 500 images each. The `offline` preset (224 px, three seeds throughout) needs a GPU."),
+    "cpu": Preset(
+        name="cpu", datasets=STUDY_DATASETS, backbones=panel("offline"), shots=(10, 100, 1000), modes=MODES,
+        seeds=(0, 1, 2), resolution=96,
+        recipe=Recipe(batch_size=32, patience=4, eval_limit=500, test_limit=2000, bn_reestimate_images=128,
+                      probe_cs=PROBE_CS, probe_extend=2),
+        steps_by_shots={10: 150, 100: 300, 1000: 600}, eval_passes=10, shots_first=True,
+        lrs_by_mode={"finetune": (1e-3,), "scratch": (3e-3,)},
+        shots_by_mode={"scratch": (10, 100)},  # the budget's cut: scratch twins at 1000 shots (least informative)
+        note="CPU edition: 96 px, three seeds; fine-tuning and linear probes at 10, 100 and 1000 images per class, "
+             "scratch twins at 10 and 100; 150 / 300 / 600 steps of 32 images with one learning rate per mode; "
+             "validation capped at 500 images, test at 2,000."),
     "full": replace(OFFLINE, name="full", backbones=panel("lightweight")),  # the same study, wider panel
 }
 

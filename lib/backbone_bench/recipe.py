@@ -27,12 +27,23 @@ class Recipe:
     eval_batch: int = 256
     eval_limit: int = 0                   # >0: validate and test on this many images (seeded draw); 0 = all
     class_weight: str = "none"            # "balanced": weight classes by inverse training frequency
+    test_limit: int | None = None         # test's own cap (0 = all); None: eval_limit caps test too
+    probe_extend: int = 0                 # decades the probe's C grid may grow past an edge validation picked
+
+    @property
+    def test_cap(self) -> int:
+        return self.eval_limit if self.test_limit is None else self.test_limit
 
     def as_dict(self) -> dict:
         """The recipe as stored in a run's config (and hashed into its key). An option added after
         the first records were made is left out while it has its neutral value, so the runs it does
         not change keep their keys; set, it enters the key."""
         d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-        if d["class_weight"] == "none":
-            del d["class_weight"]
+        for name, neutral in NEUTRAL.items():
+            if d[name] == neutral:
+                del d[name]
         return d
+
+
+#: Options added after the first records, left out of a config (and its key) at these values.
+NEUTRAL = dict(class_weight="none", test_limit=None, probe_extend=0)

@@ -139,8 +139,16 @@ def outdated(record: dict) -> bool:
     return gradient(record["config"]) and record.get("engine", 1) < ENGINE
 
 
+#: Failures that are the run's answer (it diverged, did not fit, had no weights): rerunning the same
+#: config gives the same. An ``error`` (anything else: a bug, a killed worker, a full disk) is not.
+FINAL_FAILURES = ("diverged", "oom", "unavailable")
+
+
 def done_keys(results: Path | None = None, include_failed: bool = True) -> set[str]:
-    return {r["key"] for r in read_records(results) if (include_failed or r["status"] == "ok") and not outdated(r)}
+    """Keys of runs that need no rerun: ``ok`` ones, and (``include_failed``) final failures; an
+    ``error`` record is retried by the next sweep."""
+    final = ("ok",) + (FINAL_FAILURES if include_failed else ())
+    return {r["key"] for r in read_records(results) if r["status"] in final and not outdated(r)}
 
 
 def read_arrays(key: str, results: Path | None = None) -> dict:

@@ -83,19 +83,29 @@ def _weights_text(p) -> str:
 
 def write_recipe_page(root: Path) -> Path:
     """book/generated/presets.md: every preset's grid and recipe, straight from presets.py."""
-    lines = ["| preset | datasets | backbones | shots | modes | seeds | px | steps by shots | learning rates | class weight |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    from dataclasses import fields
+
+    from backbone_bench.recipe import Recipe
+
+    lines = ["| preset | datasets | backbones | shots | modes | seeds | narrower for | px | steps by shots | "
+             "learning rates | class weight |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in PRESETS.values():
+        narrower = "; ".join([f"{m}: shots {', '.join(map(str, v))}" for m, v in p.shots_by_mode.items()]
+                             + [f"{m}: seeds {', '.join(map(str, v))}" for m, v in p.seeds_by_mode.items()]) or "-"
         lines.append(f"| `{p.name}` | {', '.join(p.datasets)} | {', '.join(p.backbones)} | "
                      f"{', '.join(map(str, p.shots))} | {', '.join(p.modes)} | {', '.join(map(str, p.seeds))} | "
-                     f"{p.resolution} | {', '.join(f'{k}: {v}' for k, v in p.steps_by_shots.items())} | "
+                     f"{narrower} | {p.resolution} | {', '.join(f'{k}: {v}' for k, v in p.steps_by_shots.items())} | "
                      f"{'; '.join(f'{m}: {v}' for m, v in p.lrs_by_mode.items())} | {_weights_text(p)} |")
-    lines += ["", "Recipe fields shared by the runs of each preset (``Recipe`` in `lib/backbone_bench/recipe.py`):", "",
-              "| preset | " + " | ".join(k for k in PRESETS["offline"].recipe.as_dict() if k not in ("steps", "lrs")) + " |",
-              "|---" * (len(PRESETS["offline"].recipe.as_dict()) - 1) + "|"]
+    names = [f.name for f in fields(Recipe) if f.name not in ("steps", "lrs", "class_weight")]
+    lines += ["", "Recipe fields shared by the runs of each preset (``Recipe`` in `lib/backbone_bench/recipe.py`; "
+              "a preset with validation passes per run sets `eval_every` per shot level):", "",
+              "| preset | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for p in PRESETS.values():
-        values = [v for k, v in p.recipe.as_dict().items() if k not in ("steps", "lrs")]
-        lines.append(f"| `{p.name}` | " + " | ".join(str(v) for v in values) + " |")
+        values = [getattr(p.recipe, k) for k in names]
+        if p.eval_passes:
+            values[names.index("eval_every")] = f"steps / {p.eval_passes}"
+        lines.append(f"| `{p.name}` | " + " | ".join("-" if v is None else str(list(v) if isinstance(v, tuple) else v)
+                                                      for v in values) + " |")
     path = root / "book" / "generated" / "presets.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

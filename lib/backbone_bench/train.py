@@ -60,10 +60,11 @@ class Fit:
     fusion: str = "solo"   # how they ran together (fused.Stack.how)
 
 
-def autocast(device: torch.device):
+def autocast(device: torch.device, bf16: bool | None = None):
+    """bf16 autocast: always on a GPU; on a CPU where ``bf16`` (speed.speed_options chose it)."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(bf16))
 
 
 def _score(probs, labels, num_classes):
@@ -106,10 +107,11 @@ class OutOfMemory(RuntimeError):
 
 
 def fit_runs(members: list, val: Split, test: Split, recipe: Recipe, num_classes: int, device, micro_batch: int,
-             progress=None, compile_model: bool = False, channels_last: bool = False) -> dict:
+             progress=None, compile_model: bool = False, channels_last: bool = False, bf16: bool = False) -> dict:
     """Train the members as one fused group, then per run: validation picks the learning rate and
     checkpoint, and the chosen checkpoint meets the test split once. Returns {run: Fit | exception}."""
-    trained = train_group(members, val, recipe, num_classes, device, micro_batch, progress, compile_model, channels_last)
+    trained = train_group(members, val, recipe, num_classes, device, micro_batch, progress, compile_model, channels_last,
+                          bf16)
     by_run: dict = {}
     for t in trained:
         by_run.setdefault(t.member.run, []).append(t)
@@ -124,7 +126,7 @@ def fit_runs(members: list, val: Split, test: Split, recipe: Recipe, num_classes
         runs = list(chosen)
         models = [chosen[r].model for r in runs]
         norms = [(chosen[r].member.mean, chosen[r].member.std) for r in runs]
-        test_probs = predict_group(models, test, norms, recipe.eval_batch, device)  # the one test evaluation
+        test_probs = predict_group(models, test, norms, recipe.eval_batch, device, bf16)  # the one test evaluation
         for i, run in enumerate(runs):
             ts, best = by_run[run], chosen[run]
             candidates = {t.member.lr: dict(val_score=t.key[0], val_nll=-t.key[1], step=t.step) for t in ts}
@@ -136,12 +138,12 @@ def fit_runs(members: list, val: Split, test: Split, recipe: Recipe, num_classes
 
 
 def train_group(members: list, val: Split, recipe: Recipe, num_classes: int, device, micro_batch: int,
-                progress=None, compile_model: bool = False, channels_last: bool = False) -> list:
+                progress=None, compile_model: bool = False, channels_last: bool = False, bf16: bool = False) -> list:
     """Train members together; a group too large for the device (out of memory, or a fused layer
     cuDNN has no kernel for) is split in halves, and a lone member out of memory halves its
     micro-batch (same effective batch, accumulated) down to 1 before it is recorded ``oom``.
-    ``compile_model`` and ``channels_last`` change speed only (fused.Stack)."""
-    speed = (compile_model, channels_last)
+    ``compile_model``, ``channels_last`` and ``bf16`` change speed only (speed.py)."""
+    speed = (compile_model, channels_last, bf16)
     try:
         return _train_together(members, val, recipe, num_classes, device, micro_batch, progress, *speed)
     except RuntimeError as err:
@@ -166,7 +168,7 @@ CUDNN_LIMITS = ("unable to find an engine", "CUDNN_STATUS_NOT_SUPPORTED")
 
 
 def _train_together(members, val, recipe, num_classes, device, micro_batch, progress, compile_model,
-                    channels_last) -> list:
+                    channels_last, bf16) -> list:
     from timm.optim import create_optimizer_v2
     from timm.scheduler import CosineLRScheduler
 
@@ -204,7 +206,7 @@ def _train_together(members, val, recipe, num_classes, device, micro_batch, prog
                                                            recipe.crop_scale, flip=members[i].flip,
                                                            generator=batches[i].generator),
                                        members[i].mean, members[i].std) for i, part in zip(active, parts)])
-            with autocast(device):
+            with autocast(device, bf16):
                 logits = stack.train_forward(x)
             loss = torch.stack([F.cross_entropy(logits[j].to(real), members[i].train.labels[part], weight=weights[i],
                                                 label_smoothing=recipe.label_smoothing)
@@ -232,7 +234,8 @@ def _train_together(members, val, recipe, num_classes, device, micro_batch, prog
         if progress is not None:
             progress(len(active))
         if (step + 1) % recipe.eval_every == 0 or step + 1 == recipe.steps:
-            probs = _predict(stack, val, [(members[i].mean, members[i].std) for i in active], recipe.eval_batch, device)
+            probs = _predict(stack, val, [(members[i].mean, members[i].std) for i in active], recipe.eval_batch, device,
+                             bf16)
             for j, i in enumerate(active):
                 if i in leaving:
                     continue
@@ -285,7 +288,7 @@ def _class_weight(train: Split, recipe: Recipe, num_classes: int, device):
 
 
 @torch.no_grad()
-def _predict(stack: Stack, split: Split, norms: list, batch: int, device) -> list:
+def _predict(stack: Stack, split: Split, norms: list, batch: int, device, bf16: bool = False) -> list:
     """Softmax probabilities of every member of the stack on one split (members may normalise differently)."""
     shared = len(set(norms)) == 1
     # ``batch`` images per member-forward, as a solo evaluation: a stack of 12 at 512 each made
@@ -298,53 +301,73 @@ def _predict(stack: Stack, split: Split, norms: list, batch: int, device) -> lis
             x = normalize(images, *norms[0])
         else:
             x = torch.stack([normalize(images, mean, std) for mean, std in norms])
-        with autocast(device):
+        with autocast(device, bf16):
             logits = stack.eval_forward(x, shared)
-        out.append(torch.softmax(logits.to(torch.get_default_dtype()), -1).cpu())
-    return list(torch.cat(out, 1).numpy())
+        out.append(torch.softmax(logits.to(torch.get_default_dtype()), -1))
+    return list(torch.cat(out, 1).cpu().numpy())  # one host transfer per pass, not one per batch
 
 
-def predict_group(models: list, split: Split, norms: list, batch: int, device) -> list:
+def predict_group(models: list, split: Split, norms: list, batch: int, device, bf16: bool = False) -> list:
     """Probabilities of each model on one split, the models evaluated as one stack."""
-    return _predict(Stack(models), split, norms, batch, device)
+    return _predict(Stack(models), split, norms, batch, device, bf16)
 
 
 @torch.no_grad()
-def extract_features(model, split: Split, mean, std, batch, device) -> np.ndarray:
+def extract_features(model, split: Split, mean, std, batch, device, bf16: bool = False) -> np.ndarray:
     model.eval()
     out = []
     for start in range(0, len(split.images), batch):
         x = normalize(resize(split.images[start:start + batch], split.size), mean, std)
-        with autocast(device):
-            out.append(model(x).float().cpu())
-    return torch.cat(out).numpy()
+        with autocast(device, bf16):
+            out.append(model(x).float())
+    return torch.cat(out).cpu().numpy()
 
 
 def linear_probe(feats: dict, labels: dict, recipe: Recipe, num_classes: int, seed: int, extract_seconds: float) -> Fit:
-    """A logistic-regression head on frozen features, one per C of the grid; validation picks C.
+    """A logistic-regression head on standardised frozen features, one per C of the grid;
+    validation picks C. Where it picks an edge of the grid, the grid grows a decade at a time past
+    that edge (up to ``recipe.probe_extend`` decades) until validation's choice is interior; the
+    record says how far it grew and whether the choice still sits on an edge.
 
     ``feats`` and ``labels`` map "train", "val", "test" to arrays (features come from the
-    frozen backbone, extracted once; see sweep.FeatureCache)."""
+    frozen backbone, extracted once; see features.FeatureCache)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     start = time.perf_counter()
-    scaler = StandardScaler().fit(feats["train"])
+    scaler = StandardScaler().fit(feats["train"])  # fitted on the training subset only
     feats = {k: scaler.transform(v) for k, v in feats.items()}
-    best, candidates = None, {}
-    for c in recipe.probe_cs:
-        balanced = "balanced" if recipe.class_weight == "balanced" else None
+    balanced = "balanced" if recipe.class_weight == "balanced" else None
+    heads, candidates = {}, {}
+
+    def fit(c):
         head = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight=balanced).fit(
             feats["train"], labels["train"])
-        probs = _full_probs(head, feats["val"], num_classes)
-        key, _ = _score(probs, labels["val"], num_classes)
-        candidates[c] = dict(val_score=key[0], val_nll=-key[1])
-        if best is None or key > best[0]:
-            best = (key, c, head)
-    _, c, head = best
+        key, _ = _score(_full_probs(head, feats["val"], num_classes), labels["val"], num_classes)
+        heads[c], candidates[c] = (key, head), dict(val_score=key[0], val_nll=-key[1])
+
+    for c in recipe.probe_cs:
+        fit(c)
+    grown = 0
+    while True:
+        # max keeps the first of equal keys: the grid's order, then the extensions'
+        c = max(heads, key=lambda c: heads[c][0])
+        low, high = min(heads), max(heads)
+        if c not in (low, high) or grown >= recipe.probe_extend or len(heads) < 2:
+            break
+        fit(_decade(c, -1 if c == low else 1))
+        grown += 1
+    key, head = heads[c]
+    chosen = dict(C=c, candidates=candidates)
+    if recipe.probe_extend:
+        chosen |= dict(grid_extended=grown, at_edge=c in (min(heads), max(heads)))
     return Fit(_full_probs(head, feats["val"], num_classes), _full_probs(head, feats["test"], num_classes),
-               dict(C=c, candidates=candidates), [], extract_seconds + time.perf_counter() - start,
-               len(labels["train"]))
+               chosen, [], extract_seconds + time.perf_counter() - start, len(labels["train"]))
+
+
+def _decade(c: float, direction: int) -> float:
+    """C a decade further out, rounded so that grids written as 1e-4 and grown ones compare equal."""
+    return float(f"{c * 10.0 ** direction:.6g}")
 
 
 def _full_probs(head, feats, num_classes) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 import warnings
@@ -157,7 +158,7 @@ def _build(spec, source, where, key, folder, on_corrupt, progress) -> None:
     duplicates["byte_identical_groups"] = dedup.deduplicate(byte_hashes, labels, splits, names)[1]["groups"]
     kept = [images[i] for i in keep]
     near = dedup.near_duplicates(*dedup.signatures(kept))
-    tmp = folder.with_name(folder.name + ".tmp")
+    tmp = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")  # one per process: two may prepare at once
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     np.save(tmp / "images.npy", np.stack(kept))
@@ -170,6 +171,10 @@ def _build(spec, source, where, key, folder, on_corrupt, progress) -> None:
                 names=[names[i] for i in keep], storage_size=spec.storage_size, channels=spec.channels,
                 prepare_seconds=round(time.perf_counter() - start, 2), prepare_version=PREPARE_VERSION)
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)  # the cache entry appears whole or not at all
+    if folder.exists() and not (folder / "meta.json").exists():
+        shutil.rmtree(folder, ignore_errors=True)  # an entry left incomplete by an older version
+    try:
+        tmp.rename(folder)  # the cache entry appears whole or not at all
+    except OSError:  # another process finished the same entry first: the same content, keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
 

@@ -42,27 +42,38 @@ class Claims:
             self.done(key)
 
 
-def _here(plan, device: str, compile_model: bool, claims: Claims, bar):
-    """Groups run one after another in this process, each claimed just before it runs."""
+def _here(plan, device: str, compile_model: bool, claims: Claims, bar, deadline: float | None = None):
+    """Groups run one after another in this process, each claimed just before it runs; with a
+    ``deadline`` (seconds from now), none starts that the group before says would end past it."""
     from backbone_bench.environment import environment, pick_device
     from backbone_bench.sweep.run import run_configs
 
     dev = pick_device(device)
     env = environment(dev)
+    start, took = time.perf_counter(), {}  # seconds of the last group of each kind (gradient or not, shots)
     for group in plan.groups(dev.type):
+        kind = (store.gradient(group[0]), group[0]["shots"])
+        last = took.get(kind, max(took.values(), default=0.0))
+        if deadline is not None and time.perf_counter() - start + last > deadline:
+            tqdm.write(f"deadline: {deadline:.0f} s would pass during the next group "
+                       f"(the last took {last:.0f} s); stopping cleanly, the same command resumes")
+            return
+        began = time.perf_counter()
         mine = claims.take(group)
         if mine:
             c = mine[0]
             modes = "+".join(dict.fromkeys(x["mode"] for x in mine))
             bar.set_postfix_str(f"{c['dataset']} {c['shots']}-shot {c['backbone']} {modes} x{len(mine)}")
             yield run_configs(mine, plan.preset, dev, env, compile_model)
+            took[kind] = time.perf_counter() - began
 
 
 def execute(plan, device: str = "auto", results=None, progress: bool = True, compile_model: bool = False,
-            workers: int = 1, scheduler: str | None = None, cluster=None) -> dict:
+            workers: int = 1, scheduler: str | None = None, cluster=None, deadline: float | None = None) -> dict:
     """Run every planned group, recording each run's outcome. Returns counts by status.
 
-    ``workers`` > 1, a ``scheduler`` address or a dask ``cluster`` run the groups as Dask tasks."""
+    ``workers`` > 1, a ``scheduler`` address or a dask ``cluster`` run the groups as Dask tasks;
+    ``deadline`` (seconds, here only) stops before a group that would not finish in time."""
     distributed = workers > 1 or scheduler or cluster is not None
     counts: dict[str, int] = {}
     bar = tqdm(total=len(plan.configs), desc=plan.label or f"sweep {plan.preset}", unit="run", disable=not progress)
@@ -74,7 +85,7 @@ def execute(plan, device: str = "auto", results=None, progress: bool = True, com
 
             outcomes = run_distributed(plan, device, compile_model, workers, scheduler, cluster, claims, bar)
         else:
-            outcomes = _here(plan, device, compile_model, claims, bar)
+            outcomes = _here(plan, device, compile_model, claims, bar, deadline)
         for group in outcomes:
             for record, arrays in group:
                 store.write_record(record, arrays, results)

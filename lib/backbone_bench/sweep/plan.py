@@ -72,6 +72,8 @@ def build_plan(preset: str, datasets=None, backbones=None, shots=None, modes=Non
             skipped_done += 1
         else:
             configs.append(config)
+    if p.shots_first:  # stable: datasets, backbones, modes and seeds keep their order within a level
+        configs.sort(key=lambda c: (c["mode"] != "linear_probe", c["shots"]))
     return Plan(preset, configs, skipped_done, skipped_same, group_members=group_members)
 
 

@@ -21,10 +21,10 @@ from backbone_bench.data.prepare import prepare
 from backbone_bench.data.registry import get_dataset
 from backbone_bench.data.splits import load_splits
 from backbone_bench.errors import WeightsUnavailableError
-from backbone_bench.fused import speed_options
+from backbone_bench.features import FEATURES
 from backbone_bench.metrics import classification_metrics, collapsed
-from backbone_bench.train import (Diverged, Member, OutOfMemory, Recipe, Split, extract_features, fit_runs,
-                                  linear_probe)
+from backbone_bench.speed import precision, speed_options
+from backbone_bench.train import Diverged, Member, OutOfMemory, Recipe, Split, fit_runs, linear_probe
 
 FAILURES = ((WeightsUnavailableError, "unavailable"), (Diverged, "diverged"), (OutOfMemory, "oom"))
 
@@ -36,38 +36,6 @@ def _to_device(prepared, index, resolution, device) -> Split:
     return Split(resize(images, min(resolution, images.shape[-1])), labels, resolution)
 
 
-class FeatureCache:
-    """Frozen-backbone features per (weights, data, resolution), computed once per image.
-
-    Linear probes of every shot level and seed share one extraction; the val and test
-    features are computed once per backbone and dataset, not once per run.
-    """
-
-    def __init__(self, max_entries: int = 8):
-        self.entries: dict = {}
-        self.max_entries = max_entries
-
-    def get(self, weights, prepared, index: np.ndarray, split: Split, batch: int, device) -> np.ndarray:
-        key = (weights.backbone, weights.provenance, weights.sha256, prepared.key, split.size)
-        if key not in self.entries:
-            if len(self.entries) >= self.max_entries:
-                self.entries.pop(next(iter(self.entries)))
-            model = create_model(weights, resolution=split.size).to(device)
-            model.reset_classifier(0)  # the network now returns pooled features
-            self.entries[key] = dict(model=model, rows={})
-        entry = self.entries[key]
-        missing = np.asarray([i for i in index.tolist() if i not in entry["rows"]], dtype=np.int64)
-        if len(missing):
-            position = {i: p for p, i in enumerate(index.tolist())}
-            sub = Split(split.images[[position[i] for i in missing.tolist()]], split.labels[:0], split.size)
-            feats = extract_features(entry["model"], sub, weights.mean, weights.std, batch, device)
-            entry["rows"].update(zip(missing.tolist(), feats))
-        return np.stack([entry["rows"][i] for i in index.tolist()])
-
-
-FEATURES = FeatureCache()
-
-
 class _Data:
     """A dataset's splits on the device for one group: val and test once, a training subset per seed."""
 
@@ -77,10 +45,10 @@ class _Data:
         self.splits = load_splits(self.prepared)
         self.resolution, self.device, self.shots = config["resolution"], device, config["shots"]
         self.index = dict(val=self.splits.val, test=self.splits.test)
-        if recipe.eval_limit:  # a preset's cap on evaluation cost, recorded in its config: a fixed seeded draw
-            for part in ("val", "test"):
-                if len(self.index[part]) > recipe.eval_limit:
-                    self.index[part] = np.sort(np.random.default_rng(0).permutation(self.index[part])[: recipe.eval_limit])
+        # a preset's caps on evaluation cost, recorded in its config: fixed seeded draws
+        for part, limit in (("val", recipe.eval_limit), ("test", recipe.test_cap)):
+            if limit and len(self.index[part]) > limit:
+                self.index[part] = np.sort(np.random.default_rng(0).permutation(self.index[part])[:limit])
         self.split = {k: _to_device(self.prepared, v, self.resolution, device) for k, v in self.index.items()}
         self._train: dict = {}
 
@@ -95,12 +63,12 @@ def _recipe(config: dict) -> Recipe:
     return Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["recipe"].items()})
 
 
-def _probe(config: dict, data: _Data, weights, recipe: Recipe, device):
+def _probe(config: dict, data: _Data, weights, recipe: Recipe, device, bf16: bool):
     start = time.perf_counter()
     train_index, train_split = data.train(config["subset_seed"])
     index = dict(data.index, train=train_index)
     split = dict(data.split, train=train_split)
-    feats = {k: FEATURES.get(weights, data.prepared, index[k], split[k], recipe.eval_batch, device) for k in index}
+    feats = {k: FEATURES.get(weights, data.prepared, index[k], split[k], recipe.eval_batch, device, bf16) for k in index}
     labels = {k: data.prepared.labels[v].astype(np.int64) for k, v in index.items()}
     return linear_probe(feats, labels, recipe, data.spec.num_classes, config["seed"], time.perf_counter() - start)
 
@@ -116,7 +84,7 @@ def _member_factory(weights, data: _Data, train: Split, recipe: Recipe, device):
 
 
 def run_group(configs: list, device: torch.device, progress=None, compile_model: bool = False,
-              channels_last: bool = False) -> list:
+              channels_last: bool = False, bf16: bool = False) -> list:
     """Train and evaluate a group; returns, per config, (record fields, arrays) or the exception."""
     recipe = _recipe(configs[0])
     data = _Data(configs[0], recipe, device)
@@ -128,7 +96,7 @@ def run_group(configs: list, device: torch.device, progress=None, compile_model:
             outcomes[n] = err
             continue
         if config["mode"] == "linear_probe":
-            outcomes[n] = _probe(config, data, weights[n], recipe, device)
+            outcomes[n] = _probe(config, data, weights[n], recipe, device, bf16)
             continue
         _, train = data.train(config["subset_seed"])
         factory = _member_factory(weights[n], data, train, recipe, device)
@@ -136,7 +104,7 @@ def run_group(configs: list, device: torch.device, progress=None, compile_model:
                     for lr in config["recipe"]["lrs"]]
     if members:
         outcomes |= fit_runs(members, data.split["val"], data.split["test"], recipe, data.spec.num_classes, device,
-                             recipe.batch_size, progress, compile_model, channels_last)
+                             recipe.batch_size, progress, compile_model, channels_last, bf16)
     return [_fields(configs[n], outcomes[n], weights.get(n), data) for n in range(len(configs))]
 
 
@@ -163,9 +131,10 @@ def _fields(config: dict, fit, weights, data: _Data):
     return record, arrays
 
 
-def record_base(config: dict, preset: str, env: dict, compile_model: bool = False) -> dict:
+def record_base(config: dict, preset: str, env: dict, compile_model: bool = False, precision: str | None = None) -> dict:
     """What every record says about its run, whatever its outcome."""
-    base = dict(key=store.config_key(config), config=config, preset=preset, environment=env | dict(compiled=compile_model))
+    env = env | dict(compiled=compile_model) | (dict(precision=precision) if precision else {})
+    base = dict(key=store.config_key(config), config=config, preset=preset, environment=env)
     if store.gradient(config):
         base["engine"] = store.ENGINE
     return base
@@ -182,23 +151,24 @@ def run_configs(configs: list, preset: str, device: torch.device, env: dict, com
                 progress=None) -> list:
     """A group to [(record, arrays)], one per config: every failure becomes a record with its reason."""
     start = time.perf_counter()
-    speed = speed_options(configs[0]["backbone"], device.type, compile_model) if any(map(store.gradient, configs)) \
-        else dict(compiled=compile_model, channels_last=False)  # probes: nothing to stack
+    speed = speed_options(configs[0]["backbone"], device, compile_model)
+    if not any(map(store.gradient, configs)):  # probes: one frozen network, nothing to stack or compile
+        speed = dict(speed, compiled=compile_model, channels_last=False)
     try:
-        outcomes = run_group(configs, device, progress, speed["compiled"], speed["channels_last"])
+        outcomes = run_group(configs, device, progress, speed["compiled"], speed["channels_last"], speed["bf16"])
         tb = None
     except Exception as err:  # the whole group failed (e.g. its data): each run records why
         outcomes, tb = [err] * len(configs), traceback.format_exc(limit=6)
     finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
     out = []
     for config, outcome in zip(configs, outcomes):
-        base = record_base(config, preset, env, speed["compiled"])
+        base = record_base(config, preset, env, speed["compiled"], precision(speed, device))
         if isinstance(outcome, BaseException):
             record, arrays = failure_record(base, outcome, tb), None
         else:
             record, arrays = base | dict(status="ok") | outcome[0], outcome[1]
         if store.gradient(config):  # how the stack ran (speed only), beside the group size
-            record["fused"] = record.get("fused", {}) | {k: v for k, v in speed.items() if k != "compiled"}
+            record["fused"] = record.get("fused", {}) | {k: v for k, v in speed.items() if k not in ("compiled", "bf16")}
         record.setdefault("timing", {})["total_seconds"] = round(time.perf_counter() - start, 3)
         record["finished_at"] = finished
         out.append((record, arrays))

@@ -1,0 +1,164 @@
+"""The CPU speed path: chosen by the committed measurement, and computing what the plain path computes.
+
+Images: a small real subset (uc_merced, the committed splits) for the bf16-vs-fp32 run; random
+tensors for the layout check; generated features for the probe grid.
+"""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from backbone_bench import speed, store, sweep, train
+from backbone_bench.backbones import create_model, scratch_twin
+from backbone_bench.environment import device_name
+from backbone_bench.fused import Stack
+from backbone_bench.recipe import Recipe
+from conftest import requires_mirror
+
+
+def _variants_csv(path, device, rows):
+    import pandas as pd
+
+    pd.DataFrame([dict(backbone=b, device=device, precision="bf16-autocast" if bf16 else "fp32", channels_last=cl,
+                       compiled=compiled, images_per_s=rate, status="ok") for b, cl, bf16, compiled, rate in rows]
+                 ).to_csv(path, index=False)
+
+
+def test_speed_options_follow_the_committed_gpu_measurement_of_this_fusion(tmp_path, monkeypatch):
+    from backbone_bench import fused
+
+    monkeypatch.setattr(speed, "CPU_VARIANTS_CSV", tmp_path / "none.csv")
+    csv = tmp_path / "variants.csv"
+    rows = ("a,plain,False,False,1000,ok\na,channels_last,False,True,1300,ok\na,compile,True,False,1200,ok\n"
+            "a,compile+channels_last,True,True,,error\n"
+            "b,plain,False,False,1000,ok\nb,channels_last,False,True,1030,ok\nb,compile,True,False,1040,ok\n")
+    monkeypatch.setattr(speed, "VARIANTS_CSV", csv)
+    try:
+        csv.write_text("backbone,variant,compiled,channels_last,fused_images_per_s,status\n" + rows)
+        speed._gpu_measured.cache_clear()  # measured before fusions were named: the vmap engine's, not used
+        assert speed.speed_options("a", "cuda") == dict(compiled=False, channels_last=True, bf16=True, speed_from="default")
+        csv.write_text("backbone,variant,compiled,channels_last,fused_images_per_s,status,fusion\n"
+                       + rows.replace("\n", f",{fused.FUSION}\n") + "c,plain,False,False,1000,ok,vmap\n")
+        speed._gpu_measured.cache_clear()
+        assert speed.speed_options("a", "cuda") == dict(compiled=False, channels_last=True, bf16=True, speed_from="measured (variants.csv)")
+        assert speed.speed_options("a", "cuda", compile_model=True)["compiled"] is True  # --compile: the best compiled one
+        assert speed.speed_options("b", "cuda") == dict(compiled=False, channels_last=False, bf16=True,
+                                                        speed_from="measured (variants.csv)")  # under 5 % faster
+        assert speed.speed_options("c", "cuda")["speed_from"] == "default"  # another fusion's measurement
+        speed._cpu_measured.cache_clear()  # a CPU nobody measured: fp32 in the default layout
+        assert speed.speed_options("a", "cpu") == dict(compiled=False, channels_last=False, bf16=False, speed_from="default")
+    finally:
+        speed._gpu_measured.cache_clear()
+
+
+def test_cpu_speed_options_follow_the_committed_measurement_of_this_cpu(tmp_path, monkeypatch):
+    here = device_name(torch.device("cpu"))
+    csv = tmp_path / "cpu_variants.csv"
+    monkeypatch.setattr(speed, "CPU_VARIANTS_CSV", csv)
+    _variants_csv(csv, here, [("a", False, False, False, 100), ("a", True, False, False, 130), ("a", True, True, False, 170),
+                              ("a", True, True, True, 400),  # compiled: only on request (compile time not amortised)
+                              ("b", False, False, False, 100), ("b", True, False, False, 103)])  # under MIN_GAIN
+    _variants_csv(tmp_path / "other.csv", "CPU Other x64 threads", [])
+    for native in (True, False):
+        speed._cpu_measured.cache_clear()
+        monkeypatch.setattr(speed, "native_bf16", lambda: native)
+        got = speed.speed_options("a", "cpu")
+        assert (got["channels_last"], got["bf16"], got["compiled"]) == ((True, True, False) if native else (True, False, False))
+        assert got["speed_from"] == "measured (cpu_variants.csv)"
+    speed._cpu_measured.cache_clear()
+    monkeypatch.setattr(speed, "native_bf16", lambda: True)
+    assert speed.speed_options("a", "cpu", compile_model=True)["compiled"] is True
+    assert speed.speed_options("b", "cpu") == dict(compiled=False, channels_last=False, bf16=False,
+                                                   speed_from="measured (cpu_variants.csv)")
+    assert speed.speed_options("c", "cpu")["speed_from"] == "default"      # unmeasured backbone: safe default
+    import backbone_bench.environment as env
+
+    monkeypatch.setattr(env, "device_name", lambda d: "CPU Other x64 threads")
+    speed._cpu_measured.cache_clear()
+    assert speed.speed_options("a", "cpu") == dict(compiled=False, channels_last=False, bf16=False, speed_from="default")
+    speed._cpu_measured.cache_clear()
+
+
+@pytest.mark.parametrize("backbone", ["tf_efficientnet_lite0", "regnetx_002"])
+def test_a_channels_last_solo_network_gives_the_logits_of_nchw_in_fp32(backbone):
+    torch.manual_seed(0)
+    net = create_model(scratch_twin(backbone), 5, 64).eval()
+    x = torch.randn(1, 4, 3, 64, 64)
+    plain, nhwc = Stack([copy.deepcopy(net)]), Stack([copy.deepcopy(net)], channels_last=True)
+    a, b = plain.eval_forward(x, False), nhwc.eval_forward(x, False)
+    assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * a.abs().max().item())
+
+
+@requires_mirror
+def test_a_bf16_cpu_run_scores_within_tolerance_of_the_fp32_run(results, monkeypatch):
+    """Same configs and seeds, once in fp32 and once under bf16 autocast: the stated tolerance is
+    0.05 balanced accuracy on validation and test (a 20-step run on 210 images; seeds alone move it
+    more) and 10 % of validation NLL."""
+    got = {}
+    for bf16 in (False, True):
+        monkeypatch.setattr(sweep.run, "speed_options",
+                            lambda b, d, c=False, bf16=bf16: dict(compiled=False, channels_last=bf16, bf16=bf16,
+                                                                 speed_from="test"))
+        plan = sweep.build_plan("quick", datasets=["uc_merced"], backbones=["tf_efficientnet_lite0"], shots=[10],
+                                seeds=[0], resolution=48, steps=20, modes=["finetune", "linear_probe"])
+        out = sweep.run_configs(plan.configs, "quick", torch.device("cpu"), dict(precision="?"))
+        got[bf16] = {r["config"]["mode"]: r for r, _ in out}
+    for mode in ("finetune", "linear_probe"):
+        fp32, bf16 = got[False][mode], got[True][mode]
+        assert fp32["environment"]["precision"] == "fp32" and bf16["environment"]["precision"] == "bf16-autocast"
+        for split in ("val", "test"):
+            assert abs(fp32["metrics"][split]["balanced_accuracy"] - bf16["metrics"][split]["balanced_accuracy"]) <= 0.05
+        assert abs(fp32["metrics"]["val"]["nll"] - bf16["metrics"]["val"]["nll"]) <= 0.1 * fp32["metrics"]["val"]["nll"]
+    assert got[True]["finetune"]["fused"]["channels_last"] is True
+
+
+def _probe_data(rng, n=400, d=20, noise=3.0):
+    w = rng.normal(size=(d, 3))
+    feats, labels = {}, {}
+    for split in ("train", "val", "test"):
+        x = rng.normal(size=(n, d))
+        feats[split] = x
+        labels[split] = np.argmax(x @ w + noise * rng.normal(size=(n, 3)), 1)
+    return feats, labels
+
+
+def test_the_probe_grid_grows_past_an_edge_until_validation_picks_an_interior_c():
+    feats, labels = _probe_data(np.random.default_rng(0))
+    # a grid of two strong penalties: validation picks its weaker edge, and the grid grows that way
+    fit = train.linear_probe(feats, labels, Recipe(probe_cs=(1e-3, 1e-2), probe_extend=3), 3, 0, 0.0)
+    cs = sorted(float(c) for c in fit.chosen["candidates"])
+    assert fit.chosen["grid_extended"] >= 1 and len(cs) == 2 + fit.chosen["grid_extended"]
+    assert cs[0] < 1e-3 or cs[-1] > 1e-2
+    wide = train.linear_probe(feats, labels, Recipe(probe_cs=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0),
+                                                    probe_extend=2), 3, 0, 0.0)
+    assert wide.chosen["grid_extended"] == 0 and not wide.chosen["at_edge"]  # interior on the wide grid
+    assert fit.chosen["at_edge"] == (fit.chosen["C"] in (cs[0], cs[-1]))
+    if not fit.chosen["at_edge"]:
+        assert cs[0] < fit.chosen["C"] < cs[-1]
+    # no extension allowed: the record says nothing of one, as before (the key's recipe unchanged)
+    old = train.linear_probe(feats, labels, Recipe(probe_cs=(1e-3, 1e-2)), 3, 0, 0.0)
+    assert "grid_extended" not in old.chosen and set(old.chosen["candidates"]) == {1e-3, 1e-2}
+    assert "probe_extend" not in Recipe().as_dict() and "test_limit" not in Recipe().as_dict()
+
+
+@requires_mirror
+def test_probe_features_are_extracted_once_and_reused_from_disk(results, tmp_path, monkeypatch):
+    from backbone_bench import features
+
+    monkeypatch.setattr(features, "features_dir", lambda: tmp_path / "features")
+    plan = sweep.build_plan("quick", datasets=["uc_merced"], backbones=["tf_efficientnet_lite0"], shots=[10],
+                            seeds=[0, 1], resolution=48, modes=["linear_probe"])
+    fresh = features.FeatureCache()
+    monkeypatch.setattr(sweep.run, "FEATURES", fresh)
+    first = sweep.run_configs(plan.configs[:1], "quick", torch.device("cpu"), {})
+    extracted = fresh.extracted
+    assert extracted > 0 and list((tmp_path / "features").glob("*.npz"))
+    later = features.FeatureCache()  # a new process: only the disk holds them
+    monkeypatch.setattr(sweep.run, "FEATURES", later)
+    again = sweep.run_configs(plan.configs[:1], "quick", torch.device("cpu"), {})
+    assert later.extracted == 0
+    assert first[0][0]["metrics"] == again[0][0]["metrics"]
+    sweep.run_configs(plan.configs[1:], "quick", torch.device("cpu"), {})  # another seed: only its new training images
+    assert 0 < later.extracted <= 210
+
