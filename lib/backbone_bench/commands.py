@@ -54,11 +54,31 @@ def add_grid_options(p) -> None:
     p.add_argument("--seeds", type=csv_list(int, "seeds"), help="subset/training seeds, e.g. 0,1,2")
     p.add_argument("--resolution", type=int, help="input size in px (the preset's by default)")
     p.add_argument("--steps", type=int, help="override the optimizer steps per learning rate")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--device", default="auto", type=device_arg, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--retry-failed", action="store_true", help="run again the recorded failures")
     p.add_argument("--group-size", type=positive_int,
                    help="trainings run fused as one stacked model (runs of one backbone, dataset and shot level, "
                         "each learning rate a member; default 12 on a GPU, 1 on a CPU, where fusion is slower)")
+
+
+def device_arg(text: str) -> str:
+    """An argparse type: auto, cpu, cuda or cuda:N, refused at parse time otherwise (a typo such as
+    ``gpu`` once passed the dry run and failed 23 s into the sweep)."""
+    import re
+
+    if re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not a device; choose auto, cpu, cuda or cuda:N")
+
+
+def threads_arg(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number of threads")
+    return n
 
 
 def add_execution_options(p) -> None:
@@ -111,7 +131,10 @@ def plan_from_args(args, everything: bool = False):
 
 
 def cmd_run(args) -> int:
+    from backbone_bench import paths
+
     check_execution_options(args)
+    paths.check_results(write=not args.dry_run)  # a dry run writes nothing, but a bad path is still named
     plan = plan_from_args(args)
     print(f"preset {plan.preset}: {len(plan.configs)} runs to do, {plan.skipped_done} already recorded"
           + (f", {len(plan.skipped_same)} shot levels skipped (same images as a smaller level: "
@@ -126,8 +149,14 @@ def cmd_run(args) -> int:
         print(cluster.job_script())
         cluster.close()
         return 0
+    import torch
+
     from backbone_bench.sweep import execute
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"training with {torch.get_num_threads()} torch threads (--threads N or OMP_NUM_THREADS to change; a "
+          "second job on the same cores slows both several times)")
     counts = execute(plan, args.device, compile_model=args.compile, workers=args.workers, scheduler=args.scheduler,
                      cluster=cluster, deadline=args.deadline)
     print("finished: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) if counts else "nothing to run")
@@ -162,8 +191,25 @@ def cmd_results(args) -> int:
         report = merge(args.source)
         print(report.summary())
         return 1 if report.refused else 0
+    from backbone_bench import paths
+
+    paths.check_results()
+    if args.check:
+        from backbone_bench.store import quarantined, read_records
+
+        before = set(quarantined())
+        records = read_records(deep=True)
+        new = sorted(set(quarantined()) - before)
+        print(f"{len(records)} records intact; {len(new)} damaged moved to {paths.results_dir() / 'runs' / '.quarantine'}"
+              + "".join(f"\n  {p.name.removesuffix('.reason.txt')}: {p.read_text().strip()}" for p in new))
+        if new:
+            return 1
     table = compile_table()
-    print(f"{len(table)} records compiled into results/runs.csv and results/runs.parquet")
+    where = paths.results_dir()
+    if not len(table):
+        print(f"no records in {where / 'runs'}: nothing written")
+        return 0
+    print(f"{len(table)} records compiled into {where / 'runs.csv'} and {where / 'runs.parquet'}")
     if len(table):
         print(table.groupby(["dataset", "mode", "status"]).size().to_string())
     return 0
@@ -261,7 +307,7 @@ def register(sub) -> None:
     p.add_argument("--seeds", type=int, default=3, help="training seeds per candidate, 1-3 (default 3)")
     p.add_argument("--resolution", type=int, default=224, help="input size in px (default 224)")
     p.add_argument("--no-flip", action="store_true", help="no horizontal flips (when a flip changes the label)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--device", default="auto", type=device_arg, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--steps", type=int, help="optimizer steps per learning rate (default: the study's budget)")
     p.add_argument("--workers", type=int, default=1, help="local Dask worker processes (default: this process)")
     p.add_argument("--out", help="output folder (default ./recommend-<input name>)")
@@ -272,7 +318,7 @@ def register(sub) -> None:
     p = sub.add_parser("cost", help="parameters, GMACs, throughput, latency, memory -> results/cost.csv")
     p.add_argument("--panel", type=_csv(str), default=["lightweight", "seed", "offline"], help="panels to measure")
     p.add_argument("--backbones", type=_csv(str), help="measure these instead of panels")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", type=device_arg, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--resolution", type=int, default=224)
     p.add_argument("--train-batch", type=int, default=0, help="default 64 on GPU, 8 on CPU")
     p.add_argument("--infer-batch", type=int, default=0, help="default 256 on GPU, 32 on CPU")
@@ -286,7 +332,7 @@ def register(sub) -> None:
                                                     "(offline once its 10-shot fine-tune and scratch runs are complete, else offline_cpu)")
     p.add_argument("--root", help="where the book is built (default: the repo for offline, else _build/books/PRESET)")
     p.add_argument("--results", help="results folder (default: results/)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", type=device_arg, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--run", dest="no_run", action="store_false", default=True,
                    help="train the runs not yet recorded first (may take hours; without it the book reports the "
                         "recorded runs and says what is missing)")
@@ -299,6 +345,8 @@ def register(sub) -> None:
     add_grid_options(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     p.add_argument("--compile", action="store_true", help="torch.compile each model (speed only; CUDA)")
+    p.add_argument("--threads", type=threads_arg, help="torch threads for training here (default: torch's own, "
+                                                       "which OMP_NUM_THREADS sets); printed at the start")
     p.add_argument("--deadline", type=float, metavar="SECONDS",
                    help="start no group that would end past SECONDS from now (judged by the group before); "
                         "finish the one in flight and exit cleanly")
@@ -308,6 +356,8 @@ def register(sub) -> None:
                                        "`results merge DIR` imports records made elsewhere, verified")
     p.add_argument("action", nargs="?", choices=["merge"], help="merge: import the records of another results folder")
     p.add_argument("source", nargs="?", help="for merge: the results folder to import")
+    p.add_argument("--check", action="store_true", help="open every record and its predictions; move damaged ones "
+                                                        "aside (runs/.quarantine/) and exit 1 if there were any")
     p.set_defaults(func=cmd_results)
     p = sub.add_parser("bundle", help="just the images and weights some runs read, for a machine without the mirror")
     add_grid_options(p)

@@ -56,3 +56,24 @@ def results_dir() -> Path:
 def splits_dir() -> Path:
     """Split index files live with the results so a results folder is self-contained."""
     return results_dir() / "splits"
+
+
+def check_results(folder: Path | None = None, write: bool = True) -> Path:
+    """The results folder, refused with a message naming it and the fix before any compute: a path
+    under a regular file, or (``write``) one that cannot be created or written."""
+    from backbone_bench.errors import InvalidParameterError
+
+    folder = Path(folder or results_dir())
+    fix = "set BACKBONE_BENCH_RESULTS (or --results) to a folder you can write"
+    for part in [folder, *folder.parents]:
+        if part.exists() and not part.is_dir():
+            raise InvalidParameterError(f"results folder {folder}: {part} is a file, not a folder; {fix}")
+    if not write:
+        return folder
+    try:
+        (folder / "runs").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InvalidParameterError(f"results folder {folder} cannot be created ({err.strerror}); {fix}") from None
+    if not os.access(folder, os.W_OK) or not os.access(folder / "runs", os.W_OK):
+        raise InvalidParameterError(f"results folder {folder} is not writable; {fix}")
+    return folder

@@ -114,13 +114,72 @@ def _jsonable(value):
     raise TypeError(f"cannot store {type(value)} in a record")
 
 
-def read_records(results: Path | None = None, keys=None) -> list[dict]:
-    """Every record, or those of ``keys`` that exist (only their files are read)."""
+def read_records(results: Path | None = None, keys=None, deep: bool = False) -> list[dict]:
+    """Every record, or those of ``keys`` that exist (only their files are read). A damaged record
+    (JSON that does not parse, a key that is not its config's, predictions that do not open) is
+    moved aside to runs/.quarantine/ with a warning naming it and why, and counts as not done, so
+    the next sweep makes it again; the others are read as usual. ``deep`` reads every array too."""
     folder = runs_dir(results)
     if not folder.exists():
         return []
     files = sorted(folder.glob("*.json")) if keys is None else [folder / f"{k}.json" for k in keys]
-    return [json.loads(p.read_text()) for p in files if p.exists()]
+    out = []
+    for path in files:
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            continue
+        record, problem = _check(path, text, deep)
+        if problem:
+            quarantine(path, problem)
+        else:
+            out.append(record)
+    return out
+
+
+def _check(path: Path, text: str, deep: bool) -> tuple[dict | None, str | None]:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        return None, f"its JSON does not parse ({err.msg} at line {err.lineno})"
+    if not isinstance(record, dict) or not {"key", "config", "status"} <= set(record):
+        return None, "it lacks key, config or status"
+    if record["key"] != path.stem or config_key(record["config"]) != record["key"]:
+        return None, f"its key {record['key']} is not its config's ({config_key(record['config'])}) or file name's"
+    if record["status"] == "ok":
+        arrays = path.with_suffix(".npz")
+        try:
+            with np.load(arrays) as f:
+                if deep:
+                    for name in f.files:
+                        f[name]
+                elif "test_pred" not in f.files:
+                    raise ValueError("no test_pred")
+        except FileNotFoundError:
+            return None, f"its predictions {arrays.name} are missing"
+        except Exception as err:  # BadZipFile, EOFError, ValueError, zlib.error: all mean damaged
+            return None, f"its predictions {arrays.name} do not open ({type(err).__name__}: {err})"
+    return record, None
+
+
+def quarantine(path: Path, reason: str) -> Path:
+    """Move a damaged record (its JSON and arrays) to runs/.quarantine/, saying so; nothing is deleted."""
+    import warnings
+
+    folder = path.parent / ".quarantine"
+    folder.mkdir(exist_ok=True)
+    for part in (path, path.with_suffix(".npz")):
+        if part.exists():
+            os.replace(part, folder / part.name)
+    (folder / f"{path.stem}.reason.txt").write_text(reason + "\n")
+    warnings.warn(f"{path}: damaged record moved to {folder}/: {reason}; it counts as not done, so the next "
+                  "sweep makes it again", stacklevel=3)
+    return folder
+
+
+def quarantined(results: Path | None = None) -> list[Path]:
+    folder = runs_dir(results) / ".quarantine"
+    return sorted(folder.glob("*.reason.txt")) if folder.exists() else []
 
 
 # The gradient engine's version, written into every fine-tune and scratch record. 2: the fused
@@ -152,8 +211,15 @@ def done_keys(results: Path | None = None, include_failed: bool = True) -> set[s
 
 
 def read_arrays(key: str, results: Path | None = None) -> dict:
-    with np.load(runs_dir(results) / f"{key}.npz") as f:
-        return {k: f[k] for k in f.files}
+    path = runs_dir(results) / f"{key}.npz"
+    try:
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError) as err:
+        from backbone_bench.errors import BenchError
+
+        raise BenchError(f"run {key}: its predictions {path} do not open ({type(err).__name__}: {err}); "
+                         "run `backbone-bench results --check` to move it aside, then rerun its sweep") from err
 
 
 def flatten(record: dict) -> dict:
