@@ -217,6 +217,9 @@ def test_bad_options_are_refused_before_torch_is_imported(argv, message):
     assert not re.search(r"\|\s+(torch|timm)$", out.stderr, re.MULTILINE)
 
 
+FAKE_ARRAYS = dict(test_pred=np.zeros(1, np.uint8))  # an ok record without its predictions is damaged
+
+
 @requires_mirror
 def test_the_gpu_edition_is_published_once_its_ten_shot_twins_are_complete(results):
     """Fake ok records (no training) for every 10-shot fine-tune and scratch config of `offline`."""
@@ -225,10 +228,10 @@ def test_the_gpu_edition_is_published_once_its_ten_shot_twins_are_complete(resul
     plan = sweep.build_plan("offline", shots=[10], modes=["finetune", "scratch"], results=results, skip_done=False)
     assert len(plan.configs) == 6 * 6 * 2 * 3
     for config in plan.configs[:-1]:
-        store.write_record(dict(key=store.config_key(config), config=config, status="ok"), None, results)
+        store.write_record(dict(key=store.config_key(config), config=config, status="ok"), FAKE_ARRAYS, results)
     assert edition(results) == "offline_cpu"
     last = plan.configs[-1]
     store.write_record(dict(key=store.config_key(last), config=last, status="diverged"), None, results)
     assert edition(results) == "offline_cpu"  # a failed run does not complete a cell
-    store.write_record(dict(key=store.config_key(last), config=last, status="ok"), None, results)
+    store.write_record(dict(key=store.config_key(last), config=last, status="ok"), FAKE_ARRAYS, results)
     assert edition(results) == "offline"

@@ -130,7 +130,7 @@ def test_a_group_too_large_for_the_device_is_split_and_every_run_is_recorded(err
     assert all(r["micro_batch"] == RECIPE.batch_size for r, _ in out)
 
 
-def test_another_error_of_a_group_is_not_taken_for_a_size_limit(monkeypatch):
+def test_another_error_of_a_group_is_retried_solo_once_not_taken_for_a_size_limit(monkeypatch):
     calls = []
 
     def broken(self, x):
@@ -142,9 +142,81 @@ def test_another_error_of_a_group_is_not_taken_for_a_size_limit(monkeypatch):
     members = [train.Member(0, lr, 0, lambda: torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.AdaptiveAvgPool2d(1),
                                                                    torch.nn.Flatten()), split, (0.5,) * 3, (0.5,) * 3, False)
                for lr in (1e-3, 1e-4)]
-    with pytest.raises(RuntimeError, match="a bug"):
+    with pytest.raises(RuntimeError, match="a bug"), pytest.warns(UserWarning, match="one model at a time"):
         train.train_group(members, split, replace(RECIPE, steps=1), 2, CPU, 4)
-    assert calls == [2]  # raised as it came: not split, not retried
+    assert calls == [2, 1]  # the group once, then its first member alone, whose failure is its run's
+
+
+@requires_mirror
+def test_a_fused_group_that_fails_for_another_reason_is_trained_again_solo_and_every_run_recorded(results, monkeypatch):
+    real = Stack.train_forward
+
+    def fails_fused(self, x):
+        if x.shape[0] > 1:
+            raise RuntimeError("simulated: a kernel that only the fused form meets")
+        return real(self, x)
+
+    monkeypatch.setattr(Stack, "train_forward", fails_fused)
+    with pytest.warns(UserWarning, match="running its 3 trainings one model at a time"):
+        out = run_module.run_group(configs("tf_mobilenetv3_small_100", seeds=(0,), scratch=True), CPU)
+    assert [r["fused"]["group_members"] for r, _ in out] == [1, 1]
+    assert all(r["metrics"]["test"]["balanced_accuracy"] > 0 for r, _ in out)
+
+
+@requires_mirror
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("simulated: CUDA out of memory"),
+                                   RuntimeError("simulated: GET was unable to find an engine to execute this computation")],
+                         ids=["oom", "cudnn"])
+def test_evaluation_past_the_device_limit_splits_its_stack_and_keeps_the_trained_group(error, results, monkeypatch):
+    group = configs("tf_mobilenetv3_small_100", seeds=(0,), scratch=True)
+    plain = run_module.run_group(group, CPU)
+    real = Stack.eval_forward
+
+    def only_one(self, x, shared):
+        if len(self) > 1:
+            raise error
+        return real(self, x, shared)
+
+    monkeypatch.setattr(Stack, "eval_forward", only_one)
+    out = run_module.run_group(group, CPU)
+    assert [r["fused"]["group_members"] for r, _ in out] == [3, 3]  # trained fused, evaluated member by member
+    for (a, aa), (b, ba) in zip(plain, out):  # the same models: grouped and plain convolutions sum in another order
+        assert np.array_equal(aa["test_pred"], ba["test_pred"])
+        assert (a["chosen"]["lr"], a["chosen"]["step"]) == (b["chosen"]["lr"], b["chosen"]["step"])
+        assert abs(a["metrics"]["val"]["nll"] - b["metrics"]["val"]["nll"]) < 1e-5 * a["metrics"]["val"]["nll"]
+
+
+def test_a_lost_gpu_context_stops_the_sweep_instead_of_being_recorded(monkeypatch):
+    from backbone_bench.train import DeviceLost, _sticky
+
+    with pytest.raises(DeviceLost, match="restart the sweep"):
+        _sticky(RuntimeError("CUDA error: an illegal memory access was encountered"), "cuda")
+    _sticky(RuntimeError("CUDA error: an illegal memory access was encountered"), "cpu")  # not on a CPU
+
+    def lost(*a, **k):
+        raise DeviceLost("simulated")
+
+    monkeypatch.setattr(run_module, "run_group", lost)
+    config = make_config("uc_merced", 10, 0, "regnetx_002", "finetune", 32, RECIPE)
+    with pytest.raises(DeviceLost):
+        run_module.run_configs([config], "quick", CPU, {})
+
+
+def test_the_fusion_check_lets_out_of_memory_through_and_caches_no_verdict():
+    from backbone_bench import fused
+
+    class Hungry(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            raise torch.OutOfMemoryError("simulated")
+
+    models = [Hungry(), Hungry()]
+    with pytest.raises(torch.OutOfMemoryError):
+        fused._computes_the_members(models[0], models)
+    assert not any(k[0].endswith("Hungry") for k in fused._checked)
 
 
 def test_dropout_draws_its_own_mask_per_member():
@@ -306,6 +378,7 @@ def test_records_of_the_old_engine_are_run_again(tmp_path):
     probe = make_config("uc_merced", 10, 0, "regnetx_002", "linear_probe", 64, recipe)
     new = make_config("uc_merced", 10, 1, "regnetx_002", "finetune", 64, recipe)
     for config, extra in ((old, {}), (probe, {}), (new, {"engine": store.ENGINE})):
-        store.write_record(dict(key=store.config_key(config), config=config, status="ok", **extra), None, tmp_path)
+        store.write_record(dict(key=store.config_key(config), config=config, status="ok", **extra),
+                           dict(test_pred=np.zeros(1, np.uint8)), tmp_path)
     assert store.done_keys(tmp_path) == {store.config_key(probe), store.config_key(new)}
     assert store.claim(store.config_key(old), tmp_path) and not store.claim(store.config_key(new), tmp_path)

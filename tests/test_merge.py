@@ -126,3 +126,28 @@ def test_the_device_kit_carries_the_versions_this_project_pins():
     shared = set(pins) & set(kit)
     assert {"dask", "distributed", "dask-jobqueue", "imagehash", "papermill", "nbconvert", "itables", "adjustText"} <= shared
     assert {name: kit[name] for name in shared} == {name: pins[name] for name in shared}
+
+
+@requires_mirror
+def test_an_error_record_is_imported_as_a_failure_to_retry_and_gives_way_to_a_record_from_elsewhere(tmp_path, monkeypatch):
+    from backbone_bench.sweep.run import failure_record, record_base
+
+    elsewhere, local = tmp_path / "gpu-box", tmp_path / "local"
+    monkeypatch.setenv("BACKBONE_BENCH_RESULTS", str(elsewhere))
+    plan = sweep.build_plan("quick", **dict(PROBE, seeds=[0]))
+    assert sweep.execute(plan, "cpu", elsewhere, progress=False) == {"ok": 1}
+    config = plan.configs[0]
+    key = store.config_key(config)
+    # here the same run failed for no reason of its own (a full disk, say)
+    store.write_record(failure_record(record_base(config, "quick", {}), OSError("No space left on device")), None, local)
+    report = merge(elsewhere, local)
+    assert report.imported == [f"{key}.json"]  # the record from elsewhere replaces the local error
+    assert store.read_records(local)[0]["status"] == "ok"
+    # an error record from elsewhere is imported as a failure, and the run stays to do
+    other = tmp_path / "other"
+    store.write_record(failure_record(record_base(config | {"seed": 1, "subset_seed": 1}, "quick", {}),
+                                      RuntimeError("worker lost")), None, other)
+    report = merge(other, local)
+    assert report.imported == [] and [s for _, s in report.failures] == ["error"]
+    assert "1 failures imported (1 errors, which the next sweep runs again)" in report.summary()
+    assert len(store.done_keys(local)) == 1

@@ -39,7 +39,7 @@ FUSION = "channels"
 class Stack:
     """Members (modules of one architecture) evaluated together; member order is kept."""
 
-    def __init__(self, models: list, compile_model: bool = False, channels_last: bool = False):
+    def __init__(self, models: list, compile_model: bool = False, channels_last: bool = False, relayout: bool = True):
         self.models = list(models)
         self.compile_model, self.channels_last = compile_model, channels_last
         self.direct = len(self.models) == 1
@@ -48,7 +48,8 @@ class Stack:
         self.how = "solo" if self.direct else FUSION if self.fused is not None else "sequential"
         module = self.models[0] if self.fused is None else self.fused
         # a solo network on a GPU always ran channels-last; on a CPU where the measurement chose it
-        self._solo_nhwc = self.direct and (channels_last or next(module.parameters()).is_cuda)
+        # (relayout=False: a member of a fused stack evaluated alone, whose tensors must stay views)
+        self._solo_nhwc = self.direct and relayout and (channels_last or next(module.parameters()).is_cuda)
         if self._solo_nhwc:
             module.to(memory_format=torch.channels_last)       # (in place: the optimizer keeps its tensors)
         self._module = torch.compile(module) if compile_model else module  # speed only: the same function
@@ -250,13 +251,30 @@ def _computes_the_members(fused: nn.Module, models: list) -> bool:
                 for i in (0, len(models) - 1):
                     solo = models[i].eval()(x[i])
                     ok &= bool((out[i] - solo).abs().max() <= 0.01 * solo.abs().max() + 1e-6)
-        except RuntimeError:  # shapes that do not fit the layout
-            ok = False
+        except torch.OutOfMemoryError:
+            raise  # says nothing of the architecture: the group is split as for any other out-of-memory
+        except RuntimeError as err:  # shapes that do not fit the layout: this architecture does not fuse
+            if not _layout_mismatch(err):
+                raise
+            ok, why = False, f"{type(err).__name__}: {str(err)[:160]}"
+        else:
+            why = "matches its members" if ok else "differs from its members (a layer mixes channels)"
         finally:
             for m, mode in zip(models + [fused], modes):
                 m.train(mode)
         _checked[signature] = ok
+        import logging
+
+        logging.getLogger(__name__).log(logging.INFO if ok else logging.WARNING, "fusion check, %s: %s; %s",
+                                        type(models[0]).__name__, why,
+                                        "fused" if ok else "its members run one after another")
     return _checked[signature]
+
+
+def _layout_mismatch(err: RuntimeError) -> bool:
+    """An error that a layer not fitting the side-by-side layout gives (channels or shapes disagree)."""
+    text = str(err)
+    return any(s in text for s in ("size", "shape", "channels", "Expected", "expected", "match", "dimension"))
 
 
 def _side_by_side(x: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,10 @@
 Every record is checked before it is written: its key must be the hash of its config, its arrays
 must match its counts, and the data it was made on (prepared-data key, split digest, test
 indices) must be the data this checkout would use for the same config. A record that fails any
-check is refused with the reason; one already present is skipped; nothing local is overwritten.
+check is refused with the reason; one already present is skipped, and nothing local is overwritten
+but an ``error`` record (a run that failed for no reason of its own, to be run again), which a
+record of the same run from elsewhere replaces. Imported failures are counted apart from
+completions: an imported ``error`` record is still to do.
 """
 from __future__ import annotations
 
@@ -19,12 +22,16 @@ from backbone_bench import store
 
 @dataclass
 class MergeReport:
-    imported: list = field(default_factory=list)
+    imported: list = field(default_factory=list)     # completions (status ok)
+    failures: list = field(default_factory=list)     # (file, status): recorded failures imported
     skipped: list = field(default_factory=list)      # already present locally
     refused: list = field(default_factory=list)      # (file, reason)
 
     def summary(self) -> str:
-        lines = [f"{len(self.imported)} imported, {len(self.skipped)} already present, {len(self.refused)} refused"]
+        retry = sum(status == "error" for _, status in self.failures)
+        lines = [f"{len(self.imported)} imported, {len(self.failures)} failures imported"
+                 + (f" ({retry} errors, which the next sweep runs again)" if retry else "")
+                 + f", {len(self.skipped)} already present, {len(self.refused)} refused"]
         lines += [f"  refused {name}: {reason}" for name, reason in self.refused]
         return "\n".join(lines)
 
@@ -88,7 +95,7 @@ def merge(other: Path, results: Path | None = None) -> MergeReport:
         from backbone_bench.errors import InvalidParameterError
 
         raise InvalidParameterError(f"{other} is not a results folder (no runs/ inside): give the folder a sweep wrote")
-    local = {p.stem for p in store.runs_dir(results).glob("*.json")}
+    local = {r["key"]: r["status"] for r in store.read_records(results)}
     report = MergeReport()
     for path in sorted(runs.glob("*.json")):
         try:
@@ -96,8 +103,9 @@ def merge(other: Path, results: Path | None = None) -> MergeReport:
         except (OSError, json.JSONDecodeError) as err:
             report.refused.append((path.name, f"not a readable record: {err}"))
             continue
-        if record.get("key") in local:
-            report.skipped.append(path.name)
+        if local.get(record.get("key"), "error") != "error" or (record.get("key") in local and
+                                                                record.get("status") == "error"):
+            report.skipped.append(path.name)  # present here (an error here gives way to a record from there)
             continue
         npz = path.with_suffix(".npz")
         arrays = None
@@ -109,7 +117,10 @@ def merge(other: Path, results: Path | None = None) -> MergeReport:
             report.refused.append((path.name, reason))
             continue
         store.write_record(record, arrays, results)
-        report.imported.append(path.name)
-    if report.imported:
+        if record.get("status") == "ok":
+            report.imported.append(path.name)
+        else:
+            report.failures.append((path.name, record.get("status")))
+    if report.imported or report.failures:
         store.compile_table(results)
     return report

@@ -4,8 +4,8 @@ Speed only: every option computes the same function (to rounding, for bf16; test
 states the tolerance), so none of them enters a run's config or key; records say what ran.
 
 GPU: the committed fused measurement of this fusion form (train_throughput.py --variants) picks
-torch.compile and channels-last per backbone; unmeasured, a stack is laid out channels-last and
-computes under bf16 autocast, as every GPU run has.
+torch.compile and channels-last per backbone; unmeasured, a fused stack stays NCHW (every GPU
+record so far was) and computes under bf16 autocast, as every GPU run has.
 CPU: the committed solo measurement (train_throughput.py --device cpu --variants) picks layout and
 precision per backbone for the processor it was measured on (its name, as records write it;
 the thread count aside); bf16 only on a processor with native bf16 kernels. An unmeasured CPU runs fp32 in
@@ -58,7 +58,9 @@ def _choose(measured: dict, plain_key, compile_model: bool):
 
 
 def _gpu(backbone: str, compile_model: bool) -> dict:
-    plain = dict(compiled=compile_model, channels_last=True, bf16=True, speed_from="default")
+    # unmeasured: a fused stack stays NCHW, the layout every GPU record so far ran (a solo network is
+    # channels-last on a GPU regardless: fused.Stack)
+    plain = dict(compiled=compile_model, channels_last=False, bf16=True, speed_from="default")
     measured = _gpu_measured().get(backbone, {})
     best = _choose(measured, (False, False), compile_model)
     if best is None:

@@ -106,6 +106,25 @@ class OutOfMemory(RuntimeError):
     """Even one member at micro-batch 1 does not fit."""
 
 
+class DeviceLost(RuntimeError):
+    """A CUDA error that poisons the process (an illegal memory access, a device-side assert):
+    nothing more can run on this device here, so the sweep stops instead of recording failures."""
+
+
+#: What CUDA says when its context is lost for the rest of the process.
+STICKY = ("illegal memory access", "device-side assert", "unspecified launch failure", "misaligned address")
+
+
+def _too_large(err: BaseException) -> bool:
+    """Out of memory, or a fused layer past the kernels cuDNN has: a smaller stack is the answer."""
+    return isinstance(err, torch.OutOfMemoryError) or any(limit in str(err) for limit in CUDNN_LIMITS)
+
+
+def _sticky(err: BaseException, device) -> None:
+    if torch.device(device).type == "cuda" and any(s in str(err) for s in STICKY):
+        raise DeviceLost(f"the GPU's context is lost ({type(err).__name__}: {err}); restart the sweep") from err
+
+
 def fit_runs(members: list, val: Split, test: Split, recipe: Recipe, num_classes: int, device, micro_batch: int,
              progress=None, compile_model: bool = False, channels_last: bool = False, bf16: bool = False) -> dict:
     """Train the members as one fused group, then per run: validation picks the learning rate and
@@ -126,7 +145,17 @@ def fit_runs(members: list, val: Split, test: Split, recipe: Recipe, num_classes
         runs = list(chosen)
         models = [chosen[r].model for r in runs]
         norms = [(chosen[r].member.mean, chosen[r].member.std) for r in runs]
-        test_probs = predict_group(models, test, norms, recipe.eval_batch, device, bf16)  # the one test evaluation
+        try:  # the one test evaluation, split down to one model at a time if the stack is too large
+            test_probs = predict_group(models, test, norms, recipe.eval_batch, device, bf16)
+        except DeviceLost:
+            raise
+        except Exception as err:  # any other failure of a stack: each model alone, so no trained run is lost
+            _sticky(err, device)
+            if len(models) == 1:
+                raise
+            _warn_solo("its test evaluation", err)
+            test_probs = [p for m, n in zip(models, norms) for p in predict_group([m], test, [n], recipe.eval_batch,
+                                                                                 device, bf16)]
         for i, run in enumerate(runs):
             ts, best = by_run[run], chosen[run]
             candidates = {t.member.lr: dict(val_score=t.key[0], val_nll=-t.key[1], step=t.step) for t in ts}
@@ -141,15 +170,25 @@ def train_group(members: list, val: Split, recipe: Recipe, num_classes: int, dev
                 progress=None, compile_model: bool = False, channels_last: bool = False, bf16: bool = False) -> list:
     """Train members together; a group too large for the device (out of memory, or a fused layer
     cuDNN has no kernel for) is split in halves, and a lone member out of memory halves its
-    micro-batch (same effective batch, accumulated) down to 1 before it is recorded ``oom``.
+    micro-batch (same effective batch, accumulated) down to 1 before it is recorded ``oom``. A
+    group that fails in any other way is trained again member by member (solo), once; a lone
+    member's failure is raised (its run is recorded ``error``), a lost GPU context stops the sweep.
     ``compile_model``, ``channels_last`` and ``bf16`` change speed only (speed.py)."""
     speed = (compile_model, channels_last, bf16)
     try:
         return _train_together(members, val, recipe, num_classes, device, micro_batch, progress, *speed)
-    except RuntimeError as err:
+    except DeviceLost:
+        raise
+    except Exception as err:
+        _sticky(err, device)
         oom = isinstance(err, torch.OutOfMemoryError)
-        too_large = oom or any(limit in str(err) for limit in CUDNN_LIMITS)
-        if not too_large or (len(members) == 1 and not oom):  # a lone member past cuDNN: nothing smaller to try
+        if not _too_large(err):
+            if len(members) == 1:
+                raise
+            _warn_solo(f"its {len(members)} trainings", err)
+            return [t for m in members for t in train_group([m], val, recipe, num_classes, device, micro_batch,
+                                                            progress, *speed)]
+        if len(members) == 1 and not oom:  # a lone member past cuDNN: nothing smaller to try
             raise
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -160,6 +199,13 @@ def train_group(members: list, val: Split, recipe: Recipe, num_classes: int, dev
         if micro_batch == 1:
             return [Trained(members[0], failure=("oom", f"out of memory even at micro-batch 1: {err}"))]
         return train_group(members, val, recipe, num_classes, device, micro_batch // 2, progress, *speed)
+
+
+def _warn_solo(what: str, err: BaseException) -> None:
+    import warnings
+
+    warnings.warn(f"a fused group failed ({type(err).__name__}: {str(err)[:200]}); running {what} one model at a "
+                  "time instead", stacklevel=3)
 
 
 #: What cuDNN says when a layer is past the kernels it has (on an H100, tf_efficientnet_lite2's
@@ -234,8 +280,8 @@ def _train_together(members, val, recipe, num_classes, device, micro_batch, prog
         if progress is not None:
             progress(len(active))
         if (step + 1) % recipe.eval_every == 0 or step + 1 == recipe.steps:
-            probs = _predict(stack, val, [(members[i].mean, members[i].std) for i in active], recipe.eval_batch, device,
-                             bf16)
+            probs = _validate(stack, [models[i] for i in active], val, [(members[i].mean, members[i].std) for i in active],
+                              recipe.eval_batch, device, bf16)
             for j, i in enumerate(active):
                 if i in leaving:
                     continue
@@ -307,9 +353,36 @@ def _predict(stack: Stack, split: Split, norms: list, batch: int, device, bf16: 
     return list(torch.cat(out, 1).cpu().numpy())  # one host transfer per pass, not one per batch
 
 
+def _validate(stack: Stack, models: list, split: Split, norms: list, batch: int, device, bf16: bool) -> list:
+    """A validation pass of a training stack; one too large for the device is evaluated member by
+    member (each member's tensors are views of the stack's, so they hold its current weights)."""
+    try:
+        return _predict(stack, split, norms, batch, device, bf16)
+    except RuntimeError as err:
+        _sticky(err, device)
+        if not _too_large(err) or len(models) == 1:
+            raise
+        stack.write_back()
+        return [p for m, n in zip(models, norms) for p in _predict(Stack([m], relayout=False), split, [n], batch,
+                                                                   device, bf16)]
+
+
 def predict_group(models: list, split: Split, norms: list, batch: int, device, bf16: bool = False) -> list:
-    """Probabilities of each model on one split, the models evaluated as one stack."""
-    return _predict(Stack(models), split, norms, batch, device, bf16)
+    """Probabilities of each model on one split, the models evaluated as one stack; a stack too large
+    for the device is evaluated in halves, a lone model with smaller batches (the same numbers)."""
+    try:
+        return _predict(Stack(models), split, norms, batch, device, bf16)
+    except RuntimeError as err:
+        _sticky(err, device)
+        if not _too_large(err) or (len(models) == 1 and batch // len(models) <= 1):
+            raise
+        if torch.device(device).type == "cuda":
+            torch.cuda.empty_cache()
+        if len(models) == 1:
+            return predict_group(models, split, norms, batch // 2, device, bf16)
+        half = len(models) // 2
+        return (predict_group(models[:half], split, norms[:half], batch, device, bf16)
+                + predict_group(models[half:], split, norms[half:], batch, device, bf16))
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ from backbone_bench.errors import WeightsUnavailableError
 from backbone_bench.features import FEATURES
 from backbone_bench.metrics import classification_metrics, collapsed
 from backbone_bench.speed import precision, speed_options
-from backbone_bench.train import Diverged, Member, OutOfMemory, Recipe, Split, fit_runs, linear_probe
+from backbone_bench.train import DeviceLost, Diverged, Member, OutOfMemory, Recipe, Split, fit_runs, linear_probe
 
 FAILURES = ((WeightsUnavailableError, "unavailable"), (Diverged, "diverged"), (OutOfMemory, "oom"))
 
@@ -157,6 +157,8 @@ def run_configs(configs: list, preset: str, device: torch.device, env: dict, com
     try:
         outcomes = run_group(configs, device, progress, speed["compiled"], speed["channels_last"], speed["bf16"])
         tb = None
+    except DeviceLost:
+        raise  # nothing more runs on this device in this process: the sweep stops, records whole
     except Exception as err:  # the whole group failed (e.g. its data): each run records why
         outcomes, tb = [err] * len(configs), traceback.format_exc(limit=6)
     finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
