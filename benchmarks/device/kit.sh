@@ -38,6 +38,20 @@ case "$what" in
     name=${1:?usage: kit.sh chunk NAME BUNDLE-ARGS...}; shift
     rm -rf ".carry/$name"
     "$BENCH" bundle "$@" --out ".carry/$name"
+    # one upload holds the tracked tree and every carried path: 64 MiB in all
+    tree=$(git ls-files -z | xargs -0 stat -c %s 2>/dev/null | awk '{s+=$1} END {print s}')
+    carried=$(du -sb ".carry/$name" .carry/commit.txt | awk '{s+=$1} END {print s}')
+    limit=$((64 * 1024 * 1024))
+    total=$((tree + carried))
+    mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
+    if [ "$total" -gt "$limit" ]; then
+      echo "kit.sh: chunk $name is $(mib "$carried") MiB; with the tracked tree ($(mib "$tree") MiB) that is" \
+           "$(mib "$total") MiB, over the 64 MiB upload: fewer datasets or backbones (at most" \
+           "$(mib $((limit - tree))) MiB fit)" >&2
+      rm -rf ".carry/$name"; exit 2
+    fi
+    echo "chunk $name: $(mib "$carried") MiB + tracked tree $(mib "$tree") MiB = $(mib "$total") of 64 MiB" \
+         "($(mib $((limit - total))) MiB left)"
     ;;
   compat)
     # An API the engine uses that moved between this project's torch and the image's fails here, in

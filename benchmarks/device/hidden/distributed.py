@@ -1,0 +1,1 @@
+raise ImportError("distributed is not in the GPU image (hidden by the CPU rehearsal of a GPU call)")

@@ -1,0 +1,1 @@
+raise ImportError("seaborn is not in the GPU image (hidden by the CPU rehearsal of a GPU call)")
