@@ -195,7 +195,7 @@ def test_cli_errors_say_what_is_wrong_and_answer_fast():
     (["run", "--slurm", "--scheduler", "tcp://127.0.0.1:1"], "drop --scheduler or --slurm"),
     (["run", "--device", "gpu", "--dry-run"], "'gpu' is not a device; choose auto, cpu, cuda or cuda:N"),
     (["study", "--device", "gpu"], "'gpu' is not a device"),
-    (["run", "--threads", "0"], "give a positive number of threads"),
+    (["run", "--threads", "0"], "'0': give a whole number of at least 1"),
     (["run", "--deadline", "0"], "--deadline 0.0: give the seconds"),
     (["bundle", "--out", "x", "--shots", "0"], "shots [0]"),
     (["study", "--preset", "ofline"], "unknown preset"),

@@ -37,6 +37,10 @@ def test_a_deadline_starts_no_group_that_would_end_past_it(results, monkeypatch)
     assert sweep.execute(plan, "cpu", progress=False, deadline=0.6) == {"error": 1}  # 0.4 + 0.4 > 0.6: one group
     assert len(store.read_records()) == 1
     assert not list((results / "runs" / ".claims").glob("*"))  # nothing left claimed
+    from backbone_bench.progress import progress
+
+    p = progress("quick")
+    assert (p["records"], p["ok"], p["last_checkpoint_share"]) == (1, 0, None)
 
 
 @requires_mirror

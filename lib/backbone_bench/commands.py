@@ -71,16 +71,6 @@ def device_arg(text: str) -> str:
     raise argparse.ArgumentTypeError(f"{text!r} is not a device; choose auto, cpu, cuda or cuda:N")
 
 
-def threads_arg(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number of threads")
-    return n
-
-
 def add_execution_options(p) -> None:
     """Where the runs execute: this process, K local workers, a running Dask scheduler, or Slurm."""
     g = p.add_argument_group("workers (Dask)")
@@ -345,7 +335,7 @@ def register(sub) -> None:
     add_grid_options(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     p.add_argument("--compile", action="store_true", help="torch.compile each model (speed only; CUDA)")
-    p.add_argument("--threads", type=threads_arg, help="torch threads for training here (default: torch's own, "
+    p.add_argument("--threads", type=positive_int, help="torch threads for training here (default: torch's own, "
                                                        "which OMP_NUM_THREADS sets); printed at the start")
     p.add_argument("--deadline", type=float, metavar="SECONDS",
                    help="start no group that would end past SECONDS from now (judged by the group before); "
