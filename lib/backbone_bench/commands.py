@@ -200,8 +200,7 @@ def cmd_results(args) -> int:
         print(f"no records in {where / 'runs'}: nothing written")
         return 0
     print(f"{len(table)} records compiled into {where / 'runs.csv'} and {where / 'runs.parquet'}")
-    if len(table):
-        print(table.groupby(["dataset", "mode", "status"]).size().to_string())
+    print(table.groupby(["dataset", "mode", "status"]).size().to_string())
     return 0
 
 

@@ -103,8 +103,8 @@ def merge(other: Path, results: Path | None = None) -> MergeReport:
         except (OSError, json.JSONDecodeError) as err:
             report.refused.append((path.name, f"not a readable record: {err}"))
             continue
-        if local.get(record.get("key"), "error") != "error" or (record.get("key") in local and
-                                                                record.get("status") == "error"):
+        here = local.get(record.get("key"))
+        if here is not None and (here != "error" or record.get("status") == "error"):
             report.skipped.append(path.name)  # present here (an error here gives way to a record from there)
             continue
         npz = path.with_suffix(".npz")

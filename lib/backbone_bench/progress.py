@@ -15,7 +15,7 @@ from backbone_bench import store
 def progress(preset: str, results=None) -> dict:
     """{runs: table per (dataset, mode, shots), hours, projected_hours, last_checkpoint_share}."""
     from backbone_bench.environment import device_name
-    from backbone_bench.sweep.budget import _rates, run_seconds
+    from backbone_bench.sweep.budget import measured_rates, run_seconds
 
     import torch
 
@@ -24,7 +24,7 @@ def progress(preset: str, results=None) -> dict:
     table = (pd.DataFrame([dict(dataset=r["config"]["dataset"], mode=r["config"]["mode"], shots=r["config"]["shots"])
                            for r in ok]).value_counts().rename("runs").reset_index()
              .sort_values(["mode", "shots", "dataset"]) if ok else pd.DataFrame())
-    rates = _rates(device_name(torch.device("cpu")))
+    rates = measured_rates(device_name(torch.device("cpu")))
     measured = sum(r.get("timing", {}).get("total_seconds", 0) for r in records) / 3600
     projected = [run_seconds(r["config"], rates) for r in records]
     fine = [r for r in ok if r["config"]["mode"] == "finetune" and r.get("curves")]

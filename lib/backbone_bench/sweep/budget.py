@@ -14,7 +14,7 @@ from backbone_bench.speed import BENCHMARKS, processor
 PATH_CSV = BENCHMARKS / "train_throughput_cpu_path.csv"
 
 
-def _rates(device: str) -> dict:
+def measured_rates(device: str) -> dict:
     """{backbone: (train images/s, eval images/s, resolution)} measured on ``device``."""
     if not PATH_CSV.exists():
         return {}
@@ -46,7 +46,7 @@ def run_seconds(config: dict, rates: dict, n_eval: int = 2500) -> float | None:
 
 def projected_hours(configs: list, device: str) -> tuple[float | None, int]:
     """(hours of ``configs`` on ``device``, how many configs had no measurement)."""
-    rates = _rates(device)
+    rates = measured_rates(device)
     seconds = [run_seconds(c, rates) for c in configs]
     known = [s for s in seconds if s is not None]
     if not known:
