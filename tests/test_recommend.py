@@ -87,7 +87,8 @@ def test_recommend_end_to_end_then_resumes(messy_folder, tmp_path):
     html = (out / "report.html").read_text()
     assert "Recommended:" in html and "data:image/png;base64" in html
     assert 'src="http' not in html                       # opens offline
-    assert "Rerun or continue it" in html and "--steps 2" in html
+    assert "Rerun or continue it" in html and "--steps 2" in html and "--n-boot 100" in html
+    assert "chance is" in html and "BytesIO" not in html
 
     # a second run reuses the prepared data and the split, and skips every recorded run
     prepared = next((out / "prepared").iterdir())

@@ -35,10 +35,11 @@ class Summary:
     pretraining: dict | None      # fine-tune minus scratch twin of the best fine-tuned backbone
     inventory: pd.DataFrame
     results: Path
+    chance: float = float("nan")  # balanced accuracy of guessing: 1 / classes
 
     def as_json(self) -> dict:
         return dict(recommended=self.recommended, runner_up=self.runner_up, difference=self.difference,
-                    pretraining=self.pretraining, settings=self.settings, command=command(self.settings),
+                    pretraining=self.pretraining, chance_balanced_accuracy=self.chance, answer=answer_text(self, False), settings=self.settings, command=command(self.settings),
                     inventory=self.inventory.to_dict("records"),
                     failed_runs=int((self.runs["status"] != "ok").sum()) if len(self.runs) else 0)
 
@@ -59,11 +60,13 @@ def summarize(out, n_boot: int = 1000) -> Summary:
     ok = runs[runs["status"] == "ok"].reset_index(drop=True) if len(runs) else runs
     inventory = pd.read_csv(out / "inventory.csv", keep_default_na=False)
     dataset = json.loads((out / "dataset.json").read_text())
+    chance = 1 / len(dataset["classes"])
     if ok.empty:
-        return Summary(settings, dataset, runs, pd.DataFrame(), None, None, None, None, inventory, results)
+        return Summary(settings, dataset, runs, pd.DataFrame(), None, None, None, None, inventory, results, chance)
     cells = uncertainty.cell_draws(ok, uncertainty.stored_predictions(results), n_boot)
     ci = cells.interval()
-    val = ok.groupby(["backbone", "mode"])[f"val_{PRIMARY}"].mean().rename("val")
+    per = ok.assign(collapsed=ok["collapsed"].fillna(False).astype(bool)).groupby(["backbone", "mode"])
+    val = pd.concat([per[f"val_{PRIMARY}"].mean().rename("val"), per["collapsed"].sum(), per["n_val"].min()], axis=1)
     cand = ci.merge(val.reset_index(), on=["backbone", "mode"]).rename(columns={"mean": "test", "lo": "test_lo",
                                                                                   "hi": "test_hi"})
     cand = _with_cost(cand, ok)
@@ -76,7 +79,7 @@ def summarize(out, n_boot: int = 1000) -> Summary:
         reps = cells.draws[order[0]] - cells.draws[order[1]]
         lo, hi = uncertainty.quantiles(reps)
         difference = dict(diff=recommended["test"] - runner_up["test"], lo=float(lo), hi=float(hi),
-                          separated=bool(lo > 0 or hi < 0))
+                          separated=uncertainty.decided(lo, hi) != 0)
     tuned = cand[cand["mode"] == "finetune"].sort_values("val", ascending=False, kind="stable")
     if len(tuned):
         backbone = tuned.iloc[0]["backbone"]
@@ -87,7 +90,8 @@ def summarize(out, n_boot: int = 1000) -> Summary:
             pretraining = dict(backbone=backbone, finetune=float(cand.at[i, "test"]), scratch=float(cand.at[j, "test"]),
                                gain=float(cand.at[i, "test"] - cand.at[j, "test"]), lo=float(lo), hi=float(hi))
     cand["recommended"] = [i == order[0] if order else False for i in cand.index]
-    return Summary(settings, dataset, runs, cand, recommended, runner_up, difference, pretraining, inventory, results)
+    return Summary(settings, dataset, runs, cand, recommended, runner_up, difference, pretraining, inventory, results,
+                   chance)
 
 
 def _row(frame: pd.DataFrame, i) -> dict:
@@ -114,7 +118,8 @@ def _with_cost(cand: pd.DataFrame, ok: pd.DataFrame) -> pd.DataFrame:
                                                 suffixes=("", "_cost")).drop(columns=["backbone_cost", "architecture"])
 
 
-SUMMARY_COLUMNS = ["backbone", "mode", "val", "test", "test_lo", "test_hi", "n_runs", "n_subsets", "recommended",
+SUMMARY_COLUMNS = ["backbone", "mode", "val", "test", "test_lo", "test_hi", "n_runs", "n_subsets", "collapsed",
+                   "recommended",
                    "params_m", "infer_images_per_s", "latency_ms_median", "cost_device", "cost_resolution"]
 
 
@@ -136,26 +141,78 @@ def _name(row: dict) -> str:
 
 
 def answer_text(s: Summary, markdown: bool = True) -> str:
+    """The answer in sentences, each decided by the book's rule (uncertainty.decided): a difference
+    is stated only when its interval excludes zero; chance and collapsed runs are named."""
     b = (lambda t: f"**{t}**") if markdown else (lambda t: t)
     if s.recommended is None:
         return "No run finished successfully; see the failed runs below."
-    r = s.recommended
-    text = (f"Recommended: {b(_name(r))}, chosen on validation. Its test balanced accuracy, with the 95 % "
-            f"interval: {uncertainty.fmt(r['test'], r['test_lo'], r['test_hi'])}.")
+    r, chance = s.recommended, s.chance
+    text = (f"Recommended: {b(_name(r))}, chosen on validation. Its test balanced accuracy: "
+            f"{uncertainty.fmt(r['test'], r['test_lo'], r['test_hi'])} (95 % interval over "
+            f"{uncertainty.interval_words(int(r['n_subsets']))}; chance is {chance:.3f}).{_chance_text(r, chance)}")
     if s.difference:
-        d = s.difference
-        verdict = ("Its interval separates it from the runner-up" if d["separated"] and d["diff"] > 0 else
-                   "The runner-up scores higher on test, and the interval says so" if d["separated"] else
-                   "Its interval does not separate it from the runner-up")
-        text += (f" {verdict}, {_name(s.runner_up)}: difference on test "
-                 f"{uncertainty.fmt(d['diff'], d['lo'], d['hi'], signed=True)}.")
-        if not d["separated"]:
-            text += " On this test set the two are interchangeable: take the cheaper one."
+        text += " " + _versus_text(s)
     if s.pretraining:
-        p = s.pretraining
-        text += (f" Pretraining buys {uncertainty.fmt(p['gain'], p['lo'], p['hi'], signed=True)} over the same "
-                 f"network trained from scratch ({p['backbone']}).")
+        text += " " + _pretraining_text(s)
     return text
+
+
+def _chance_text(row: dict, chance: float) -> str:
+    if row.get("collapsed", 0):
+        return (f" It collapsed to one class in {int(row['collapsed'])} of {int(row['n_runs'])} run(s): "
+                "it predicts (nearly) one class for every image.")
+    if row["test_lo"] <= chance:
+        return " Its interval contains chance: on this test set it is not shown to beat guessing."
+    return ""
+
+
+def _versus_text(s: Summary) -> str:
+    r, u, d = s.recommended, s.runner_up, s.difference
+    diff = uncertainty.fmt(d["diff"], d["lo"], d["hi"], signed=True)
+    same = r["backbone"] == u["backbone"]
+    other = f"the same network {MODE_WORDS[u['mode']]}" if same else _name(u)
+    verdict = uncertainty.decided(d["lo"], d["hi"])
+    if r["val"] == u["val"]:
+        other += ", tied with it on validation (the order between the two is arbitrary)"
+    if verdict > 0:
+        return f"It scores above the runner-up, {other}, on test: difference {diff}, an interval above zero."
+    if verdict < 0:
+        return (f"Validation and test disagree: the runner-up, {other}, scores higher on test (difference {diff}, an "
+                f"interval below zero) although validation ({int(r['n_val'])} images) ranked it second. Next step: "
+                "label more validation images, or add seeds (`--seeds`), and rerun this command (finished runs are "
+                "kept); or take the runner-up, knowing that its test score then helped choose it and is optimistic.")
+    if same:
+        return (f"The runner-up is {other}: the difference on test, {diff}, contains zero, so the choice is one of "
+                "mode, not of backbone. The linear probe trains only a classifier on frozen features (far cheaper "
+                "to train); at inference both cost the same.")
+    text = (f"The runner-up, {other}, is not separated from it: the difference on test, {diff}, contains zero, "
+            "so on this evidence either will do")
+    speed = {row["backbone"]: row.get("infer_images_per_s") for row in (r, u)}
+    if all(isinstance(v, float) and v == v for v in speed.values()):
+        fast = max(speed, key=speed.get)
+        text += (f"; {fast} is the faster at inference ({speed[fast]:.0f} against {min(speed.values()):.0f} "
+                 f"images/s on {r['cost_device']} at {int(r['cost_resolution'])} px)")
+    return text + "."
+
+
+def _pretraining_text(s: Summary) -> str:
+    p = s.pretraining
+    diff = uncertainty.fmt(p["gain"], p["lo"], p["hi"], signed=True)
+    scratch = s.candidates[(s.candidates["backbone"] == p["backbone"]) & (s.candidates["mode"] == "scratch")].iloc[0]
+    note = ""
+    if scratch.get("collapsed", 0):
+        note = (f" The scratch twin collapsed to one class in {int(scratch['collapsed'])} of {int(scratch['n_runs'])} "
+                f"run(s) (test {scratch['test']:.3f}; chance {s.chance:.3f}): the recipe did not train it.")
+    elif scratch["test_lo"] <= s.chance:
+        note = f" The scratch twin's interval contains chance ({s.chance:.3f})."
+    verdict = uncertainty.decided(p["lo"], p["hi"])
+    if verdict > 0:
+        return f"Pretraining buys {diff} over the same network trained from scratch ({p['backbone']}).{note}"
+    if verdict < 0:
+        return (f"Trained from scratch, {p['backbone']} scores higher than fine-tuned from ImageNet: fine-tune minus "
+                f"scratch {diff}, an interval below zero.{note}")
+    return (f"Whether pretraining helps here these runs cannot tell: fine-tune minus scratch ({p['backbone']}) is "
+            f"{diff}, an interval that contains zero.{note}")
 
 
 SHORT_MODES = {"finetune": "fine-tune", "linear_probe": "probe", "scratch": "scratch"}
@@ -168,14 +225,25 @@ def candidates_display(s: Summary):
     shown = pd.DataFrame({
         "backbone": [f"{b} *" if r else b for b, r in zip(c["backbone"], c["recommended"])],
         "mode": c["mode"].map(SHORT_MODES), "val.": c["val"].map("{:.3f}".format),
-        "test [95% CI]": [uncertainty.fmt(v, lo, hi) for v, lo, hi in zip(c["test"], c["test_lo"], c["test_hi"])]})
+        "test [95% CI]": [uncertainty.fmt(v, lo, hi) + (" (contains chance)" if lo <= s.chance else "")
+                          for v, lo, hi in zip(c["test"], c["test_lo"], c["test_hi"])]})
     if "params_m" in c:
         shown["params M"] = c["params_m"].map("{:.2f}".format)
         shown["img/s"] = c["infer_images_per_s"].map("{:.0f}".format)
     runs = ", ".join(str(n) for n in sorted(c["n_runs"].unique()))
+    flagged = [f"{b} ({SHORT_MODES[m]})" for b, m, k in zip(c["backbone"], c["mode"], c["collapsed"]) if k]
     return shown.style.hide(axis="index").set_caption(
-        f"* recommended (best validation score). Runs per candidate: {runs}. val.: mean validation balanced "
-        "accuracy; img/s: inference throughput from the cost table.")
+        f"* recommended (best validation score). Runs per candidate: {runs}; intervals over "
+        f"{uncertainty.interval_words(int(c['n_subsets'].min()))}. Chance (guessing) is {s.chance:.3f}. "
+        + (f"Collapsed to one class: {', '.join(flagged)}. " if flagged else "")
+        + "val.: mean validation balanced accuracy; img/s: inference throughput from the cost table "
+        f"({_cost_where(c)}).")
+
+
+def _cost_where(c: pd.DataFrame) -> str:
+    if "cost_device" not in c or c["cost_device"].isna().all():
+        return "not measured"
+    return f"{c['cost_device'].dropna().iat[0]}, {int(c['cost_resolution'].dropna().iat[0])} px"
 
 
 def cost_figure(s: Summary):
@@ -188,7 +256,8 @@ def cost_figure(s: Summary):
     points = points.assign(label=[f"{b} ({'FT' if m == 'finetune' else 'LP'})" for b, m in
                                   zip(points["backbone"], points["mode"])])
     return plots.pareto(points, "infer_images_per_s", "test", label="label",
-                        xlabel=f"inference images/s ({points['cost_device'].iat[0]}, {int(points['cost_resolution'].iat[0])} px)",
+                        xlabel=f"inference images/s, timed on {points['cost_device'].iat[0]} at "
+                               f"{int(points['cost_resolution'].iat[0])} px (these runs: {s.settings['resolution']} px)",
                         ylabel="test balanced accuracy")
 
 

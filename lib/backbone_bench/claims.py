@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from backbone_bench.uncertainty import fmt, paired_differences, quantiles
+from backbone_bench.uncertainty import decided, fmt, paired_differences, quantiles
 
 JS = "Jeevan & Sethi 2025"
 BOB = "Goldblum et al. 2023 (BoB)"
@@ -33,7 +33,7 @@ def verdict(point: float, reps: np.ndarray) -> tuple[str, str]:
     if point is None or np.isnan(point) or reps is None or np.all(np.isnan(reps)):
         return NOT_TESTABLE, "no evidence"
     lo, hi = quantiles(np.asarray(reps, dtype=float))
-    word = "agree" if lo > 0 else "disagree" if hi < 0 else "inconclusive"
+    word = {1: "agree", -1: "disagree", 0: "inconclusive"}[decided(lo, hi)]
     return word, fmt(point, lo, hi, 2, signed=True)
 
 

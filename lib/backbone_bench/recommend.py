@@ -42,6 +42,7 @@ class Settings:
     steps: int | None = None
     workers: int = 1
     keys: dict = field(default_factory=dict)    # phase -> record keys of its runs
+    n_boot: int = 1000
 
     def command(self) -> str:
         args = ["backbone-bench", "recommend", self.path, "--out", self.out, "--panel", self.panel,
@@ -55,6 +56,8 @@ class Settings:
             args += ["--steps", str(self.steps)]
         if self.workers > 1:
             args += ["--workers", str(self.workers)]
+        if self.n_boot != 1000:
+            args += ["--n-boot", str(self.n_boot)]
         return shlex.join(args)
 
 
@@ -105,7 +108,7 @@ def recommend(path, out=None, panel: str = "offline", backbones=None, top: int =
     """Run (or continue) the whole command; returns the summary (advice.summarize). Each phase's wall
     time in this invocation goes to OUT/timing.json (what the budget benchmark reads)."""
     s = Settings(str(path), str(out or ""), panel, list(backbones or []), top, seeds, resolution, flip, device,
-                 steps, workers)
+                 steps, workers, n_boot=n_boot)
     check_settings(s)
     from backbone_bench.panels import check_backbone, panel as panel_of
 

@@ -329,8 +329,8 @@ def separable(scores: pd.DataFrame, domain: str, top: str, second: str) -> bool:
     draws = scores.attrs.get("score_draws")
     if draws is None:
         return False
-    lo, _ = uncertainty.quantiles(draws.loc[(domain, top)].to_numpy() - draws.loc[(domain, second)].to_numpy())
-    return bool(lo > 0)
+    lo, hi = uncertainty.quantiles(draws.loc[(domain, top)].to_numpy() - draws.loc[(domain, second)].to_numpy())
+    return uncertainty.decided(lo, hi) > 0
 
 
 def recommendation(scores: pd.DataFrame, domain: str) -> str:
@@ -601,7 +601,7 @@ def decision_table(cells: uncertainty.CellDraws, domains=DOMAINS_IN_ORDER, modes
                              balanced_accuracy=t.at[best, "mean"], lo=t.at[best, "lo"], hi=t.at[best, "hi"],
                              runner_up=t.at[second, "backbone"], runner_up_accuracy=t.at[second, "mean"],
                              gap=t.at[best, "mean"] - t.at[second, "mean"], gap_lo=lo, gap_hi=hi,
-                             separable=bool(lo > 0), datasets=int(t.at[best, "datasets"])))
+                             separable=uncertainty.decided(lo, hi) > 0, datasets=int(t.at[best, "datasets"])))
     tidy = pd.DataFrame(rows)
     if tidy.empty:  # decision_text says why
         return tidy, Markdown("")

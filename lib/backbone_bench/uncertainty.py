@@ -129,6 +129,19 @@ def quantiles(draws: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.n
     return lo, hi
 
 
+def decided(lo: float, hi: float) -> int:
+    """The one verdict rule for a difference's interval: +1 when it lies wholly above zero, -1 when
+    wholly below, 0 when it contains zero (these results cannot tell). Claims, the book's prose and
+    `recommend`'s report all decide with it."""
+    return 1 if lo > 0 else -1 if hi < 0 else 0
+
+
+def interval_words(n_subsets: int) -> str:
+    """What a cell's interval holds: seeds and test images, or, with one training subset (one seed,
+    or seeds that share every image), test images only: it leaves out the seed-to-seed spread."""
+    return "test images only (one training subset)" if n_subsets <= 1 else f"{n_subsets} seeds, then test images"
+
+
 def fmt(value: float, lo: float, hi: float, digits: int = 3, signed: bool = False) -> str:
     """"value [lo, hi]", never a zero-width interval: more digits until the ends differ, and a
     plain statement when every replicate gave the same value."""

@@ -265,7 +265,11 @@ def decode(payload: bytes | np.ndarray, channels: int, size: int):
     if isinstance(payload, np.ndarray):
         image = Image.fromarray(payload)
     else:
-        image = Image.open(io.BytesIO(payload))
+        try:
+            image = Image.open(io.BytesIO(payload))
+        except Image.UnidentifiedImageError:
+            # PIL's own message names the in-memory buffer (<_io.BytesIO object at 0x...>), not the file
+            raise Image.UnidentifiedImageError("not an image format PIL can read") from None
         image.load()  # truncated or corrupt files fail here, not later
     mode = image.mode
     if mode in WIDE_MODES:
