@@ -17,9 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 
 
-from backbone_bench import store
-from backbone_bench.presets import get_preset
-from backbone_bench.sweep import Plan, execute
+from backbone_bench.study import store
+from backbone_bench.study.presets import get_preset
+from backbone_bench.study.plan import Plan
+from backbone_bench.study.execute import execute
 
 
 def main() -> None:

@@ -25,9 +25,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from backbone_bench import train
-from backbone_bench.backbones import create_model, scratch_twin
-from backbone_bench.speed import MIN_GAIN, native_bf16
+from backbone_bench.engine import train
+from backbone_bench.models.backbones import create_model, scratch_twin
+from backbone_bench.engine.speed import MIN_GAIN, native_bf16
 from train_throughput import compute_rate, engine_rate, setting
 
 #: (channels_last, bf16) per variant, plain first: the others are measured against it
@@ -119,12 +119,12 @@ def _with_projection(table: pd.DataFrame) -> pd.DataFrame:
     """Hours of the `cpu` preset's gradient training (every lr at its full step budget: early
     stopping only shortens it) per backbone at rate a and at rate b, plus a total row."""
     from backbone_bench.errors import DataMissingError
-    from backbone_bench.presets import PRESETS
+    from backbone_bench.study.presets import PRESETS
 
     if "cpu" not in PRESETS:
         return table
     try:
-        from backbone_bench.sweep.plan import _grid
+        from backbone_bench.study.plan import _grid
 
         p = PRESETS["cpu"]
         images: dict = {}

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from backbone_bench import fused, train
-from backbone_bench.backbones import create_model, scratch_twin
-from backbone_bench.panels import panel
+from backbone_bench.engine import fused, train
+from backbone_bench.models.backbones import create_model, scratch_twin
+from backbone_bench.models.panels import panel
 from backbone_bench.environment import environment, pick_device
 from train_throughput import rate  # the same timed loop (benchmarks/ is this script's folder)
 
@@ -38,10 +38,10 @@ def load_form(against: str):
     """The Stack class of a fused.py file, or of a git revision's."""
     path = Path(against)
     if not path.is_file():
-        source = subprocess.run(["git", "show", f"{against}:lib/backbone_bench/fused.py"], capture_output=True,
+        source = subprocess.run(["git", "show", f"{against}:lib/backbone_bench/engine/fused.py"], capture_output=True,
                                 text=True, cwd=Path(__file__).resolve().parents[1])
         if source.returncode:
-            sys.exit(f"--against {against}: neither a file nor a git revision with lib/backbone_bench/fused.py "
+            sys.exit(f"--against {against}: neither a file nor a git revision with lib/backbone_bench/engine/fused.py "
                      f"({source.stderr.strip()})")
         path = Path(tempfile.mkdtemp()) / "other_fused.py"
         path.write_text(source.stdout)

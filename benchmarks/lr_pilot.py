@@ -14,7 +14,7 @@ import sys
 
 import pandas as pd
 
-from backbone_bench import store
+from backbone_bench.study import store
 
 
 def main(argv=None) -> int:

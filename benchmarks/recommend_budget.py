@@ -40,7 +40,7 @@ def main(argv=None) -> int:
 
     from backbone_bench.data.export import export
     from backbone_bench.environment import environment, pick_device
-    from backbone_bench.recommend import recommend
+    from backbone_bench.recommend.run import recommend
 
     with tempfile.TemporaryDirectory() as tmp:
         folder, out = Path(args.folder or Path(tmp) / "cifar10_5cls"), Path(tmp) / "out"

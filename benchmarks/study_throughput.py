@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from backbone_bench.environment import environment, pick_device
-from backbone_bench.sweep import build_plan, execute
+from backbone_bench.study.plan import build_plan
+from backbone_bench.study.execute import execute
 
 
 def run_batch(plan, workers: int, results: Path, device: str) -> float:

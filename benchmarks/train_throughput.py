@@ -30,12 +30,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from backbone_bench import train
-from backbone_bench.augment import resize
-from backbone_bench.backbones import create_model, scratch_twin
-from backbone_bench.panels import panel
+from backbone_bench.engine import train
+from backbone_bench.engine.augment import resize
+from backbone_bench.models.backbones import create_model, scratch_twin
+from backbone_bench.models.panels import panel
 from backbone_bench.environment import environment, pick_device
-from backbone_bench.fused import FUSION
+from backbone_bench.engine.fused import FUSION
 
 
 def sync(device):
@@ -65,7 +65,7 @@ def engine_rate(name, images, labels, args, device, classes, members: int, compi
                 channels_last=False, bf16=False) -> float:
     """Aggregate images/s of ``members`` trainings fused (1: solo), through the engine itself."""
     compile_model = args.compile if compile_model is None else compile_model
-    from backbone_bench.backbones import scratch_twin
+    from backbone_bench.models.backbones import scratch_twin
 
     weights = scratch_twin(name)
     split = train.Split(images, labels, args.resolution)
@@ -166,8 +166,8 @@ def gflops_per_image(name, resolution, classes) -> float:
 def projection(rows, device_name, resolution) -> pd.DataFrame:
     """Training images of the `offline` grid's gradient runs (every lr at its full step budget:
     early stopping only shortens it) per backbone, and the hours they take at each rate."""
-    from backbone_bench.presets import get_preset
-    from backbone_bench.sweep.plan import _grid
+    from backbone_bench.study.presets import get_preset
+    from backbone_bench.study.plan import _grid
 
     p = get_preset("offline")
     images: dict = {}
@@ -259,7 +259,7 @@ def load_jpegs(n):
     or from a bundle of it (`backbone-bench bundle`) on a machine that has no mirror."""
     import pyarrow.parquet as pq
 
-    from backbone_bench.bundle import find_bundle
+    from backbone_bench.data.bundled import find_bundle
     from backbone_bench.data.prepare import prepare
     from backbone_bench.data.sources import _mirror_lookup
 

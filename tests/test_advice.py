@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from backbone_bench import advice
-from backbone_bench.recommend import Settings
+from backbone_bench.recommend import advice
+from backbone_bench.recommend.settings import Settings
 
 
 def candidate(backbone, mode, test, lo, hi, val, collapsed=0, n_runs=1, n_subsets=1, speed=None):

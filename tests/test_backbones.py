@@ -5,8 +5,8 @@ import shutil
 import pytest
 import torch
 
-from backbone_bench.backbones import create_model, reestimate_folded_batchnorm, resolve_weights
-from backbone_bench.panels import PANELS, check_backbone
+from backbone_bench.models.backbones import create_model, reestimate_folded_batchnorm, resolve_weights
+from backbone_bench.models.panels import PANELS, check_backbone
 from backbone_bench.errors import UnknownNameError, WeightsUnavailableError
 from conftest import SHARED
 

@@ -9,7 +9,10 @@ import pytest
 
 from conftest import requires_mirror
 
-from backbone_bench.study import pages as STUDY_PAGES
+from backbone_bench.report.build import pages as STUDY_PAGES
+from backbone_bench.study.execute import execute
+from backbone_bench.study.plan import build_plan
+from backbone_bench.study.run import FEATURES
 
 CHAPTERS = ["book/intro", "book/question", "book/methods", "book/domains/natural", "book/domains/medical",
             "book/domains/galaxy", "book/domains/remote_sensing", "book/ranking", "book/cost", "book/use_your_data",
@@ -19,7 +22,7 @@ DOMAINS = ["natural", "medical", "galaxy", "remote_sensing"]
 
 @pytest.fixture(scope="module")
 def quick_book(tmp_path_factory):
-    from backbone_bench.study import run_study
+    from backbone_bench.report.build import run_study
 
     root = tmp_path_factory.mktemp("quick-book")
     html = run_study("quick", root=root, results=root / "results", device="cpu", n_boot=200)
@@ -87,12 +90,12 @@ def test_no_repository_buttons_without_a_configured_repository(quick_book):
 
 def test_executed_pages_are_byte_identical_when_nothing_changed(quick_book, tmp_path):
     """A second build with nothing new must change no tracked file: no timestamps, random ids or paths."""
-    from backbone_bench import study
+    from backbone_bench.report import build
 
     root, _ = quick_book
     page = root / "book" / "intro.ipynb"
     before = page.read_bytes()
-    study.execute_notebooks("quick", root, root / "results", n_boot=200, progress=False, only=["summary"])
+    build.execute_notebooks("quick", root, root / "results", n_boot=200, progress=False, only=["summary"])
     assert page.read_bytes() == before
     text = before.decode()
     assert "end_time" not in text and str(root) not in text
@@ -101,16 +104,16 @@ def test_executed_pages_are_byte_identical_when_nothing_changed(quick_book, tmp_
 def test_a_partial_edition_builds_and_says_in_plain_sight_what_is_missing(tmp_path, monkeypatch):
     """Linear probes of one dataset only (what a CPU records of the 224 px edition before any GPU
     run): every page still executes, and each says which runs are missing, outside the dropdown."""
-    from backbone_bench import study, sweep
+    from backbone_bench.report import build
 
     results = tmp_path / "results"
     monkeypatch.setenv("BACKBONE_BENCH_RESULTS", str(results))
-    plan = sweep.build_plan("quick", datasets=["uc_merced"], modes=["linear_probe"])
-    assert sweep.execute(plan, "cpu", results, progress=False) == {"ok": len(plan.configs)}
-    sweep.FEATURES.entries.clear()
-    monkeypatch.setattr(study, "pages", lambda preset: [
+    plan = build_plan("quick", datasets=["uc_merced"], modes=["linear_probe"])
+    assert execute(plan, "cpu", results, progress=False) == {"ok": len(plan.configs)}
+    FEATURES.entries.clear()
+    monkeypatch.setattr(build, "pages", lambda preset: [
         page for page in STUDY_PAGES(preset) if page[0] in ("ranking", "summary") or page[1].endswith("natural.ipynb")])
-    pages = study.execute_notebooks("quick", tmp_path, results, n_boot=50, progress=False)
+    pages = build.execute_notebooks("quick", tmp_path, results, n_boot=50, progress=False)
     assert len(pages) == 3
     for path in pages:
         nb = nbformat.read(path, as_version=4)

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 import torch
 
-from backbone_bench import cost
-from backbone_bench.cli import main
+from backbone_bench.models import cost
+from backbone_bench.cli.main import main
 
 
 def test_gmacs_match_the_published_count():

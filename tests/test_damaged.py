@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from backbone_bench import store, sweep
+from backbone_bench.study import store
+from backbone_bench.study.execute import execute
+from backbone_bench.study.plan import build_plan
 from conftest import REPO, requires_mirror
 
 SMALL = dict(datasets=["uc_merced"], backbones=["tf_efficientnet_lite0"], shots=[10], seeds=[0],
@@ -28,8 +30,8 @@ def made(tmp_path_factory):
     old = os.environ.get("BACKBONE_BENCH_RESULTS")
     os.environ["BACKBONE_BENCH_RESULTS"] = str(folder)
     try:
-        plan = sweep.build_plan("quick", **dict(SMALL, modes=["linear_probe", "finetune"]), steps=5)
-        assert sweep.execute(plan, "cpu", folder, progress=False) == {"ok": 2}
+        plan = build_plan("quick", **dict(SMALL, modes=["linear_probe", "finetune"]), steps=5)
+        assert execute(plan, "cpu", folder, progress=False) == {"ok": 2}
     finally:
         if old is None:
             del os.environ["BACKBONE_BENCH_RESULTS"]
@@ -97,7 +99,7 @@ def test_a_results_folder_that_cannot_be_written_is_named_before_any_compute(tmp
     from pathlib import Path
 
     from backbone_bench import paths
-    from backbone_bench.cli import main
+    from backbone_bench.cli.main import main
 
     if where == "under_a_file":
         (tmp_path / "afile").write_text("")
@@ -125,7 +127,7 @@ def test_a_results_folder_that_cannot_be_written_is_named_before_any_compute(tmp
 
 
 def test_results_on_an_empty_folder_claims_no_file(tmp_path, monkeypatch, capsys):
-    from backbone_bench.cli import main
+    from backbone_bench.cli.main import main
 
     monkeypatch.setenv("BACKBONE_BENCH_RESULTS", str(tmp_path / "new"))
     assert main(["results"]) == 0

@@ -8,8 +8,8 @@ import tarfile
 
 import pytest
 
-from backbone_bench import store
-from backbone_bench.merge import merge
+from backbone_bench.study import store
+from backbone_bench.study.merge import merge
 from conftest import REPO, requires_mirror
 
 GRID = ["--preset", "quick", "--datasets", "uc_merced", "--shots", "10", "--modes", "finetune,scratch",

@@ -8,7 +8,9 @@ import time
 
 import numpy as np
 
-from backbone_bench import store, sweep
+from backbone_bench.study import store
+from backbone_bench.study.execute import execute
+from backbone_bench.study.plan import build_plan
 from conftest import REPO, requires_mirror
 
 PLAN = dict(datasets=["breastmnist"], backbones=["tf_mobilenetv3_small_100", "regnetx_002"], shots=[10], seeds=[0, 1],
@@ -26,10 +28,10 @@ def records(folder):
 def test_two_local_workers_make_the_sequential_records_even_when_a_worker_is_killed(tmp_path, monkeypatch):
     sequential, parallel = tmp_path / "sequential", tmp_path / "parallel"
     monkeypatch.setenv("BACKBONE_BENCH_RESULTS", str(sequential))
-    assert sweep.execute(sweep.build_plan("quick", **PLAN), "cpu", sequential, progress=False) == {"ok": 4}
+    assert execute(build_plan("quick", **PLAN), "cpu", sequential, progress=False) == {"ok": 4}
     monkeypatch.setenv("BACKBONE_BENCH_RESULTS", str(parallel))
     monkeypatch.setenv("BACKBONE_BENCH_KILL_WORKER", str(tmp_path))  # the first task's worker dies (SIGKILL)
-    counts = sweep.execute(sweep.build_plan("quick", **PLAN), "cpu", parallel, progress=False, workers=2)
+    counts = execute(build_plan("quick", **PLAN), "cpu", parallel, progress=False, workers=2)
     assert (tmp_path / "killed").exists() and counts == {"ok": 4}  # Dask retried the lost task elsewhere
     a, b = records(sequential), records(parallel)
     assert set(a) == set(b) and len(b) == 4
@@ -42,8 +44,8 @@ def test_two_local_workers_make_the_sequential_records_even_when_a_worker_is_kil
 def test_a_task_whose_worker_keeps_dying_is_recorded_as_an_error(tmp_path, monkeypatch):
     monkeypatch.setenv("BACKBONE_BENCH_RESULTS", str(tmp_path / "r"))
     monkeypatch.setenv("BACKBONE_BENCH_KILL_WORKER", f"always:{tmp_path}")
-    plan = sweep.build_plan("quick", **dict(PLAN, backbones=["regnetx_002"], seeds=[0]))
-    assert sweep.execute(plan, "cpu", tmp_path / "r", progress=False, workers=2) == {"error": 1}
+    plan = build_plan("quick", **dict(PLAN, backbones=["regnetx_002"], seeds=[0]))
+    assert execute(plan, "cpu", tmp_path / "r", progress=False, workers=2) == {"error": 1}
     assert "worker lost" in store.read_records(tmp_path / "r")[0]["reason"]
 
 
@@ -81,7 +83,7 @@ def test_a_killed_distributed_driver_restarts_without_losing_or_repeating_runs(t
 
 
 def test_slurm_job_script_is_generated_without_slurm():
-    from backbone_bench.sweep.distributed import slurm_cluster
+    from backbone_bench.study.distributed import slurm_cluster
 
     cluster = slurm_cluster(partition="gpu", gres="gpu:1", walltime="04:00:00", jobs=3)
     try:

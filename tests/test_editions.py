@@ -6,7 +6,9 @@ import pytest
 from conftest import REPO, requires_mirror
 from test_uncertainty import make_runs
 
-from backbone_bench import editions, report, uncertainty
+from backbone_bench import report
+from backbone_bench.report import editions
+from backbone_bench.analysis import uncertainty
 from backbone_bench.data.registry import DATASETS
 
 

@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from backbone_bench import store, sweep, train
+from backbone_bench.study import store
+from backbone_bench.engine import train
 from backbone_bench.errors import InvalidParameterError, UnknownNameError
+from backbone_bench.study.execute import execute
+from backbone_bench.study.plan import build_plan
 from conftest import REPO, requires_mirror
 
 SMALL = dict(datasets=["uc_merced"], backbones=["tf_efficientnet_lite0"], shots=[10], seeds=[0],
@@ -21,9 +24,9 @@ SMALL = dict(datasets=["uc_merced"], backbones=["tf_efficientnet_lite0"], shots=
 
 @requires_mirror
 def test_pretrained_and_scratch_runs_make_complete_records_and_resume(results):
-    plan = sweep.build_plan("quick", modes=["finetune", "scratch", "linear_probe"], **SMALL)
+    plan = build_plan("quick", modes=["finetune", "scratch", "linear_probe"], **SMALL)
     assert len(plan.configs) == 3
-    counts = sweep.execute(plan, "cpu", progress=False)
+    counts = execute(plan, "cpu", progress=False)
     assert counts == {"ok": 3}
     records = {r["config"]["mode"]: r for r in store.read_records()}
     for record in records.values():
@@ -44,7 +47,7 @@ def test_pretrained_and_scratch_runs_make_complete_records_and_resume(results):
     assert len(table) == 3 and (results / "runs.csv").exists() and (results / "runs.parquet").exists()
     assert {"device", "torch", "timm", "git_commit", "weights_bn_folded", "resolution", "test_balanced_accuracy"} <= set(table.columns)
     # resume: everything is recorded, nothing to do
-    assert sweep.build_plan("quick", modes=["finetune", "scratch", "linear_probe"], **SMALL).configs == []
+    assert build_plan("quick", modes=["finetune", "scratch", "linear_probe"], **SMALL).configs == []
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -57,9 +60,9 @@ def test_pretrained_and_scratch_runs_make_complete_records_and_resume(results):
     (dict(steps=0), "steps"),
 ])
 def test_bad_parameters_are_rejected_before_any_compute(kwargs, match, results, monkeypatch):
-    monkeypatch.setattr(sweep.plan, "prepare", lambda *a, **k: pytest.fail("prepared data before validating"))
+    monkeypatch.setattr("backbone_bench.study.plan.prepare", lambda *a, **k: pytest.fail("prepared data before validating"))
     with pytest.raises((InvalidParameterError, UnknownNameError), match=match):
-        sweep.build_plan("quick", **kwargs)
+        build_plan("quick", **kwargs)
 
 
 @requires_mirror
@@ -67,8 +70,8 @@ def test_diverged_run_is_recorded_and_the_sweep_goes_on(results, monkeypatch):
     real = train.F.cross_entropy
     monkeypatch.setattr(train.F, "cross_entropy",
                         lambda logits, *a, **k: real(logits, *a, **k) * (float("nan") if logits.shape[1] == 21 else 1))
-    plan = sweep.build_plan("quick", modes=["finetune", "linear_probe"], **SMALL)
-    counts = sweep.execute(plan, "cpu", progress=False)
+    plan = build_plan("quick", modes=["finetune", "linear_probe"], **SMALL)
+    counts = execute(plan, "cpu", progress=False)
     assert counts == {"diverged": 1, "ok": 1}
     diverged = [r for r in store.read_records() if r["status"] == "diverged"][0]
     assert "step 1" in diverged["reason"]
@@ -84,7 +87,7 @@ def test_out_of_memory_retries_with_smaller_micro_batches(results, monkeypatch):
         return real(images, *a, **k)
 
     monkeypatch.setattr(train, "random_resized_crop", tight_memory)
-    counts = sweep.execute(sweep.build_plan("quick", modes=["finetune"], **SMALL), "cpu", progress=False)
+    counts = execute(build_plan("quick", modes=["finetune"], **SMALL), "cpu", progress=False)
     assert counts == {"ok": 1}
     record = store.read_records()[0]
     assert record["micro_batch"] == 8 and record["config"]["recipe"]["batch_size"] == 32
@@ -96,14 +99,14 @@ def test_out_of_memory_at_every_size_is_recorded(results, monkeypatch):
         raise torch.OutOfMemoryError("simulated: CUDA out of memory")
 
     monkeypatch.setattr(train, "random_resized_crop", no_memory)
-    counts = sweep.execute(sweep.build_plan("quick", modes=["finetune", "linear_probe"], **SMALL), "cpu", progress=False)
+    counts = execute(build_plan("quick", modes=["finetune", "linear_probe"], **SMALL), "cpu", progress=False)
     assert counts == {"oom": 1, "ok": 1}
 
 
 @requires_mirror
 def test_unavailable_weights_are_recorded_not_trained(results):
-    plan = sweep.build_plan("quick", **{**SMALL, "backbones": ["resnet18.tv_in1k"]}, modes=["finetune"])
-    assert sweep.execute(plan, "cpu", progress=False) == {"unavailable": 1}
+    plan = build_plan("quick", **{**SMALL, "backbones": ["resnet18.tv_in1k"]}, modes=["finetune"])
+    assert execute(plan, "cpu", progress=False) == {"unavailable": 1}
     assert "no ImageNet weights" in store.read_records()[0]["reason"]
 
 
@@ -135,8 +138,8 @@ def test_sweep_killed_mid_run_loses_and_duplicates_nothing(results):
 def test_linear_probe_is_class_balanced_where_the_metric_is():
     """Generated features, 190 vs 10 training images: an unweighted probe favours the majority;
     the balanced objective the presets use for probes scores higher balanced accuracy."""
-    from backbone_bench.metrics import classification_metrics
-    from backbone_bench.presets import get_preset
+    from backbone_bench.engine.metrics import classification_metrics
+    from backbone_bench.study.presets import get_preset
 
     rng = np.random.default_rng(0)
     def sample(n0, n1):
@@ -161,7 +164,7 @@ def test_weighted_loss_uses_inverse_class_frequency():
 
 
 def test_collapsed_predictors_are_flagged():
-    from backbone_bench.metrics import collapsed
+    from backbone_bench.engine.metrics import collapsed
 
     assert collapsed(np.zeros(100, dtype=int))
     assert collapsed(np.r_[np.zeros(99, dtype=int), 1])
@@ -169,8 +172,8 @@ def test_collapsed_predictors_are_flagged():
 
 
 def test_preset_names_on_the_command_line_match_the_registry():
-    from backbone_bench.commands import PRESET_NAMES
-    from backbone_bench.presets import PRESETS
+    from backbone_bench.cli.commands import PRESET_NAMES
+    from backbone_bench.study.presets import PRESETS
 
     assert set(PRESET_NAMES) == set(PRESETS)
 
@@ -207,7 +210,7 @@ def test_bad_options_are_refused_before_torch_is_imported(argv, message):
     """Each answers in well under a second where the interpreter starts fast (0.1-0.4 s here;
     importing torch and timm takes 4-8 s): a typo in a backbone name is checked against timm's
     names, which the first check keeps per timm version in the cache folder."""
-    from backbone_bench.panels import timm_names
+    from backbone_bench.models.panels import timm_names
 
     timm_names()
     out = subprocess.run([sys.executable, "-X", "importtime", "-m", "backbone_bench", *argv], capture_output=True,
@@ -223,9 +226,9 @@ FAKE_ARRAYS = dict(test_pred=np.zeros(1, np.uint8))  # an ok record without its 
 @requires_mirror
 def test_the_gpu_edition_is_published_once_its_ten_shot_twins_are_complete(results):
     """Fake ok records (no training) for every 10-shot fine-tune and scratch config of `offline`."""
-    from backbone_bench.study import edition
+    from backbone_bench.report.build import edition
 
-    plan = sweep.build_plan("offline", shots=[10], modes=["finetune", "scratch"], results=results, skip_done=False)
+    plan = build_plan("offline", shots=[10], modes=["finetune", "scratch"], results=results, skip_done=False)
     assert len(plan.configs) == 6 * 6 * 2 * 3
     for config in plan.configs[:-1]:
         store.write_record(dict(key=store.config_key(config), config=config, status="ok"), FAKE_ARRAYS, results)

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from backbone_bench import train
-from backbone_bench.fused import Stack
-from backbone_bench.presets import get_preset
-from backbone_bench.sweep import make_config, make_groups
-from backbone_bench.sweep import run as run_module
+from backbone_bench.engine import train
+from backbone_bench.engine.fused import Stack
+from backbone_bench.study.presets import get_preset
+from backbone_bench.study.plan import make_config, make_groups
+from backbone_bench.study import run as run_module
 from conftest import requires_mirror
 
 CPU = torch.device("cpu")
@@ -187,7 +187,7 @@ def test_evaluation_past_the_device_limit_splits_its_stack_and_keeps_the_trained
 
 
 def test_a_lost_gpu_context_stops_the_sweep_instead_of_being_recorded(monkeypatch):
-    from backbone_bench.train import DeviceLost, _sticky
+    from backbone_bench.engine.train import DeviceLost, _sticky
 
     with pytest.raises(DeviceLost, match="restart the sweep"):
         _sticky(RuntimeError("CUDA error: an illegal memory access was encountered"), "cuda")
@@ -203,7 +203,7 @@ def test_a_lost_gpu_context_stops_the_sweep_instead_of_being_recorded(monkeypatc
 
 
 def test_the_fusion_check_lets_out_of_memory_through_and_caches_no_verdict():
-    from backbone_bench import fused
+    from backbone_bench.engine import fused
 
     class Hungry(torch.nn.Module):
         def __init__(self):
@@ -241,7 +241,7 @@ def test_drop_path_draws_its_own_mask_per_member_and_sample():
 
 
 def pair(backbone, size=32, classes=5):
-    from backbone_bench.backbones import create_model, scratch_twin
+    from backbone_bench.models.backbones import create_model, scratch_twin
 
     torch.manual_seed(0)
     return [create_model(scratch_twin(backbone), classes, size) for _ in range(2)]
@@ -371,7 +371,7 @@ def test_groups_hold_runs_that_share_everything_but_seed_mode_and_learning_rate(
 def test_records_of_the_old_engine_are_run_again(tmp_path):
     """Engine 1 trained on in eval mode after its first validation pass: its fine-tune and scratch
     records are planned and claimable again; linear probes (no training loop) are kept."""
-    from backbone_bench import store
+    from backbone_bench.study import store
 
     recipe = get_preset("quick").recipe_for("finetune", 10)
     old = make_config("uc_merced", 10, 0, "regnetx_002", "finetune", 64, recipe)

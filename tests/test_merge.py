@@ -7,8 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backbone_bench import environment, store, sweep
-from backbone_bench.merge import merge
+from backbone_bench import environment
+from backbone_bench.study import store
+from backbone_bench.study.merge import merge
+from backbone_bench.study.execute import execute
+from backbone_bench.study.plan import build_plan
+from backbone_bench.study.run import FEATURES
 from conftest import SHARED, requires_mirror
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,7 +25,7 @@ PROBE = dict(datasets=["uc_merced"], backbones=["tf_mobilenetv3_small_100"], sho
 def test_merge_imports_sound_records_and_refuses_tampered_or_mismatched_ones(tmp_path, monkeypatch):
     elsewhere = tmp_path / "gpu-box"
     monkeypatch.setenv("BACKBONE_BENCH_RESULTS", str(elsewhere))
-    assert sweep.execute(sweep.build_plan("quick", **PROBE), "cpu", elsewhere, progress=False) == {"ok": 2}
+    assert execute(build_plan("quick", **PROBE), "cpu", elsewhere, progress=False) == {"ok": 2}
     runs = sorted((elsewhere / "runs").glob("*.json"))
     good, other = runs
     # a copy whose metrics were edited after the fact keeps a valid key but not valid arrays ...
@@ -68,37 +72,38 @@ def test_merge_names_a_folder_that_is_not_a_results_folder(tmp_path):
 @requires_mirror
 def test_a_bundle_runs_a_config_with_the_same_key_and_predictions_as_the_mirror(tmp_path, monkeypatch):
     """Only the images and weights the run reads travel; the run on the bundle alone is the same run."""
-    from backbone_bench.bundle import make_bundle
+    from backbone_bench.study.bundle import make_bundle
 
     config = dict(PROBE, seeds=[0])
     mirror = tmp_path / "mirror-results"
     monkeypatch.setenv("BACKBONE_BENCH_RESULTS", str(mirror))
-    plan = sweep.build_plan("quick", **config)
+    plan = build_plan("quick", **config)
     sizes = make_bundle(plan.configs, tmp_path / "bundle")
-    assert sweep.execute(plan, "cpu", mirror, progress=False) == {"ok": 1}
+    assert execute(plan, "cpu", mirror, progress=False) == {"ok": 1}
     bundled = (tmp_path / "bundle" / "uc_merced.bundle" / "images.parquet").stat().st_size
     mirror_size = sum(f.stat().st_size for f in (SHARED / "data" / "uc_merced").glob("*.parquet"))
     assert bundled < 0.5 * mirror_size  # 798 of the 2,100 images: the run's subset, val and test
     assert set(sizes) == {"uc_merced", "weights/tf_mobilenetv3_small_100"}
 
-    from backbone_bench import bundle, paths
-    from backbone_bench.backbones import _sha256
+    from backbone_bench import paths
+    from backbone_bench.data import bundled
+    from backbone_bench.models.backbones import _sha256
 
-    bundle._load_bundle.cache_clear(), _sha256.cache_clear()
+    bundled._load_bundle.cache_clear(), _sha256.cache_clear()
     monkeypatch.setenv("BACKBONE_BENCH_DATA", str(tmp_path / "bundle"))  # the mirror is out of reach now
     monkeypatch.setenv("BACKBONE_BENCH_WEIGHTS", str(tmp_path / "bundle" / "weights"))
     monkeypatch.setenv("BACKBONE_BENCH_CACHE", str(tmp_path / "empty-cache"))
     there = tmp_path / "bundle-results"
     monkeypatch.setenv("BACKBONE_BENCH_RESULTS", str(there))
     assert paths.data_mirrors() == [tmp_path / "bundle"]
-    sweep.FEATURES.entries.clear()
-    again = sweep.build_plan("quick", **config)
+    FEATURES.entries.clear()
+    again = build_plan("quick", **config)
     assert [store.config_key(c) for c in again.configs] == [store.config_key(c) for c in plan.configs]
     # the copy that travels has no .git: the commit comes with it (benchmarks/device/setup.sh)
     monkeypatch.setenv("BACKBONE_BENCH_COMMIT", "0123456789ab")
     environment.git_commit.cache_clear()
     try:
-        assert sweep.execute(again, "cpu", there, progress=False) == {"ok": 1}
+        assert execute(again, "cpu", there, progress=False) == {"ok": 1}
     finally:
         environment.git_commit.cache_clear()
     key = store.config_key(plan.configs[0])
@@ -130,12 +135,12 @@ def test_the_device_kit_carries_the_versions_this_project_pins():
 
 @requires_mirror
 def test_an_error_record_is_imported_as_a_failure_to_retry_and_gives_way_to_a_record_from_elsewhere(tmp_path, monkeypatch):
-    from backbone_bench.sweep.run import failure_record, record_base
+    from backbone_bench.study.run import failure_record, record_base
 
     elsewhere, local = tmp_path / "gpu-box", tmp_path / "local"
     monkeypatch.setenv("BACKBONE_BENCH_RESULTS", str(elsewhere))
-    plan = sweep.build_plan("quick", **dict(PROBE, seeds=[0]))
-    assert sweep.execute(plan, "cpu", elsewhere, progress=False) == {"ok": 1}
+    plan = build_plan("quick", **dict(PROBE, seeds=[0]))
+    assert execute(plan, "cpu", elsewhere, progress=False) == {"ok": 1}
     config = plan.configs[0]
     key = store.config_key(config)
     # here the same run failed for no reason of its own (a full disk, say)

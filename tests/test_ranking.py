@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backbone_bench import ranking
+from backbone_bench.analysis import ranking
 
 
 def runs(rows):
@@ -57,7 +57,7 @@ def test_domain_correlation():
 
 
 def test_pareto_front_keeps_only_undominated_points():
-    from backbone_bench.plots import pareto_front
+    from backbone_bench.report.plots import pareto_front
 
     points = pd.DataFrame(dict(backbone=list("abcde"), cost=[1, 2, 3, 4, 2], score=[0.1, 0.5, 0.4, 0.9, 0.2]))
     # a (cheapest), b (better than a), d (best); c is beaten by cheaper b, e by b at equal cost
@@ -70,7 +70,7 @@ def test_pareto_labels_of_crowded_points_do_not_overlap_and_the_figure_repeats()
     import matplotlib
 
     matplotlib.use("Agg")
-    from backbone_bench.plots import pareto
+    from backbone_bench.report.plots import pareto
 
     names = ["tf_mobilenetv3_small_100", "regnetx_002", "mobilenetv2_100", "tf_efficientnet_lite0",
              "tf_efficientnet_lite1", "tf_efficientnet_lite2"]
@@ -88,7 +88,8 @@ def test_pareto_labels_of_crowded_points_do_not_overlap_and_the_figure_repeats()
 
 
 def test_gains_summary_means_and_intervals_per_domain_and_shots():
-    from backbone_bench import report, uncertainty
+    from backbone_bench import report
+    from backbone_bench.analysis import uncertainty
 
     # real dataset names so the registry gives the domains; generated predictions on 100 test
     # images: fine-tune right on 70 or 90 %, scratch on 50 %; gains 0.2 and 0.4 in medical

@@ -9,11 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from backbone_bench import speed, store, sweep, train
-from backbone_bench.backbones import create_model, scratch_twin
+from backbone_bench.engine import speed
+from backbone_bench.engine import train
+from backbone_bench.models.backbones import create_model, scratch_twin
 from backbone_bench.environment import device_name
-from backbone_bench.fused import Stack
-from backbone_bench.recipe import Recipe
+from backbone_bench.engine.fused import Stack
+from backbone_bench.engine.recipe import Recipe
+from backbone_bench.study.plan import build_plan
+from backbone_bench.study.run import run_configs
 from conftest import requires_mirror
 
 
@@ -26,7 +29,7 @@ def _variants_csv(path, device, rows):
 
 
 def test_speed_options_follow_the_committed_gpu_measurement_of_this_fusion(tmp_path, monkeypatch):
-    from backbone_bench import fused
+    from backbone_bench.engine import fused
 
     monkeypatch.setattr(speed, "CPU_VARIANTS_CSV", tmp_path / "none.csv")
     csv = tmp_path / "variants.csv"
@@ -98,12 +101,12 @@ def test_a_bf16_cpu_run_scores_within_tolerance_of_the_fp32_run(results, monkeyp
     more) and 10 % of validation NLL."""
     got = {}
     for bf16 in (False, True):
-        monkeypatch.setattr(sweep.run, "speed_options",
+        monkeypatch.setattr("backbone_bench.study.run.speed_options",
                             lambda b, d, c=False, bf16=bf16: dict(compiled=False, channels_last=bf16, bf16=bf16,
                                                                  speed_from="test"))
-        plan = sweep.build_plan("quick", datasets=["uc_merced"], backbones=["tf_efficientnet_lite0"], shots=[10],
+        plan = build_plan("quick", datasets=["uc_merced"], backbones=["tf_efficientnet_lite0"], shots=[10],
                                 seeds=[0], resolution=48, steps=20, modes=["finetune", "linear_probe"])
-        out = sweep.run_configs(plan.configs, "quick", torch.device("cpu"), dict(precision="?"))
+        out = run_configs(plan.configs, "quick", torch.device("cpu"), dict(precision="?"))
         got[bf16] = {r["config"]["mode"]: r for r, _ in out}
     for mode in ("finetune", "linear_probe"):
         fp32, bf16 = got[False][mode], got[True][mode]
@@ -145,21 +148,21 @@ def test_the_probe_grid_grows_past_an_edge_until_validation_picks_an_interior_c(
 
 @requires_mirror
 def test_probe_features_are_extracted_once_and_reused_from_disk(results, tmp_path, monkeypatch):
-    from backbone_bench import features
+    from backbone_bench.engine import features
 
     monkeypatch.setattr(features, "features_dir", lambda: tmp_path / "features")
-    plan = sweep.build_plan("quick", datasets=["uc_merced"], backbones=["tf_efficientnet_lite0"], shots=[10],
+    plan = build_plan("quick", datasets=["uc_merced"], backbones=["tf_efficientnet_lite0"], shots=[10],
                             seeds=[0, 1], resolution=48, modes=["linear_probe"])
     fresh = features.FeatureCache()
-    monkeypatch.setattr(sweep.run, "FEATURES", fresh)
-    first = sweep.run_configs(plan.configs[:1], "quick", torch.device("cpu"), {})
+    monkeypatch.setattr("backbone_bench.study.run.FEATURES", fresh)
+    first = run_configs(plan.configs[:1], "quick", torch.device("cpu"), {})
     extracted = fresh.extracted
     assert extracted > 0 and list((tmp_path / "features").glob("*.npz"))
     later = features.FeatureCache()  # a new process: only the disk holds them
-    monkeypatch.setattr(sweep.run, "FEATURES", later)
-    again = sweep.run_configs(plan.configs[:1], "quick", torch.device("cpu"), {})
+    monkeypatch.setattr("backbone_bench.study.run.FEATURES", later)
+    again = run_configs(plan.configs[:1], "quick", torch.device("cpu"), {})
     assert later.extracted == 0
     assert first[0][0]["metrics"] == again[0][0]["metrics"]
-    sweep.run_configs(plan.configs[1:], "quick", torch.device("cpu"), {})  # another seed: only its new training images
+    run_configs(plan.configs[1:], "quick", torch.device("cpu"), {})  # another seed: only its new training images
     assert 0 < later.extracted <= 210
 

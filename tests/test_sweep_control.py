@@ -1,10 +1,12 @@
 """A long sweep under control: error records retried, a deadline honoured, a projection printed."""
 import time
 
-import pytest
 
-from backbone_bench import store, sweep
-from backbone_bench.sweep.run import failure_record, record_base
+from backbone_bench.study import store
+from backbone_bench.engine.train import Diverged
+from backbone_bench.study.run import failure_record, record_base
+from backbone_bench.study.execute import execute
+from backbone_bench.study.plan import build_plan
 from conftest import requires_mirror
 
 SMALL = dict(datasets=["uc_merced"], backbones=["tf_efficientnet_lite0", "mobilenetv2_100"], shots=[10], seeds=[0],
@@ -13,31 +15,31 @@ SMALL = dict(datasets=["uc_merced"], backbones=["tf_efficientnet_lite0", "mobile
 
 @requires_mirror
 def test_error_records_are_retried_and_final_failures_are_not(results):
-    plan = sweep.build_plan("quick", **SMALL)
+    plan = build_plan("quick", **SMALL)
     errored, diverged = plan.configs
     store.write_record(failure_record(record_base(errored, "quick", {}), OSError("No space left on device")))
-    store.write_record(failure_record(record_base(diverged, "quick", {}), __import__("backbone_bench.train").train.Diverged("nan")))
-    again = sweep.build_plan("quick", **SMALL)
+    store.write_record(failure_record(record_base(diverged, "quick", {}), Diverged("nan")))
+    again = build_plan("quick", **SMALL)
     assert [store.config_key(c) for c in again.configs] == [store.config_key(errored)]
     assert again.skipped_done == 1
-    retry = sweep.build_plan("quick", retry_failed=True, **SMALL)  # --retry-failed: the final failure too
+    retry = build_plan("quick", retry_failed=True, **SMALL)  # --retry-failed: the final failure too
     assert len(retry.configs) == 2
 
 
 @requires_mirror
 def test_a_deadline_starts_no_group_that_would_end_past_it(results, monkeypatch):
-    import backbone_bench.sweep.run as run
+    import backbone_bench.study.run as run
 
     def slow(configs, preset, device, env, compile_model=False, progress=None):
         time.sleep(0.4)
         return [(failure_record(record_base(c, preset, env), RuntimeError("simulated")), None) for c in configs]
 
     monkeypatch.setattr(run, "run_configs", slow)
-    plan = sweep.build_plan("quick", **SMALL)
-    assert sweep.execute(plan, "cpu", progress=False, deadline=0.6) == {"error": 1}  # 0.4 + 0.4 > 0.6: one group
+    plan = build_plan("quick", **SMALL)
+    assert execute(plan, "cpu", progress=False, deadline=0.6) == {"error": 1}  # 0.4 + 0.4 > 0.6: one group
     assert len(store.read_records()) == 1
     assert not list((results / "runs" / ".claims").glob("*"))  # nothing left claimed
-    from backbone_bench.progress import progress
+    from backbone_bench.study.progress import progress
 
     p = progress("quick")
     assert (p["records"], p["ok"], p["last_checkpoint_share"]) == (1, 0, None)
@@ -45,7 +47,7 @@ def test_a_deadline_starts_no_group_that_would_end_past_it(results, monkeypatch)
 
 @requires_mirror
 def test_the_plan_prints_its_projected_hours_before_it_starts(results, capsys):
-    from backbone_bench.cli import main
+    from backbone_bench.cli.main import main
 
     assert main(["run", "--preset", "quick", "--datasets", "uc_merced", "--dry-run"]) == 0
     out = capsys.readouterr().out

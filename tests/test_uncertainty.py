@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from backbone_bench import claims, ranking, report, uncertainty
+from backbone_bench import report
+from backbone_bench.analysis import claims, ranking, uncertainty
 
 LABELS = np.repeat([0, 1], 50)
 

@@ -27,8 +27,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: train_throughput's helpers
 
-from backbone_bench import fused, speed, train  # noqa: E402
-from backbone_bench.backbones import create_model, scratch_twin  # noqa: E402
+from backbone_bench.engine import fused, speed
+from backbone_bench.engine import train  # noqa: E402
+from backbone_bench.models.backbones import create_model, scratch_twin  # noqa: E402
 from backbone_bench.environment import environment, pick_device  # noqa: E402
 from train_throughput import engine_rate  # noqa: E402
 

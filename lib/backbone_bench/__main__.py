@@ -1,3 +1,3 @@
-from backbone_bench.cli import main
+from backbone_bench.cli.main import main
 
 raise SystemExit(main())

@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from backbone_bench import paths
+from backbone_bench.data.bundled import find_bundle, load_bundle
 from backbone_bench.data import dedup
 from backbone_bench.data.registry import DatasetSpec, get_dataset
 from backbone_bench.data.sources import decode, offline
@@ -104,11 +105,10 @@ def prepare(name: str, on_corrupt: str = "skip", progress: bool = True) -> Prepa
     if on_corrupt not in ("skip", "error"):
         raise ValueError(f"on_corrupt must be 'skip' or 'error', not {on_corrupt!r}")
     spec = get_dataset(name)
-    from backbone_bench.bundle import find_bundle, load_bundle  # a bundle of just the images some runs read
-
-    bundle = find_bundle(spec.name)
+    bundle = find_bundle(spec.name)  # a bundle of just the images some runs read
     if bundle is not None:
-        return load_bundle(bundle)
+        arrays = load_bundle(bundle)
+        return Prepared(spec=spec, **{k: v for k, v in arrays.items() if k != "dataset"})
     source, where = resolve_source(spec)
     key = content_key(spec, source, where)
     folder = (Path(spec.prepared_root) if spec.prepared_root else paths.cache_dir() / "prepared") / f"{spec.name}-{key}"

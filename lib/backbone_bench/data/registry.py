@@ -159,11 +159,15 @@ def register(spec: DatasetSpec) -> DatasetSpec:
     return spec
 
 
-def get_dataset(name: str) -> DatasetSpec:
-    if name not in DATASETS:  # a user dataset described by a file (worker processes find it this way)
-        from backbone_bench.data.userdata import registered_from_env
+#: Called in order when a name is not registered; each may register datasets. data/userdata.py adds
+#: the one that reads user datasets from files, which is how worker processes find them.
+FINDERS: list = []
 
-        registered_from_env()
+
+def get_dataset(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        for find in FINDERS:
+            find()
     try:
         return DATASETS[name]
     except KeyError:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from backbone_bench.data.registry import USER_DOMAIN, DatasetSpec, register
+from backbone_bench.data.registry import FINDERS, USER_DOMAIN, DatasetSpec, register
 from backbone_bench.data.sources import IMAGE_SUFFIXES, RawImage, _read_parquet
 from backbone_bench.errors import BenchError, DataMissingError
 
@@ -257,6 +257,9 @@ def registered_from_env() -> None:
     for file in filter(None, os.environ.get(ENV, "").split(os.pathsep)):
         if Path(file).exists():
             register(_spec(json.loads(Path(file).read_text())))
+
+
+FINDERS.append(registered_from_env)
 
 
 MODE_NAMES = {"L": "grayscale", "LA": "grayscale with alpha", "1": "black and white (1 bit)", "P": "palette",

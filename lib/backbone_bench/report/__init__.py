@@ -1,0 +1,30 @@
+"""Stage 6, the book's side: what the notebooks call, the figures, and the pipeline that executes
+the notebooks and builds the book (build.py).
+
+The notebooks use ``from backbone_bench import report`` and call ``report.NAME``: the names below
+are that interface, each living in the module that owns its job (display.py: figures, glue, long
+tables, downloads; labels.py: words and formats; load.py: an edition's records, coverage and the
+About box; tables.py: the answer's tables and sentences; checks.py: sanity and plausibility;
+costs.py: the cost page; datasets.py: dataset cards). plots.py, editions.py, kernels.py and
+build.py are imported by name.
+
+May import every earlier stage (errors, paths, environment, data, models, engine, study, analysis).
+"""
+from backbone_bench.report.display import (  # noqa: F401
+    downloads, glue, long_table, show)
+from backbone_bench.report.labels import (  # noqa: F401
+    COST_COLUMNS, DOMAINS_IN_ORDER, GAINS, METRIC, MODE_NAMES, SHORT_DOMAIN, domain_title, fmt_interval,
+    listed)
+from backbone_bench.report.load import (  # noqa: F401
+    about, coverage, coverage_grid, coverage_text, draws, flags_in_words, load, missing_runs, rerun_command,
+    results_path)
+from backbone_bench.report.tables import (  # noqa: F401
+    cell_table, cells_where, decision_table, decision_text, domain_ranking, domain_summary, gains_display,
+    gains_summary, range_text, ranking_table, recommendation, separable)
+from backbone_bench.report.checks import (  # noqa: F401
+    REFERENCES, class_weighting_text, collapsed_text, failures, plausibility, plausibility_display,
+    plausibility_text, pretrained_vs_scratch, sanity_display, sanity_text)
+from backbone_bench.report.costs import (  # noqa: F401
+    cost_display, cost_table, repeated_timings_text)
+from backbone_bench.report.datasets import (  # noqa: F401
+    best_backbone, confusion_of_best, dataset_cards)

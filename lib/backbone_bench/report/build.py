@@ -1,0 +1,241 @@
+"""The whole study in one call: sweep (resuming), notebooks through papermill, then the book.
+
+The repository's own book (book/, built to _build/html) is the edition's (``edition()``); any other
+preset is built in a folder of its own (_build/books/<preset>/) from a copy of the book's
+sources, so trying the quick preset never overwrites the committed edition.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from backbone_bench import paths
+from backbone_bench.data.registry import DATASETS
+from backbone_bench.study.presets import PRESETS, get_preset
+
+CPU_EDITION, GPU_EDITION = "offline_cpu", "offline"
+
+
+def edition(results: Path | None = None) -> str:
+    """The preset whose book the repository publishes: the 224 px ``offline`` edition as soon as its
+    fine-tune and scratch runs at 10 shots are recorded for every dataset and backbone with three
+    seeds; until then the CPU edition."""
+    from backbone_bench.study import store
+    from backbone_bench.study.plan import build_plan
+
+    p = get_preset(GPU_EDITION)
+    try:
+        plan = build_plan(GPU_EDITION, shots=[10], modes=["finetune", "scratch"], results=results, skip_done=False)
+    except Exception:  # no data to plan with: nothing of the GPU edition can be complete
+        return CPU_EDITION
+    ok = {r["key"] for r in store.read_records(results) if r["status"] == "ok"}
+    complete = all(store.config_key(c) in ok for c in plan.configs) and len(p.seeds) >= 3
+    return GPU_EDITION if complete and plan.configs else CPU_EDITION
+NOTEBOOKS = paths.REPO_ROOT / "notebooks"
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+DOMAIN_ORDER = ("natural", "medical", "galaxy", "remote_sensing")
+
+
+def default_root(preset: str, results: Path | None = None) -> Path:
+    return paths.REPO_ROOT if preset == edition(results) else paths.REPO_ROOT / "_build" / "books" / preset
+
+
+def copy_sources(root: Path) -> None:
+    """A fresh copy of the book's prose and configuration; executed notebooks are made anew."""
+    for name in BOOK_SOURCES:
+        src, dst = paths.REPO_ROOT / name, root / name
+        if src.is_dir():
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.ipynb", "_build"))
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+
+
+def pages(preset: str) -> list[tuple[str, str, dict, str | None]]:
+    """(template, output path relative to the root, parameters, the page's own title or None: the
+    template's) for every executed page."""
+    from backbone_bench.report.labels import domain_title
+
+    p = get_preset(preset)
+    domains = [d for d in DOMAIN_ORDER if any(DATASETS[n].domain == d for n in p.datasets)]
+    out = [("summary", "book/intro.ipynb", {}, None), ("ranking", "book/ranking.ipynb", {}, None),
+           ("cost", "book/cost.ipynb", {}, None)]
+    out += [("domain", f"book/domains/{d}.ipynb", {"domain": d}, domain_title(d)) for d in domains]
+    # `recommend` on a study dataset exported as a folder
+    out.append(("recommend", "book/example_report.ipynb", {"out": EXAMPLE},
+                "Example report: brain MRI as your own folder"))
+    return out
+
+
+#: The committed `recommend` output the book's example report is rebuilt from (book/use_your_data.md).
+EXAMPLE = paths.REPO_ROOT / "results" / "examples" / "brain_tumor_mri"
+
+
+def _weights_text(p) -> str:
+    return "; ".join(f"{m}: {p.class_weight_by_mode.get(m, 'none')}" for m in p.modes)
+
+
+def write_recipe_page(root: Path) -> Path:
+    """book/generated/presets.md: every preset's grid and recipe, straight from presets.py."""
+    from dataclasses import fields
+
+    from backbone_bench.engine.recipe import Recipe
+
+    lines = ["| preset | datasets | backbones | shots | modes | seeds | narrower for | px | steps by shots | "
+             "learning rates | class weight |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for p in PRESETS.values():
+        narrower = "; ".join([f"{m}: shots {', '.join(map(str, v))}" for m, v in p.shots_by_mode.items()]
+                             + [f"{m}: seeds {', '.join(map(str, v))}" for m, v in p.seeds_by_mode.items()]) or "-"
+        lines.append(f"| `{p.name}` | {', '.join(p.datasets)} | {', '.join(p.backbones)} | "
+                     f"{', '.join(map(str, p.shots))} | {', '.join(p.modes)} | {', '.join(map(str, p.seeds))} | "
+                     f"{narrower} | {p.resolution} | {', '.join(f'{k}: {v}' for k, v in p.steps_by_shots.items())} | "
+                     f"{'; '.join(f'{m}: {v}' for m, v in p.lrs_by_mode.items())} | {_weights_text(p)} |")
+    names = [f.name for f in fields(Recipe) if f.name not in ("steps", "lrs", "class_weight")]
+    lines += ["", "Recipe fields shared by the runs of each preset (``Recipe`` in `lib/backbone_bench/engine/recipe.py`; "
+              "a preset with validation passes per run sets `eval_every` per shot level):", "",
+              "| preset | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for p in PRESETS.values():
+        values = [getattr(p.recipe, k) for k in names]
+        if p.eval_passes:
+            values[names.index("eval_every")] = f"steps / {p.eval_passes}"
+        lines.append(f"| `{p.name}` | " + " | ".join("-" if v is None else str(list(v) if isinstance(v, tuple) else v)
+                                                      for v in values) + " |")
+    path = root / "book" / "generated" / "presets.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# Kernels talk over local sockets (IPC), not TCP: no open port, and no "running over TCP without
+# encryption" warning printed once per page.
+IPC_KERNEL = "backbone_bench.report.kernels.IPCKernelManager"
+
+
+def execute_notebooks(preset: str, root: Path, results: Path, n_boot: int = 1000, progress: bool = True,
+                      only=None) -> list[Path]:
+    """Execute the templates with papermill into the book (``only``: these templates)."""
+    import nbformat
+    import papermill as pm
+
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # the kernel's debugger warning, once per page
+    done = []
+    todo = [page for page in pages(preset) if only is None or page[0] in only]
+    for template, rel, params, title in tqdm(todo, desc="notebooks", unit="page", disable=not progress):
+        out = root / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        nb = nbformat.read(NOTEBOOKS / f"{template}.ipynb", as_version=4)
+        if title:
+            _retitle(nb, title)
+        declared = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        # folders relative to the page, so the executed page reads the same on every machine
+        params = {k: os.path.relpath(v, out.parent) if isinstance(v, Path) else v for k, v in params.items()}
+        params |= {k: v for k, v in dict(preset=preset, results=os.path.relpath(results, out.parent),
+                                         n_boot=n_boot).items() if f"{k} =" in declared}
+        pm.execute_notebook(nb, str(out), parameters=params, kernel_name="python3", cwd=str(out.parent),
+                            progress_bar=False, log_output=False, kernel_manager_class=IPC_KERNEL)
+        _finish_page(out)
+        done.append(out)
+    return done
+
+
+def _retitle(nb, title: str) -> None:
+    """The page's title: replaces the template's first heading, or comes first where it has none."""
+    import re
+
+    import nbformat
+
+    first = nb.cells[0] if nb.cells and nb.cells[0].cell_type == "markdown" else None
+    if first is not None and re.match(r"# ", first.source):
+        first.source = re.sub(r"^# .*", f"# {title}", first.source, count=1)
+    else:
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {title}"))
+
+
+def _finish_page(path: Path) -> None:
+    """Make the executed page reproducible byte for byte and readable.
+
+    Removed: papermill's timestamps, durations and paths, per-cell execution times, the random
+    ids of cells and table styles (a rebuild with nothing new must change no tracked file).
+    On the page: code cells are not shown; the parameter cells (the template's defaults and the
+    ones papermill injected) are removed, and the About box shows the command that reruns the page."""
+    import re
+
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    pm = nb.metadata.get("papermill", {})
+    nb.metadata["papermill"] = dict(exception=pm.get("exception"), parameters=pm.get("parameters", {}))
+    nb.metadata.get("language_info", {}).pop("version", None)
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i}"
+        for key in ("execution", "papermill"):
+            cell.metadata.pop(key, None)
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+        if "injected-parameters" in tags:  # the page's About box gives the parameters as a command
+            tags[:] = [t for t in tags if t not in ("hide-input", "remove-input")] + ["remove-cell"]
+        elif "hide-input" in tags:
+            tags[:] = [t if t != "hide-input" else "remove-input" for t in tags]
+    text = nbformat.writes(nb)
+    ids = {}
+    text = re.sub(r"T_[0-9a-f]{5}(?![0-9a-f])", lambda m: ids.setdefault(m.group(0), f"T_t{len(ids)}"), text)
+    text = re.sub(r" at 0x[0-9a-f]+>", ">", text)  # object addresses in plain-text reprs
+    path.write_text(text)
+
+
+def book_config(root: Path) -> Path:
+    """_config.yml, plus the repository and launch buttons when BACKBONE_BENCH_REPOSITORY_URL names
+    a real repository (buttons that point nowhere are worse than none)."""
+    url = os.environ.get("BACKBONE_BENCH_REPOSITORY_URL", "").strip()
+    config = root / "_config.yml"
+    if not url:
+        return config
+    import yaml
+
+    data = yaml.safe_load(config.read_text())
+    data["repository"] = dict(url=url, path_to_book="", branch=os.environ.get("BACKBONE_BENCH_BRANCH", "main"))
+    data["launch_buttons"] = dict(notebook_interface="classic", binderhub_url="https://mybinder.org",
+                                  colab_url="https://colab.research.google.com")
+    data["html"] |= dict(use_repository_button=True, use_issues_button=True)
+    out = root / "_build" / "_config_with_repository.yml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
+
+
+def build_book(root: Path, strict: bool = True) -> Path:
+    exe = Path(sys.executable).with_name("jupyter-book")
+    command = [str(exe), "build", str(root), "--keep-going", "--config", str(book_config(root))] + (
+        ["-W", "-n"] if strict else [])
+    subprocess.run(command, check=True, cwd=root)
+    return root / "_build" / "html"
+
+
+def run_study(preset: str | None = None, root: Path | None = None, results: Path | None = None, run: bool = True,
+              device: str = "auto", build: bool = True, n_boot: int = 1000, **workers) -> Path | None:
+    """The study of ``preset`` (None: the published edition): sweep when ``run``, pages, book."""
+    from backbone_bench.study.plan import build_plan
+    from backbone_bench.study.execute import execute
+
+    results = Path(results or paths.results_dir()).resolve()
+    preset = preset or edition(results)
+    root = Path(root) if root else default_root(preset, results)
+    os.environ["BACKBONE_BENCH_RESULTS"] = str(results)
+    plan = build_plan(preset, results=results)  # validates before anything runs
+    print(f"study {preset}: {plan.skipped_done} runs recorded and reused, {len(plan.configs)} not recorded"
+          + ("" if not plan.configs else "; running them now" if run else
+             f"; the book reports without them (run them: backbone-bench study --preset {preset} --run)"))
+    if run and plan.configs:
+        execute(plan, device, results, **workers)  # workers: see sweep.execute (Dask options)
+    if root.resolve() != paths.REPO_ROOT:
+        copy_sources(root)
+    write_recipe_page(root)
+    execute_notebooks(preset, root, results, n_boot)
+    return build_book(root) if build else None

@@ -1,0 +1,70 @@
+"""Dataset cards and per-dataset figures (samples, near-duplicates, the best backbone's confusion matrix)."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import Image, Markdown, display
+
+from backbone_bench.report import plots
+from backbone_bench.study import store
+from backbone_bench.data.registry import DATASETS, get_dataset
+from backbone_bench.report.display import show
+from backbone_bench.report.labels import METRIC
+from backbone_bench.report.load import results_path
+
+
+def dataset_cards(datasets) -> None:
+    from backbone_bench.data import dedup
+    from backbone_bench.data.card import class_counts, near_duplicate_counts, near_duplicate_grid, sample_grid, summary
+    from backbone_bench.data.prepare import prepare
+    from backbone_bench.data.splits import load_splits
+
+    rows = []
+    for name in datasets:
+        prepared = prepare(name, progress=False)
+        splits = load_splits(prepared)
+        rows.append(summary(prepared, splits))
+        spec = get_dataset(name)
+        display(Markdown(f"### {name}\n\n{spec.description} *Curation:* {spec.curation} *Source:* {spec.citation}"))
+        with tempfile.TemporaryDirectory() as tmp:  # embedded in the notebook, not kept as a file
+            display(Image(filename=str(sample_grid(prepared, splits, Path(tmp) / f"{name}.png"))))
+        display(class_counts(prepared, splits))
+        with tempfile.TemporaryDirectory() as tmp:
+            pairs = near_duplicate_grid(prepared, splits, Path(tmp) / f"{name}_near.png")
+            if pairs is not None:
+                n = near_duplicate_counts(prepared, splits)
+                display(Markdown(f"**Near-duplicates** ({dedup.RULE.split('near: ')[1]}): {n['near_duplicate_pairs']} "
+                                 f"pairs, {n['near_duplicate_pairs_across_splits']} of them across splits; "
+                                 f"{n['near_duplicates_removed_from_test']} test images removed for a near-copy in "
+                                 "training or validation. Sample pairs, crossing ones first:"))
+                display(Image(filename=str(pairs)))
+    display(Markdown("### Summary of the datasets"))
+    summary_rows = pd.DataFrame(rows).set_index("dataset").drop(columns=["source", "domain", "prepare_seconds"])
+    display(summary_rows.T.rename_axis(index=None))  # one column per dataset: narrow enough for the page
+
+
+def best_backbone(table: pd.DataFrame, dataset: str, mode: str = "finetune"):
+    ok = table[(table["status"] == "ok") & (table["dataset"] == dataset) & (table["mode"] == mode)]
+    if ok.empty:
+        return None
+    top_shots = ok["shots"].max()
+    means = ok[ok["shots"] == top_shots].groupby("backbone")[METRIC].mean()
+    return top_shots, means.idxmax(), means.max()
+
+
+def confusion_of_best(table: pd.DataFrame, datasets, results) -> None:
+    for name in datasets:
+        best = best_backbone(table, name)
+        if best is None:
+            continue
+        shots, backbone, score = best
+        rows = table[(table["dataset"] == name) & (table["backbone"] == backbone) & (table["shots"] == shots)
+                     & (table["mode"] == "finetune") & (table["status"] == "ok")].sort_values("seed")
+        arrays = store.read_arrays(rows.iloc[0]["key"], results_path(results))
+        from backbone_bench.data.prepare import prepare
+
+        labels = prepare(name, progress=False).labels[arrays["test_index"]]
+        show(plots.confusion(labels, arrays["test_pred"], DATASETS[name].classes,
+                                f"{name}: {backbone}, {shots} shots, seed {rows.iloc[0]['seed']}"))

@@ -1,0 +1,70 @@
+"""Page output: figures as PNG, values glued into prose, long interactive tables, download links."""
+from __future__ import annotations
+
+import warnings
+import io
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import Image, Markdown, display
+
+warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation chatter, not findings
+
+
+def show(fig) -> None:
+    """Embed a figure as PNG whatever matplotlib backend the kernel runs, then free it. None (a
+    figure with nothing to draw, in a partial edition) says so instead."""
+    import matplotlib.pyplot as plt
+
+    if fig is None:
+        display(Markdown("*No finished runs to plot here in this edition yet.*"))
+        return
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    display(Image(data=buf.getvalue()))
+
+
+def glue(name, value, fmt=None):
+    """Glue a value for the prose ({glue:text}`name`), formatted for reading."""
+    from myst_nb import glue as _glue
+
+    _glue(name, fmt.format(value) if fmt else value, display=False)
+
+
+_INTERACTIVE = {"ready": False}
+
+
+def long_table(frame: pd.DataFrame, caption: str) -> None:
+    """A long table as an interactive one (itables, offline: its script is embedded once per page,
+    so the site needs no network): sortable, searchable, ten rows at a time, never wider than
+    the page. The table id is derived from the caption so a rebuild writes the same bytes."""
+    import hashlib
+
+    import itables
+
+    if not _INTERACTIVE["ready"]:
+        itables.init_notebook_mode(all_interactive=False, connected=False)
+        _INTERACTIVE["ready"] = True
+    frame = frame.reset_index() if not isinstance(frame.index, pd.RangeIndex) else frame
+    table_id = "itables_" + hashlib.sha1(caption.encode()).hexdigest()[:10]
+    itables.show(frame, caption=caption, table_id=table_id, pageLength=10, lengthMenu=[10, 25, 100],
+                 classes="display compact", scrollX=True, showIndex=False)
+
+
+def downloads(results, tables: dict | None = None, runs: bool = True, cost: bool = False) -> None:
+    """Download links for the tables a page uses: the tidy runs table and cost table from the
+    results folder, and this page's own summaries written beside it (downloads/NAME.csv)."""
+    links = []
+    res = Path(results) if results else None
+    linkable = res is not None and not res.is_absolute()  # the book passes results relative to the page
+    for wanted, name in ((runs, "runs.csv"), (cost, "cost.csv")):
+        if wanted and linkable and (res / name).exists():
+            links.append(f"{{download}}`{name} <{(res / name).as_posix()}>`")
+    for name, frame in (tables or {}).items():
+        path = Path("downloads") / name
+        path.parent.mkdir(exist_ok=True)
+        frame.to_csv(path, index=False, float_format="%.6g")
+        links.append(f"{{download}}`{name} <{path.as_posix()}>`")
+    if links:
+        display(Markdown("**Download the tables behind this page:** " + " · ".join(links)))

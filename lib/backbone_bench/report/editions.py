@@ -1,0 +1,138 @@
+"""Two editions of the study side by side: what the 224 px design's recorded runs already say on a
+page that reports another edition (the CPU edition until the GPU runs exist), and where they differ.
+
+Only what both editions recorded is compared, and only the recipe fields a mode reads are named as
+differences, so a reader sees what else besides resolution moved between them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from backbone_bench import report
+from backbone_bench.analysis import uncertainty
+from backbone_bench.data.registry import DATASETS
+from backbone_bench.study.presets import get_preset
+
+#: The recipe fields each mode's result depends on (train.py): a probe never reads the optimiser's.
+READS = {"linear_probe": ("probe_cs", "eval_limit", "class_weight")}
+
+
+def same_resolution(preset: str, other: str) -> bool:
+    return get_preset(other).resolution == get_preset(preset).resolution
+
+
+def records(preset: str, other: str | None, results=None) -> pd.DataFrame:
+    """The other edition's records; empty when there is none, or when the page is at its resolution
+    (its own preset, or `full`, the same design on a wider panel)."""
+    if not other or same_resolution(preset, other):
+        return pd.DataFrame()
+    return report.load(other, results)
+
+
+def together(table: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
+    """The page's records and the other edition's, as one table (for checks that pick by resolution)."""
+    return table if other.empty else pd.concat([table, other], ignore_index=True)
+
+
+def recipe_changes(preset: str, other: str, mode: str = "linear_probe") -> str:
+    """What ``other`` changes against ``preset`` for ``mode``, in words, from presets.py."""
+    a, b = get_preset(preset), get_preset(other)
+    parts = [f"resolution {a.resolution} px to {b.resolution} px"] if a.resolution != b.resolution else []
+    ra, rb = a.recipe_for(mode, min(a.shots)).as_dict(), b.recipe_for(mode, min(b.shots)).as_dict()
+    for field in READS.get(mode, tuple(ra)):
+        if ra.get(field) != rb.get(field):
+            parts.append(f"{field} {_value(field, ra.get(field))} to {_value(field, rb.get(field))}")
+    return "; ".join(parts) or "nothing this mode reads"
+
+
+def _value(field, value):
+    return "all images" if field == "eval_limit" and not value else value
+
+
+def side_by_side(cells: uncertainty.CellDraws, other: pd.DataFrame, results=None, n_boot: int = 1000,
+                 mode: str = "linear_probe") -> pd.DataFrame:
+    """``compare`` of the page's cells with the other edition's records (empty when it has none)."""
+    return compare(cells, report.draws(other, results, n_boot), mode) if len(other) else pd.DataFrame()
+
+
+def compare(page: uncertainty.CellDraws, other: uncertainty.CellDraws, mode: str = "linear_probe") -> pd.DataFrame:
+    """Per (domain, shots) where both editions have two or more backbones on the same datasets (each
+    side restricted to the backbones and datasets both have, so both choose among the same): each
+    edition's choice with its accuracy, whether the other's choice is separable from its runner-up,
+    and the mean balanced accuracy ``other - page`` over the (dataset, backbone) cells both have,
+    with its 95 % interval."""
+    page, other = _common(page, other, mode)  # each side chooses among the same backbones and datasets
+    theirs, _ = report.decision_table(other, modes=(mode,))
+    mine, _ = report.decision_table(page, modes=(mode,))
+    if theirs.empty or mine.empty:
+        return pd.DataFrame()
+    keys, reps = uncertainty.differences(other, page)
+    keys = keys.assign(domain=keys["dataset"].map(lambda d: DATASETS[d].domain))
+    diff = uncertainty.group_means(keys, reps, ["domain", "shots"])
+    counts = keys.groupby(["domain", "shots"])["backbone"].nunique().rename("backbones").reset_index()
+    both = theirs.merge(mine, on=["domain", "shots"], suffixes=("", "_page"))
+    both = both.merge(diff.rename(columns={"mean": "diff", "lo": "diff_lo", "hi": "diff_hi"}), on=["domain", "shots"])
+    both = both.merge(counts, on=["domain", "shots"])
+    return both.assign(same=both["backbone"] == both["backbone_page"]).reset_index(drop=True)
+
+
+def _common(a: uncertainty.CellDraws, b: uncertainty.CellDraws, mode: str):
+    """Both sides' ``mode`` cells, kept only where the other side has the same (dataset, shots, backbone)."""
+    a, b = a.of(mode), b.of(mode)
+    on = ["dataset", "shots", "backbone"]
+    shared = set(map(tuple, a.cells[on].to_numpy().tolist())) & set(map(tuple, b.cells[on].to_numpy().tolist()))
+
+    def keep(d):
+        mask = np.array([tuple(k) in shared for k in d.cells[on].to_numpy().tolist()], dtype=bool)
+        return uncertainty.CellDraws(d.cells.loc[mask].reset_index(drop=True), d.draws[mask])
+
+    return keep(a), keep(b)
+
+
+def display(rows: pd.DataFrame, preset: str, other: str):
+    """``compare`` for the page, narrow enough for it: the other edition's choice (with whether it
+    is separable from its runner-up), the page's choice beside it, and the mean difference."""
+    a, b = get_preset(other).resolution, get_preset(preset).resolution
+    return pd.DataFrame({
+        "domain, images per class": [f"{report.SHORT_DOMAIN[r.domain]}, {r.shots}<br>({r.backbones} backbones)"
+                                     for r in rows.itertuples()],
+        f"{a} px: use (95% CI)": [
+            f"{r.backbone}<br>{uncertainty.fmt(r.balanced_accuracy, r.lo, r.hi)}<br>"
+            f"{'separable from' if r.separable else 'within noise of'} {r.runner_up}" for r in rows.itertuples()],
+        f"{b} px: use": [f"{r.backbone_page}<br>{r.balanced_accuracy_page:.3f}" for r in rows.itertuples()],
+        f"{a} px minus {b} px, mean over backbones": [uncertainty.fmt(r.diff, r.diff_lo, r.diff_hi, signed=True)
+                                              for r in rows.itertuples()],
+    }).style.hide(axis="index")
+
+
+def status_text(other_table: pd.DataFrame, preset: str, other: str | None, mode: str = "linear_probe") -> str:
+    """What of the other edition is recorded and still to run, and how its recipe for ``mode`` differs."""
+    if not other:
+        return "This page compares no other edition."
+    b = get_preset(other).resolution
+    if same_resolution(preset, other):
+        return f"This page is at the {b} px design's resolution: its answer is the one above."
+    if other_table.empty:
+        return f"No run of the {b} px design (the {other} preset) is recorded yet."
+    missing = report.missing_runs(other, other_table).groupby("mode").size()
+    todo = ", ".join(f"{report.MODE_NAMES.get(m, m)} ({n} runs)" for m, n in missing.items()) or "nothing"
+    return (f"The {other} preset has {report.coverage_text(other_table)} recorded; still to run: {todo}. "
+            f"Its {report.MODE_NAMES[mode]} differ from this edition's in: {recipe_changes(preset, other, mode)}.")
+
+
+def summary_text(rows: pd.DataFrame, preset: str, other: str | None) -> str:
+    """The comparison in one paragraph: agreement of the choices, separability, the difference."""
+    if rows.empty:
+        return "Nothing to set beside this edition." if not other or same_resolution(preset, other) else \
+            "No domain and shot level has two or more backbones in both editions yet."
+    a, b = get_preset(other).resolution, get_preset(preset).resolution
+    same = rows[rows["same"]]
+    where = ", ".join(f"{report.SHORT_DOMAIN[r.domain]} at {r.shots} images per class" for r in same.itertuples())
+    above, below = rows[rows["diff_lo"] > 0], rows[rows["diff_hi"] < 0]
+    return (f"Of the {len(rows)} domain and shot cells where both editions have two or more backbones on the same "
+            f"datasets, the {a} px probes choose the {b} px edition's backbone in {len(same)}"
+            f"{f' ({where})' if 0 < len(same) < len(rows) else ''}; the {a} px choice is separable from its "
+            f"runner-up in {int(rows['separable'].sum())}. Mean balanced accuracy, {a} px minus {b} px over the "
+            f"backbones: {rows['diff'].min():+.3f} to {rows['diff'].max():+.3f}; its interval lies above zero in "
+            f"{len(above)} and below zero in {len(below)} of the {len(rows)} cells.")

@@ -1,0 +1,153 @@
+"""An edition's records for a page: loading (and running what is missing), coverage, the About box
+and the bootstrap every table of the page shares."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import Markdown, display
+
+from backbone_bench.study import store
+from backbone_bench.analysis import uncertainty
+from backbone_bench.data.registry import DATASETS
+from backbone_bench.study.presets import get_preset
+from backbone_bench.report.labels import MODE_NAMES, listed
+
+
+def results_path(results) -> Path:
+    from backbone_bench import paths
+
+    return Path(results) if results else paths.results_dir()
+
+
+def load(preset: str, results: str | Path | None = None, run_missing: bool = False, device: str = "auto",
+         **grid) -> pd.DataFrame:
+    """The preset's records as a tidy table; with ``run_missing``, runs what is not recorded first.
+    ``results`` None: the repository's results/ (paths.results_dir), from any working directory."""
+    results = results_path(results)
+    if run_missing:
+        import os
+
+        from backbone_bench.study.plan import build_plan
+        from backbone_bench.study.execute import execute
+
+        os.environ["BACKBONE_BENCH_RESULTS"] = str(results)
+        execute(build_plan(preset, results=results, **{k: v for k, v in grid.items() if v}), device, results)
+    table = store.compile_table(results)
+    if table.empty:
+        return table
+    from backbone_bench.study.plan import grid_keys
+
+    # the preset's current grid only: records of configs it no longer asks for (a changed recipe,
+    # a superseded split) are kept in the store but never reported under its name
+    table = table[(table["preset"] == preset) & table["key"].isin(grid_keys(preset))]
+    for key, column in (("datasets", "dataset"), ("backbones", "backbone"), ("shots", "shots"), ("modes", "mode"),
+                        ("seeds", "seed")):
+        if grid.get(key):
+            table = table[table[column].isin(grid[key])]
+    return table.reset_index(drop=True)
+
+
+def flags_in_words(ok: pd.DataFrame) -> str:
+    """The weights flags of the backbones on the page, said in words."""
+    if ok.empty:
+        return ""
+    flagged = ok[ok["mode"] != "scratch"].groupby("backbone")[["weights_bn_folded", "weights_int8_derived"]].max()
+    int8 = [b for b, r in flagged.iterrows() if r.weights_int8_derived]
+    folded = [b for b, r in flagged.iterrows() if r.weights_bn_folded]
+    parts = []
+    if int8:
+        parts.append(f"{listed(int8)} start from weights dequantized from int8 models (real trained weights that "
+                     "lost some accuracy to quantization)")
+    if folded:
+        parts.append(f"{listed(folded)} have BatchNorm folded into the convolutions, re-estimated on training "
+                     "images before fine-tuning so that training starts from the pretrained function")
+    return ("; ".join(parts) + ". See {doc}`/book/provenance`.") if parts else "No weights flags: every backbone's weights are the original float checkpoints."
+
+
+def coverage_grid(table: pd.DataFrame) -> str:
+    """Mode x shots, each cell the seeds, backbones and datasets present, as a Markdown table."""
+    cov = coverage(table)
+    if cov.empty:
+        return "No runs recorded yet."
+    shots = sorted(cov["shots"].unique())
+    lines = ["| mode | " + " | ".join(f"{k} shots" for k in shots) + " |", "|---" * (len(shots) + 1) + "|"]
+    for mode, rows in cov.groupby("mode"):
+        by = rows.set_index("shots")
+        cells = [f"{len(by.at[k, 'seeds'].split(','))} seed(s) x {by.at[k, 'backbones']} backbones x "
+                 f"{by.at[k, 'datasets']} datasets, on {by.at[k, 'devices']}" if k in by.index else "not run" for k in shots]
+        lines.append(f"| {MODE_NAMES.get(mode, mode)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def rerun_command(preset: str, template: str, params: dict) -> str:
+    args = "".join(f" -p {k} {v}" for k, v in params.items())
+    return f"papermill notebooks/{template}.ipynb /tmp/{template}.ipynb -p preset {preset}{args}"
+
+
+def about(preset: str, table: pd.DataFrame, template: str = "summary", **params) -> None:
+    """The block on every page: what made it (preset, resolution, device, code), the edition's
+    coverage, the weights flags in words, and the command that reruns the page."""
+    p = get_preset(preset)
+    ok = table[table["status"] == "ok"] if len(table) else table
+    devices = listed(sorted(ok["device"].unique())) if len(ok) else "none yet"
+    resolutions = ", ".join(f"{r} px" for r in sorted(ok["resolution"].unique())) if len(ok) else f"{p.resolution} px"
+    commits = ", ".join(sorted(ok["git_commit"].unique())) if len(ok) else "-"
+    text = (f"Preset `{preset}` at {resolutions}; {len(ok)} runs on {devices}; code {commits}.\n\n"
+            f"{coverage_grid(table)}\n\n{flags_in_words(ok)}\n\n"
+            f"**Rerun this page** (from the repository; add `-p run_missing True` to train what is missing, "
+            f"`-p results /tmp/results` to keep the tracked results untouched): `{rerun_command(preset, template, params)}`. "
+            f"The whole book: `backbone-bench study --preset {preset}`.")
+    if preset == "quick":
+        display(Markdown(f":::{{warning}}\n**Quick preset: a pipeline check, not a result.** {p.note}\n:::"))
+    datasets = [d for d in p.datasets if DATASETS[d].domain == params["domain"]] if "domain" in params else None
+    missing = missing_runs(preset, table, datasets)
+    if len(missing):  # in plain sight: a partial edition must never pass for a complete one
+        counts = missing.groupby(["mode", "shots"], sort=True).size()
+        todo = "; ".join(f"{MODE_NAMES.get(m, m)} at {k} shots ({n} runs)" for (m, k), n in counts.items())
+        display(Markdown(f":::{{warning}}\n**Partial edition: {len(table)} of {len(table) + len(missing)} runs of the "
+                         f"`{preset}` grid{' for this domain' if datasets else ''} are recorded.** Not run yet: {todo}. "
+                         f"Every number here uses only the recorded runs; nothing is imputed. What exists:\n\n"
+                         f"{coverage_grid(table)}\n:::"))
+    display(Markdown(f":::{{admonition}} About this edition\n:class: dropdown note\n{text}\n:::"))
+
+
+def missing_runs(preset: str, table: pd.DataFrame, datasets=None) -> pd.DataFrame:
+    """The runs of the preset's grid (of ``datasets``: all) that have no record: dataset, shots, mode."""
+    from backbone_bench.study.plan import grid_cells
+
+    recorded = set(table["key"]) if len(table) else set()
+    cells = pd.DataFrame(grid_cells(preset), columns=["key", "dataset", "shots", "mode"])
+    cells = cells[~cells["key"].isin(recorded)]
+    return cells[cells["dataset"].isin(datasets)] if datasets is not None else cells
+
+
+def coverage(table: pd.DataFrame) -> pd.DataFrame:
+    """Which cells this edition has: mode x shots, with the seeds present (runs that finished)."""
+    ok = table[table["status"] == "ok"] if len(table) else table
+    if ok.empty:
+        return pd.DataFrame()
+    g = ok.groupby(["mode", "shots"]).agg(datasets=("dataset", "nunique"), backbones=("backbone", "nunique"),
+                                          seeds=("seed", lambda v: ",".join(map(str, sorted(v.unique())))),
+                                          runs=("key", "size"),
+                                          devices=("device_type", lambda v: "/".join(sorted(set(v))).upper()))
+    return g.reset_index()
+
+
+def coverage_text(table: pd.DataFrame) -> str:
+    """The coverage in one sentence, for the prose: what was run, with how many seeds."""
+    cov = coverage(table)
+    if cov.empty:
+        return "no runs yet"
+    parts = []
+    for mode, rows in cov.groupby("mode", sort=False):
+        levels = ", ".join(f"{r.shots} shots ({len(r.seeds.split(','))} seed{'s' if ',' in r.seeds else ''})"
+                           for r in rows.itertuples())
+        parts.append(f"{MODE_NAMES.get(mode, mode)} at {levels}")
+    return "; ".join(parts)
+
+
+def draws(table: pd.DataFrame, results, n_boot: int = 1000) -> uncertainty.CellDraws:
+    """Two-level bootstrap replicates of every (dataset, shots, backbone, mode) cell of the page."""
+    ok = table[table["status"] == "ok"] if len(table) else table
+    return uncertainty.cell_draws(ok, uncertainty.stored_predictions(results_path(results)), n_boot)

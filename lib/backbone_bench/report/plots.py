@@ -1,0 +1,209 @@
+"""The book's figures. Each function takes tidy tables and returns a matplotlib Figure."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from backbone_bench.engine.metrics import PRIMARY
+
+METRIC = f"test_{PRIMARY}"
+MODE_ORDER = ["finetune", "linear_probe", "scratch"]
+sns.set_theme(style="whitegrid", context="notebook")
+
+
+def _plain_log_ticks(axis) -> None:
+    """Log-axis ticks at 1, 2, 5 x 10^k written as plain numbers, no crowded minor labels."""
+    from matplotlib import ticker
+
+    axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _spans(value, lo, hi):
+    """Error-bar lengths below and above a point. A percentile interval of a z-score or rank (a
+    discontinuous statistic) can exclude its point estimate; the bar then ends at the point."""
+    value, lo, hi = (np.asarray(v, dtype=float) for v in (value, lo, hi))
+    return [np.clip(value - lo, 0, None), np.clip(hi - value, 0, None)]
+
+
+def calibration(runs: pd.DataFrame, dataset: str):
+    """Test ECE per backbone and mode at the smallest shot level (where every mode ran); bars are
+    seed means, black lines their spread where there are several seeds."""
+    d = runs[(runs["dataset"] == dataset) & (runs["status"] == "ok")]
+    d = d[d["shots"] == d["shots"].min()]
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    sns.barplot(d, x="backbone", y="test_ece", hue="mode", hue_order=[m for m in MODE_ORDER if m in set(d["mode"])],
+                errorbar="sd", ax=ax)
+    ax.set(xlabel="", ylabel="calibration error (ECE)",
+           title=f"{dataset}, {int(d['shots'].min())} images per class: calibration (lower is better)")
+    ax.tick_params(axis="x", rotation=30, labelsize=10)
+    ax.legend(fontsize=9, bbox_to_anchor=(1.01, 1), loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def confusion(labels: np.ndarray, preds: np.ndarray, classes, title: str):
+    from sklearn.metrics import confusion_matrix
+
+    cm = confusion_matrix(labels, preds, labels=np.arange(len(classes)), normalize="true")
+    size = max(4, 0.38 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    sns.heatmap(cm, annot=len(classes) <= 12, fmt=".2f", cmap="Blues", vmin=0, vmax=1, square=True,
+                xticklabels=classes, yticklabels=classes, ax=ax, cbar_kws={"shrink": 0.7})
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def ranking_intervals(table: pd.DataFrame, title: str):
+    """Score per backbone with its 95 % interval, one panel per domain (overall first), three a row."""
+    domains = list(dict.fromkeys(["overall"] + sorted(d for d in table["domain"].unique() if d != "overall")))
+    domains = [d for d in domains if d in set(table["domain"])]
+    cols = min(3, len(domains))
+    rows = -(-len(domains) // cols)
+    height = 0.3 * table["backbone"].nunique() + 1.3
+    fig, axes = plt.subplots(rows, cols, figsize=(2.35 * cols + 1.6, height * rows + 0.5), sharey=True,
+                             sharex=True, squeeze=False)
+    for ax in axes.flat[len(domains):]:
+        ax.set_visible(False)
+    order = table[table["domain"] == domains[0]].sort_values("score")["backbone"].tolist()
+    for ax, domain in zip(axes.flat, domains):
+        t = table[table["domain"] == domain].set_index("backbone").reindex(order)
+        y = np.arange(len(order))
+        ax.errorbar(t["score"], y, xerr=_spans(t["score"], t["score_lo"], t["score_hi"]), fmt="o", capsize=3)
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_title(domain.replace("_", " "), fontsize=10)
+        ax.set_yticks(y, labels=order, fontsize=9)
+        ax.tick_params(axis="x", labelsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("z-score", fontsize=9)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap(cells: pd.DataFrame, value: str = "mean", title: str = ""):
+    """Backbone x (dataset, shots) heatmap of the seed-mean primary metric."""
+    wide = cells.assign(cell=cells["dataset"] + " @" + cells["shots"].astype(str)).pivot(
+        index="backbone", columns="cell", values=value)
+    fig, ax = plt.subplots(figsize=(min(0.75 * wide.shape[1] + 3, 12), 0.45 * wide.shape[0] + 2))
+    sns.heatmap(wide, annot=wide.shape[1] <= 14, fmt=".2f", cmap="viridis", ax=ax, annot_kws={"fontsize": 9},
+                cbar_kws={"label": "balanced accuracy"})
+    ax.set(xlabel="", ylabel="", title=title)
+    ax.tick_params(axis="x", rotation=45, labelsize=9)
+    ax.tick_params(axis="y", labelsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def correlation(rho: pd.DataFrame, title: str):
+    fig, ax = plt.subplots(figsize=(4.5, 3.8))
+    sns.heatmap(rho.astype(float), annot=True, fmt=".2f", cmap="vlag", vmin=-1, vmax=1, square=True, ax=ax)
+    ax.set(title=title, xlabel="", ylabel="")
+    fig.tight_layout()
+    return fig
+
+
+def pareto(points: pd.DataFrame, x: str, y: str, label: str = "backbone", xlabel: str = "", ylabel: str = ""):
+    """Accuracy against a cost, with the Pareto front (cheaper and better) drawn through."""
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    sns.scatterplot(points, x=x, y=y, hue=label, ax=ax, s=60, legend=False)
+    if {f"{y}_lo", f"{y}_hi"} <= set(points):  # the score's 95 % interval on every point
+        ax.errorbar(points[x], points[y], yerr=_spans(points[y], points[f"{y}_lo"], points[f"{y}_hi"]),
+                    fmt="none", ecolor="grey", capsize=3, lw=1)
+    front = pareto_front(points, x, y)
+    ax.plot(front[x], front[y], color="black", lw=1, ls="--", label="Pareto front")
+    ax.set(xlabel=xlabel or x, ylabel=ylabel or y, xscale="log")
+    _plain_log_ticks(ax.xaxis)
+    _labels(ax, points[x], points[y], points[label])
+    ax.legend(fontsize=9, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def _labels(ax, xs, ys, names) -> None:
+    """A label beside each point, moved apart where they would overlap each other or the points
+    (adjustText), with a thin leader line where one had to move away."""
+    from adjustText import adjust_text
+
+    texts = [ax.text(x, y, name, fontsize=9) for x, y, name in zip(xs, ys, names)]
+    ax.figure.canvas.draw()  # text extents as the saved figure has them (the first draw in a process differs)
+    adjust_text(texts, x=list(xs), y=list(ys), ax=ax, iter_lim=300,  # not its default time limit: the same figure every build
+                arrowprops=dict(arrowstyle="-", color="grey", lw=0.5))
+
+
+def pareto_front(points: pd.DataFrame, cost: str, value: str) -> pd.DataFrame:
+    """Rows not beaten by any cheaper-or-equal row: sorted by cost, keep each new best value."""
+    ordered = points.sort_values([cost, value], ascending=[True, False])
+    best, keep = -np.inf, []
+    for i, v in zip(ordered.index, ordered[value]):
+        if v > best:
+            keep.append(i)
+            best = v
+    return ordered.loc[keep]
+
+
+def accuracy_by_domain(summary: pd.DataFrame, domains, title: str | None = None):
+    """The answer at a glance: balanced accuracy against labelled images per class, one panel per
+    domain, one line per backbone with its 95 % interval band; fine-tuning solid, linear probe dashed.
+
+    ``summary``: rows (domain, shots, backbone, mode, mean, lo, hi) from report.domain_summary."""
+    from backbone_bench.report.labels import domain_title
+
+    return _accuracy_panels(summary, "domain", domains, domain_title, title)
+
+
+def accuracy_by_dataset(cells: pd.DataFrame, datasets, title: str | None = None):
+    """The same figure with one panel per dataset (``cells``: uncertainty.CellDraws.interval())."""
+    return _accuracy_panels(cells, "dataset", datasets, str, title)
+
+
+def _accuracy_panels(summary: pd.DataFrame, facet: str, panels, titles, title=None):
+    domains = [d for d in panels if d in set(summary[facet])] if len(summary) else []
+    if not domains:
+        return None  # nothing recorded yet (report.show says so)
+    backbones = sorted(summary["backbone"].unique())
+    palette = dict(zip(backbones, sns.color_palette("tab10", len(backbones))))
+    cols = 1 if len(domains) == 1 else 2
+    rows = -(-len(domains) // cols)
+    # drawn at about the width the page shows it (7 in at 100 dpi), so 10 pt text stays 10 pt
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + 0.4, 2.8 * rows + 0.9), sharey=True, squeeze=False)
+    for ax in axes.flat[len(domains):]:
+        ax.set_visible(False)
+    for ax, domain in zip(axes.flat, domains):
+        d = summary[summary[facet] == domain]
+        for (backbone, mode), line in d.groupby(["backbone", "mode"]):
+            if mode == "scratch":
+                continue
+            line = line.sort_values("shots")
+            # dodge the backbones a little along the log axis so their intervals do not hide each other
+            x = line["shots"] * 1.07 ** (backbones.index(backbone) - (len(backbones) - 1) / 2)
+            style = "-" if mode == "finetune" else "--"
+            ax.plot(x, line["mean"], style, marker="o" if mode == "finetune" else "s", ms=4, color=palette[backbone], lw=1.6)
+            ax.errorbar(x, line["mean"], yerr=_spans(line["mean"], line["lo"], line["hi"]),
+                        color=palette[backbone], capsize=2, lw=1, fmt="none")
+            if len(line) > 1:
+                ax.fill_between(x, line["lo"], line["hi"], color=palette[backbone], alpha=0.10, lw=0)
+        shots = sorted(d["shots"].unique())
+        ax.set_xscale("log")
+        ax.set_xticks(shots, labels=[str(s) for s in shots])
+        ax.minorticks_off()
+        ax.set_xlim(min(shots) / 1.6, max(shots) * 1.6)
+        ax.set(title=titles(domain), xlabel="labelled images per class")
+        ax.tick_params(labelsize=10)
+    for row in axes:
+        row[0].set_ylabel("balanced accuracy (test)")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=palette[b], lw=2, label=b) for b in backbones]
+    handles += [Line2D([], [], color="k", ls="-", label="fine-tune"), Line2D([], [], color="k", ls="--", label="linear probe")]
+    legend_rows = -(-len(handles) // 3)
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=10, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    fig.tight_layout(rect=(0, 0.045 * legend_rows * 2 / rows, 1, 1))
+    return fig

@@ -1,0 +1,51 @@
+"""How far an edition's sweep has come: runs per cell, hours measured against the projection, and
+how many fine-tune runs chose their last checkpoint (a budget too short to converge would).
+
+    python -m backbone_bench.study.progress cpu
+"""
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+
+from backbone_bench.study import store
+
+
+def progress(preset: str, results=None) -> dict:
+    """{runs: table per (dataset, mode, shots), hours, projected_hours, last_checkpoint_share}."""
+    from backbone_bench.environment import device_name
+    from backbone_bench.study.budget import measured_rates, run_seconds
+
+    import torch
+
+    records = [r for r in store.read_records(results) if r.get("preset") == preset]
+    ok = [r for r in records if r["status"] == "ok"]
+    table = (pd.DataFrame([dict(dataset=r["config"]["dataset"], mode=r["config"]["mode"], shots=r["config"]["shots"])
+                           for r in ok]).value_counts().rename("runs").reset_index()
+             .sort_values(["mode", "shots", "dataset"]) if ok else pd.DataFrame())
+    rates = measured_rates(device_name(torch.device("cpu")))
+    measured = sum(r.get("timing", {}).get("total_seconds", 0) for r in records) / 3600
+    projected = [run_seconds(r["config"], rates) for r in records]
+    fine = [r for r in ok if r["config"]["mode"] == "finetune" and r.get("curves")]
+    last = [r["chosen"]["step"] == max(c["step"] for c in r["curves"]) for r in fine]
+    return dict(runs=table, records=len(records), ok=len(ok), hours=measured,
+                projected_hours=sum(p for p in projected if p is not None) / 3600 if rates else None,
+                finetune_runs=len(fine), last_checkpoint_share=sum(last) / len(last) if last else None)
+
+
+def main(argv=None) -> int:
+    preset = (argv or sys.argv[1:] or ["cpu"])[0]
+    p = progress(preset)
+    if len(p["runs"]):
+        print(p["runs"].to_string(index=False))
+    share = p["last_checkpoint_share"]
+    print(f"{preset}: {p['ok']} ok of {p['records']} records; sweep {p['hours']:.2f} h measured"
+          + (f" against {p['projected_hours']:.2f} h projected for the same runs" if p["projected_hours"] else "")
+          + (f"; fine-tune runs whose chosen checkpoint is their last evaluation: {share:.0%} of {p['finetune_runs']}"
+             if share is not None else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
