@@ -60,6 +60,8 @@ def test_unseparated_networks_name_the_faster_and_chance_is_flagged():
     text = advice.answer_text(s, markdown=False)
     assert "either will do" in text and "a_net is the faster at inference (900 against 300" in text
     assert "interval contains chance" in text
+    s.runner_up["infer_images_per_s"] = 850.0
+    assert "about the same speed (900 and 850" in advice.answer_text(s, markdown=False)
     assert "(contains chance)" in advice.candidates_display(s).to_html()
 
 

@@ -39,3 +39,17 @@ def test_measure_appends_per_setup_and_records_failures(tmp_path, monkeypatch):
 def test_cost_command_rejects_unknown_backbones_before_measuring(capsys):
     assert main(["cost", "--backbones", "resnet_18", "--device", "cpu"]) == 2
     assert "resnet18" in capsys.readouterr().err
+
+
+def test_training_time_per_run_divides_a_fused_group_and_takes_the_median():
+    import pandas as pd
+
+    from backbone_bench import report
+
+    table = pd.DataFrame(dict(status=["ok", "ok", "ok", "error"], device="cpu", mode="finetune", shots=10,
+                              backbone="a", total_seconds=[40.0, 60.0, 90.0, 1.0], group_members=[2, 2, 1, 1]))
+    times = report.training_time(table)
+    assert times.to_dict("records") == [dict(device="cpu", mode="finetune", shots=10, backbone="a", seconds=30.0,
+                                             runs=3)]
+    html = report.training_time_display(times, "cpu").to_html()
+    assert "30 s" in html and "fine-tune<br>10" in html and "3 runs" in html

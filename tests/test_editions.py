@@ -45,7 +45,8 @@ def test_the_224_px_probes_beside_the_cpu_edition_from_the_committed_records():
     if other.empty or page.empty:
         pytest.skip("no committed records of both editions")
     assert set(other["resolution"]) == {224} and set(page["resolution"]) == {80}
-    rows = editions.side_by_side(report.draws(page, results, 100), other, results, 100)
+    theirs = editions.draws(other, results, 100)
+    rows = editions.side_by_side(report.draws(page, results, 100), theirs)
     assert len(rows)
     probes = [t[(t["mode"] == "linear_probe") & (t["status"] == "ok")] for t in (other, page)]
     means = [p.groupby(["dataset", "shots", "backbone"])["test_balanced_accuracy"].mean() for p in probes]
@@ -63,3 +64,23 @@ def test_the_224_px_probes_beside_the_cpu_edition_from_the_committed_records():
     assert "`" not in status + text
     shown = editions.display(rows, "offline_cpu", "offline").to_html()
     assert "224 px minus 80 px, mean over backbones" in shown and "within noise of" in shown and isinstance(editions.together(page, other), pd.DataFrame)
+    agreement = editions.rank_agreement(report.draws(page, results, 100), theirs)
+    assert len(agreement) and (agreement["backbones"] >= 3).all()
+    assert ((-1 <= agreement["lo"]) & (agreement["lo"] <= agreement["hi"]) & (agreement["hi"] <= 1)).all()
+    assert f"Over the {len(agreement)} dataset and shot cells probed at both 80 px and 224 px" in \
+        editions.agreement_text(agreement, "offline_cpu", "offline")
+
+
+def test_rank_agreement_is_spearman_per_cell_with_an_interval_and_says_when_the_choice_agrees():
+    probe = "linear_probe"
+    accs = {"a": 0.55, "b": 0.65, "c": 0.75, "d": 0.85}
+    page = draws_of([("uc_merced", 10, b, probe, s, acc, False) for b, acc in accs.items() for s in (0, 1)])
+    same = draws_of([("uc_merced", 10, b, probe, s, acc + 0.05, False) for b, acc in accs.items() for s in (0, 1)])
+    flipped = draws_of([("uc_merced", 10, b, probe, s, 1.4 - acc, False) for b, acc in accs.items() for s in (0, 1)])
+    up, down = editions.rank_agreement(page, same), editions.rank_agreement(page, flipped)
+    assert up.iloc[0]["rho"] == pytest.approx(1.0) and bool(up.iloc[0]["same"]) and up.iloc[0]["backbones"] == 4
+    assert down.iloc[0]["rho"] == pytest.approx(-1.0) and not bool(down.iloc[0]["same"])
+    assert up.iloc[0]["lo"] > 0 > down.iloc[0]["hi"]           # well separated backbones: decided both ways
+    assert editions.rank_agreement(page, None).empty
+    two = draws_of([("uc_merced", 10, b, probe, 0, acc, False) for b, acc in (("a", 0.5), ("b", 0.6))])
+    assert editions.rank_agreement(two, two).empty               # two backbones: no rank correlation to speak of

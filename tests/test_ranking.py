@@ -136,3 +136,28 @@ def test_plausibility_holds_the_224px_cells_against_the_published_floors():
     text = report.plausibility_text(checks.reset_index())
     assert "0.880 to 0.960 against a floor of 0.90" in text and "cifar10 (fine-tuning, 1000 shots): not in this edition" in text
     assert "neither cell at 224 px" in report.plausibility_text(report.plausibility(pd.DataFrame(rows[-1:])))
+
+
+def test_tables_say_what_an_interval_holds_and_where_it_reaches_chance():
+    """Generated predictions (test_uncertainty.make_runs) on uc_merced's 21 classes and breastmnist's
+    two: one-seed cells are labelled test images only, chance is 1 / classes beside every score."""
+    from test_uncertainty import make_runs
+
+    from backbone_bench import report
+    from backbone_bench.analysis import uncertainty
+
+    runs, predictions = make_runs([("uc_merced", 10, "a", "finetune", 0, 0.9, False),
+                                   ("uc_merced", 10, "b", "finetune", 0, 0.8, False)] +
+                                  [("breastmnist", 10, b, "finetune", s, acc, False)
+                                   for b, acc in (("a", 0.52), ("b", 0.9)) for s in (0, 1, 2)])
+    cells = uncertainty.cell_draws(runs, predictions, 200)
+    cells.cells["chance"] = cells.cells["dataset"].map(report.chance_of)
+    table = report.cell_table(cells)
+    assert table.loc[("uc_merced", 10, "a"), "finetune"].endswith("(one seed: test images only)")
+    assert "(n=3)" in table.loc[("breastmnist", 10, "b"), "finetune"]
+    assert table.loc[("breastmnist", 10, "a"), "finetune"].endswith("reaches chance")   # 0.52 against 0.5
+    assert table.loc[("uc_merced", 10, "a"), "chance"] == f"{1 / 21:.3f}"
+    tidy, shown = report.decision_table(cells)
+    html = shown.to_html()
+    assert "one training subset: test images only" in html and "chance 0.048" in html and "chance 0.500" in html
+    assert set(tidy["n_subsets"]) == {1, 3}

@@ -192,7 +192,8 @@ def domain_means(draws: CellDraws, domains: dict) -> CellDraws:
     rows, reps = [], []
     for key, idx in cells.groupby(["domain", "shots", "backbone", "mode"]).indices.items():
         rows.append(dict(zip(["domain", "shots", "backbone", "mode"], key), mean=cells["mean"].to_numpy()[idx].mean(),
-                         datasets=len(idx), n_subsets=int(cells["n_subsets"].to_numpy()[idx].min())))
+                         datasets=len(idx), n_subsets=int(cells["n_subsets"].to_numpy()[idx].min()),
+                         chance=cells["chance"].to_numpy()[idx].mean() if "chance" in cells else np.nan))
         reps.append(draws.draws[idx].mean(0))
-    frame = pd.DataFrame(rows, columns=["domain", "shots", "backbone", "mode", "mean", "datasets", "n_subsets"])
+    frame = pd.DataFrame(rows, columns=["domain", "shots", "backbone", "mode", "mean", "datasets", "n_subsets", "chance"])
     return CellDraws(frame, np.stack(reps) if reps else np.zeros((0, draws.draws.shape[1])))

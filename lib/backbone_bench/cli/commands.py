@@ -1,4 +1,4 @@
-"""Subcommands for the study itself (run, results, backbones, ...); registered by cli.build_parser."""
+"""Subcommands for the study itself (run, results, backbones, ...); registered by cli/main.py's build_parser."""
 from __future__ import annotations
 
 import argparse

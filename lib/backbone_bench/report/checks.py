@@ -7,7 +7,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from backbone_bench.analysis import uncertainty
-from backbone_bench.report.labels import MODE_NAMES
+from backbone_bench.data.registry import DATASETS
+from backbone_bench.report.labels import MODE_NAMES, chance_of
 from backbone_bench.report.load import results_path
 
 
@@ -155,3 +156,27 @@ def class_weighting_text(results) -> str:
             f"{row['device']}): a class-balanced loss minus the unweighted one, balanced accuracy "
             f"{'; '.join(parts)} (mean over pairs, 95 % bootstrap interval over pairs). The decision is taken on "
             f"validation: fine-tuning and the scratch twins use class_weight={chosen!r}.")
+
+
+def chance_levels(table: pd.DataFrame, results) -> pd.DataFrame:
+    """Per dataset of the page: its classes, the balanced accuracy of guessing (1 / classes) and the
+    accuracy of always answering the test set's most common class, read from a run's saved labels
+    (the test set as scored; every run of a dataset is scored on the same one)."""
+    from backbone_bench.study.store import read_arrays
+
+    ok = table[table["status"] == "ok"] if len(table) else table
+    rows = []
+    for dataset, runs in ok.groupby("dataset"):
+        labels = read_arrays(runs["key"].iat[0], results_path(results))["test_label"]
+        rows.append(dict(dataset=dataset, classes=int(len(DATASETS[dataset].classes)), test_images=len(labels),
+                         chance_balanced_accuracy=chance_of(dataset),
+                         majority_accuracy=float(np.bincount(labels).max() / len(labels))))
+    return pd.DataFrame(rows, columns=["dataset", "classes", "test_images", "chance_balanced_accuracy",
+                                       "majority_accuracy"])
+
+
+def chance_display(levels: pd.DataFrame):
+    shown = levels.rename(columns={"test_images": "test images", "chance_balanced_accuracy": "balanced accuracy of guessing",
+                                   "majority_accuracy": "accuracy of always the majority class"})
+    return shown.style.hide(axis="index").format({"balanced accuracy of guessing": "{:.3f}",
+                                                  "accuracy of always the majority class": "{:.3f}"})

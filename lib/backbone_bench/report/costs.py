@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from backbone_bench.report.labels import COST_COLUMNS
+from backbone_bench.report.labels import COST_COLUMNS, SHORT_MODES
 from backbone_bench.report.load import results_path
 
 
@@ -45,3 +45,30 @@ def cost_display(rows: pd.DataFrame):
     shown = shown.rename(columns=COST_COLUMNS)
     formats = {c: "{:.3f}" if c == "GMACs" else "{:.2f}" for c in shown.columns if c != "architecture"}
     return shown.style.hide(axis="index").format(formats, na_rep="")
+
+
+def training_time(table: pd.DataFrame) -> pd.DataFrame:
+    """Wall seconds per run from the records, per device, mode, shot level and backbone: the median
+    over seeds and datasets of the group's time (data, training, every evaluation) divided by the
+    runs that trained in it together. Tidy: one row per (device, mode, shots, backbone)."""
+    ok = table[table["status"] == "ok"] if len(table) else table
+    if ok.empty or "total_seconds" not in ok:
+        return pd.DataFrame(columns=["device", "mode", "shots", "backbone", "seconds", "runs"])
+    members = ok["group_members"].fillna(1).clip(lower=1) if "group_members" in ok else 1
+    ok = ok.assign(seconds=ok["total_seconds"] / members)
+    out = ok.groupby(["device", "mode", "shots", "backbone"])["seconds"].agg(["median", "size"]).reset_index()
+    return out.rename(columns={"median": "seconds", "size": "runs"})
+
+
+def training_time_display(times: pd.DataFrame, device: str):
+    """One device's ``training_time`` as a grid narrow enough for the page: a row per backbone, a
+    column per mode and shot level, seconds (minutes from one minute up) per run."""
+    rows = times[times["device"] == device]
+    grid = rows.pivot_table(index="backbone", columns=["mode", "shots"], values="seconds")
+    grid = grid[sorted(grid.columns, key=lambda c: (["finetune", "linear_probe", "scratch"].index(c[0])
+                                                     if c[0] in ("finetune", "linear_probe", "scratch") else 9, c[1]))]
+    grid.columns = [f"{SHORT_MODES.get(m, m)}<br>{s}" for m, s in grid.columns]
+    grid.index.name = None
+    return grid.style.format(lambda v: "" if v != v else f"{v:.0f} s" if v < 60 else f"{v / 60:.1f} min").set_caption(
+        f"{device}: median wall time per run (data, training and every evaluation), {int(rows['runs'].sum())} runs; "
+        "columns: mode and labelled images per class")

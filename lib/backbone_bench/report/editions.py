@@ -50,10 +50,15 @@ def _value(field, value):
     return "all images" if field == "eval_limit" and not value else value
 
 
-def side_by_side(cells: uncertainty.CellDraws, other: pd.DataFrame, results=None, n_boot: int = 1000,
+def draws(other: pd.DataFrame, results=None, n_boot: int = 1000) -> uncertainty.CellDraws | None:
+    """The other edition's bootstrap, computed once for every comparison on the page (None: no records)."""
+    return report.draws(other, results, n_boot) if len(other) else None
+
+
+def side_by_side(cells: uncertainty.CellDraws, theirs: uncertainty.CellDraws | None,
                  mode: str = "linear_probe") -> pd.DataFrame:
-    """``compare`` of the page's cells with the other edition's records (empty when it has none)."""
-    return compare(cells, report.draws(other, results, n_boot), mode) if len(other) else pd.DataFrame()
+    """``compare`` of the page's cells with the other edition's (empty when it has none)."""
+    return compare(cells, theirs, mode) if theirs is not None else pd.DataFrame()
 
 
 def compare(page: uncertainty.CellDraws, other: uncertainty.CellDraws, mode: str = "linear_probe") -> pd.DataFrame:
@@ -136,3 +141,52 @@ def summary_text(rows: pd.DataFrame, preset: str, other: str | None) -> str:
             f"runner-up in {int(rows['separable'].sum())}. Mean balanced accuracy, {a} px minus {b} px over the "
             f"backbones: {rows['diff'].min():+.3f} to {rows['diff'].max():+.3f}; its interval lies above zero in "
             f"{len(above)} and below zero in {len(below)} of the {len(rows)} cells.")
+
+
+def rank_agreement(page: uncertainty.CellDraws, other: uncertainty.CellDraws | None,
+                   mode: str = "linear_probe") -> pd.DataFrame:
+    """How far the page's ranking of the backbones holds in the other edition, per (dataset, shots)
+    where both ran ``mode`` for three or more of the same backbones: Spearman's rank correlation of
+    the backbones' seed means, its 95 % interval (replicate b of one edition against replicate b of
+    the other; their resamples are independent, so the interval holds both editions' seeds and test
+    images), and whether the two choose the same backbone."""
+    from scipy.stats import rankdata, spearmanr
+
+    if other is None:
+        return pd.DataFrame()
+    page, other = _common(page, other, mode)
+    where = {key: i for i, key in enumerate(map(tuple, other.cells[["dataset", "shots", "backbone"]].to_numpy()))}
+    rows = []
+    for (dataset, shots), mine in page.cells.groupby(["dataset", "shots"]):
+        if len(mine) < 3:
+            continue
+        theirs = [where[(dataset, shots, k)] for k in mine["backbone"]]
+        ra, rb = rankdata(page.draws[mine.index], axis=0), rankdata(other.draws[theirs], axis=0)
+        ra, rb = ra - ra.mean(0), rb - rb.mean(0)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a replicate with every backbone tied
+            reps = (ra * rb).sum(0) / np.sqrt((ra ** 2).sum(0) * (rb ** 2).sum(0))
+        ours, others = mine["mean"].to_numpy(), other.cells["mean"].to_numpy()[theirs]
+        lo, hi = uncertainty.quantiles(reps)
+        rows.append(dict(dataset=dataset, domain=DATASETS[dataset].domain, shots=int(shots), backbones=len(mine),
+                         rho=float(spearmanr(ours, others).statistic), lo=float(lo), hi=float(hi),
+                         choice=mine["backbone"].iat[int(ours.argmax())],
+                         choice_other=mine["backbone"].iat[int(others.argmax())]))
+    out = pd.DataFrame(rows)
+    return out.assign(same=out["choice"] == out["choice_other"]) if len(out) else out
+
+
+def agreement_text(rows: pd.DataFrame, preset: str, other: str | None) -> str:
+    """``rank_agreement`` in one sentence, every number from the rows."""
+    if rows.empty:
+        return "No dataset and shot level has three or more backbones probed at both resolutions yet."
+    a, b = get_preset(preset).resolution, get_preset(other).resolution
+    above = int((rows["lo"] > 0).sum())
+    return (f"Over the {len(rows)} dataset and shot cells probed at both {a} px and {b} px, the rank correlation of "
+            f"the backbones has median {rows['rho'].median():.2f} (from {rows['rho'].min():.2f} to "
+            f"{rows['rho'].max():.2f}); its 95 % interval lies above zero in {above} of them, and the two "
+            f"resolutions pick the same best backbone in {int(rows['same'].sum())} of {len(rows)}.")
+
+
+def agreement_axis(preset: str, other: str) -> str:
+    return (f"Spearman rank correlation of the backbones, {get_preset(preset).resolution} px against "
+            f"{get_preset(other).resolution} px linear probes")

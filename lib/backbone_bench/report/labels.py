@@ -1,7 +1,8 @@
-"""The words the pages use for modes, domains and gains, and how an interval is written."""
+"""The words the pages use for modes, domains and gains, how an interval is written, and chance."""
 from __future__ import annotations
 
 from backbone_bench.analysis import uncertainty
+from backbone_bench.data.registry import get_dataset
 from backbone_bench.engine.metrics import PRIMARY
 
 
@@ -37,3 +38,18 @@ def listed(items) -> str:
 
 def fmt_interval(row, value="score", lo="score_lo", hi="score_hi") -> str:
     return uncertainty.fmt(row[value], row[lo], row[hi], digits=2, signed=True)
+
+
+SHORT_MODES = {"finetune": "fine-tune", "linear_probe": "probe", "scratch": "scratch"}
+
+
+def chance_of(dataset: str) -> float:
+    """The balanced accuracy of guessing (any constant or random answer): 1 / classes."""
+    return 1 / len(get_dataset(dataset).classes)
+
+
+def interval_note(n_subsets: int, shared: bool = False, runs: int = 1) -> str:
+    """What a cell's interval holds, for a table cell."""
+    if shared:
+        return f"{runs} seeds share one subset: test images only"
+    return "one seed: test images only" if n_subsets <= 1 else f"n={n_subsets}"

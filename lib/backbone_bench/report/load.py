@@ -11,7 +11,7 @@ from backbone_bench.study import store
 from backbone_bench.analysis import uncertainty
 from backbone_bench.data.registry import DATASETS
 from backbone_bench.study.presets import get_preset
-from backbone_bench.report.labels import MODE_NAMES, listed
+from backbone_bench.report.labels import MODE_NAMES, chance_of, listed
 
 
 def results_path(results) -> Path:
@@ -148,6 +148,9 @@ def coverage_text(table: pd.DataFrame) -> str:
 
 
 def draws(table: pd.DataFrame, results, n_boot: int = 1000) -> uncertainty.CellDraws:
-    """Two-level bootstrap replicates of every (dataset, shots, backbone, mode) cell of the page."""
+    """Two-level bootstrap replicates of every (dataset, shots, backbone, mode) cell of the page,
+    with each cell's chance level (1 / classes) beside its mean."""
     ok = table[table["status"] == "ok"] if len(table) else table
-    return uncertainty.cell_draws(ok, uncertainty.stored_predictions(results_path(results)), n_boot)
+    cells = uncertainty.cell_draws(ok, uncertainty.stored_predictions(results_path(results)), n_boot)
+    cells.cells["chance"] = cells.cells["dataset"].map(chance_of)
+    return cells

@@ -108,6 +108,34 @@ def correlation(rho: pd.DataFrame, title: str):
     return fig
 
 
+def rank_agreement(rows: pd.DataFrame, xlabel: str):
+    """Rank correlation per dataset (rows) and shot level (colour), with 95 % intervals
+    (editions.rank_agreement); a filled marker where both editions choose the same backbone."""
+    if rows.empty:
+        return None
+    datasets = list(dict.fromkeys(rows.sort_values(["domain", "dataset"])["dataset"]))
+    levels = sorted(rows["shots"].unique())
+    colours = dict(zip(levels, sns.color_palette("viridis", len(levels))))
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(datasets) + 1.4))
+    for k, shots in enumerate(levels):
+        r = rows[rows["shots"] == shots]
+        y = np.array([datasets.index(d) for d in r["dataset"]]) + (k - (len(levels) - 1) / 2) * 0.22
+        ax.errorbar(r["rho"], y, xerr=_spans(r["rho"], r["lo"], r["hi"]), fmt="none", ecolor=colours[shots], lw=1.2)
+        for same in (True, False):
+            m = (r["same"] == same).to_numpy()
+            ax.scatter(r["rho"][m], y[m], color=colours[shots] if same else "white", edgecolor=colours[shots],
+                       zorder=3, s=36, label=f"{shots} per class" if same or not r["same"].any() else None)
+    ax.axvline(0, color="0.5", lw=0.8)
+    ax.set_yticks(range(len(datasets)), datasets, fontsize=11)
+    ax.set_xlim(-1.05, 1.05)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel, fontsize=11)
+    ax.tick_params(axis="x", labelsize=11)
+    ax.legend(title="filled: same choice", fontsize=10, title_fontsize=10, loc="lower left", frameon=True)
+    fig.tight_layout()
+    return fig
+
+
 def pareto(points: pd.DataFrame, x: str, y: str, label: str = "backbone", xlabel: str = "", ylabel: str = ""):
     """Accuracy against a cost, with the Pareto front (cheaper and better) drawn through."""
     fig, ax = plt.subplots(figsize=(7, 4.4))
@@ -188,6 +216,8 @@ def _accuracy_panels(summary: pd.DataFrame, facet: str, panels, titles, title=No
                         color=palette[backbone], capsize=2, lw=1, fmt="none")
             if len(line) > 1:
                 ax.fill_between(x, line["lo"], line["hi"], color=palette[backbone], alpha=0.10, lw=0)
+        if "chance" in d and d["chance"].notna().any():  # guessing's balanced accuracy, 1 / classes
+            ax.axhline(d["chance"].mean(), color="0.35", ls=":", lw=1.2, zorder=0)
         shots = sorted(d["shots"].unique())
         ax.set_xscale("log")
         ax.set_xticks(shots, labels=[str(s) for s in shots])
@@ -201,6 +231,8 @@ def _accuracy_panels(summary: pd.DataFrame, facet: str, panels, titles, title=No
 
     handles = [Line2D([], [], color=palette[b], lw=2, label=b) for b in backbones]
     handles += [Line2D([], [], color="k", ls="-", label="fine-tune"), Line2D([], [], color="k", ls="--", label="linear probe")]
+    if "chance" in summary and summary["chance"].notna().any():
+        handles.append(Line2D([], [], color="0.35", ls=":", label="chance (1 / classes)"))
     legend_rows = -(-len(handles) // 3)
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=10, frameon=False)
     if title:

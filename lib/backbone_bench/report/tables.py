@@ -7,16 +7,20 @@ from IPython.display import Markdown
 
 from backbone_bench.analysis import ranking, uncertainty
 from backbone_bench.data.registry import DATASETS
-from backbone_bench.report.labels import DOMAINS_IN_ORDER, GAINS, SHORT_DOMAIN, domain_title, fmt_interval
+from backbone_bench.report.labels import DOMAINS_IN_ORDER, GAINS, SHORT_DOMAIN, domain_title, fmt_interval, interval_note
 
 
 def cell_table(cells: uncertainty.CellDraws) -> pd.DataFrame:
-    """Seed mean [95 % interval] (n = independent training subsets) per (dataset, shots, backbone) x mode."""
+    """Seed mean [95 % interval] per (dataset, shots, backbone) x mode, what its interval holds (n
+    independent training subsets, or test images only), and chance beside it; a cell whose interval
+    reaches chance says so."""
     t = cells.interval()
-    note = np.where(t["subset_shared"], " (n=1: " + t["n_runs"].astype(str) + " seeds share one subset)",
-                    " (n=" + t["n_subsets"].astype(str) + ")")
-    t["text"] = [uncertainty.fmt(m, lo, hi) for m, lo, hi in zip(t["mean"], t["lo"], t["hi"])] + note
-    return t.set_index(["dataset", "shots", "backbone", "mode"])["text"].unstack("mode").fillna("").rename_axis(columns=None)
+    notes = [interval_note(n, bool(shared), runs) for n, shared, runs in zip(t["n_subsets"], t["subset_shared"], t["n_runs"])]
+    t["text"] = [uncertainty.fmt(m, lo, hi) + f" ({note})" + (", reaches chance" if lo <= c else "")
+                 for m, lo, hi, note, c in zip(t["mean"], t["lo"], t["hi"], notes, t["chance"])]
+    wide = t.set_index(["dataset", "shots", "backbone", "mode"])["text"].unstack("mode").fillna("").rename_axis(columns=None)
+    chance = t.drop_duplicates("dataset").set_index("dataset")["chance"]
+    return wide.assign(chance=[f"{chance[d]:.3f}" for d in wide.index.get_level_values("dataset")])
 
 
 def domain_ranking(table: pd.DataFrame, cells: uncertainty.CellDraws, mode: str = "finetune") -> pd.DataFrame | None:
@@ -132,15 +136,19 @@ def decision_table(cells: uncertainty.CellDraws, domains=DOMAINS_IN_ORDER, modes
                              balanced_accuracy=t.at[best, "mean"], lo=t.at[best, "lo"], hi=t.at[best, "hi"],
                              runner_up=t.at[second, "backbone"], runner_up_accuracy=t.at[second, "mean"],
                              gap=t.at[best, "mean"] - t.at[second, "mean"], gap_lo=lo, gap_hi=hi,
-                             separable=uncertainty.decided(lo, hi) > 0, datasets=int(t.at[best, "datasets"])))
+                             separable=uncertainty.decided(lo, hi) > 0, datasets=int(t.at[best, "datasets"]),
+                             n_subsets=int(t.at[best, "n_subsets"]), chance=t.at[best, "chance"]))
     tidy = pd.DataFrame(rows)
     if tidy.empty:  # decision_text says why
         return tidy, Markdown("")
     shown = pd.DataFrame({
-        "domain": tidy["domain"].map(SHORT_DOMAIN), "images per class": tidy["shots"],
+        "domain": [f"{SHORT_DOMAIN[d]}<br>(chance {c:.3f})" for d, c in zip(tidy["domain"], tidy["chance"])],
+        "images per class": tidy["shots"],
         "use (balanced accuracy, 95% CI)": [
             f"{b}{'' if m == 'finetune' else ' (linear probe)'}<br>{uncertainty.fmt(v, lo, hi)}"
-            for b, m, v, lo, hi in zip(tidy["backbone"], tidy["mode"], tidy["balanced_accuracy"], tidy["lo"], tidy["hi"])],
+            + ("<br>(one training subset: test images only)" if n <= 1 else "") + ("<br>reaches chance" if lo <= c else "")
+            for b, m, v, lo, hi, n, c in zip(tidy["backbone"], tidy["mode"], tidy["balanced_accuracy"], tidy["lo"],
+                                             tidy["hi"], tidy["n_subsets"], tidy["chance"])],
         "runner-up": tidy["runner_up"] + "<br>" + tidy["runner_up_accuracy"].map("{:.3f}".format),
         "separable?": [f"{'yes' if sep else 'no, within noise'}<br>gap {uncertainty.fmt(g, lo, hi, signed=True)}"
                        for g, lo, hi, sep in zip(tidy["gap"], tidy["gap_lo"], tidy["gap_hi"], tidy["separable"])]})
