@@ -58,7 +58,7 @@ def test_single_seed_cell_never_shows_a_degenerate_interval():
     cells = uncertainty.cell_draws(runs, preds, n_boot=300)
     for text in report.cell_table(cells)["finetune"]:
         lo, hi = text.split("[")[1].split("]")[0].split(", ")
-        assert float(lo) < float(hi) and "(n=1)" in text
+        assert float(lo) < float(hi) and "(n=1: one seed; test images only)" in text
     # ranking intervals of one-seed cells have width too
     scores = ranking.bootstrap(runs, {"cifar10": "natural"}, preds, n=300)
     assert (scores["score_hi"] > scores["score_lo"]).all()

@@ -28,8 +28,9 @@ CELL = ["dataset", "shots", "backbone", "mode"]
 Predictions = Callable[[pd.Series], tuple[np.ndarray, np.ndarray]]  # run row -> (labels, predicted)
 
 
-def stored_predictions(results: str | Path) -> Predictions:
-    """Test labels and predicted classes of a recorded run, from its .npz."""
+def stored_predictions(results: str | Path, exclude: dict | None = None) -> Predictions:
+    """Test labels and predicted classes of a recorded run, from its .npz. ``exclude``: dataset ->
+    prepared indices of test images to leave out (the test twins of data/twins.py: the clean subset)."""
     from backbone_bench.study import store
 
     def load(row: pd.Series):
@@ -40,7 +41,11 @@ def stored_predictions(results: str | Path) -> Predictions:
             from backbone_bench.data.prepare import prepare
 
             labels = prepare(row["dataset"], progress=False).labels[arrays["test_index"]]
-        return np.asarray(labels, dtype=np.int64), np.asarray(arrays["test_pred"], dtype=np.int64)
+        labels, predicted = np.asarray(labels, dtype=np.int64), np.asarray(arrays["test_pred"], dtype=np.int64)
+        if exclude and row["dataset"] in exclude:
+            keep = ~np.isin(arrays["test_index"], exclude[row["dataset"]])
+            labels, predicted = labels[keep], predicted[keep]
+        return labels, predicted
 
     return load
 

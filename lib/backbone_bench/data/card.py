@@ -40,6 +40,22 @@ def near_duplicate_counts(prepared: Prepared, splits: Splits) -> dict:
                 near_duplicates_removed_from_test=len(splits.removed))
 
 
+def twin_counts(prepared: Prepared, splits: Splits) -> dict:
+    """Test and validation images with a near-twin, as is or mirrored, in what a model learns from
+    (data/twins.py): per rule (and how many matched only mirrored), and either rule's union."""
+    from backbone_bench.data import twins
+
+    found = twins.load_twins(prepared, splits)
+    out = {}
+    for split, against in (("test", "pool or val"), ("val", "pool")):
+        for rule in twins.RULES:
+            d = found[split][rule]
+            out[f"{split} twins in {against}, {rule} rule (mirrored)"] = f"{len(d['index'])} ({int(d['mirrored'].sum())})"
+        either = np.union1d(found[split]["package"]["index"], found[split]["thumbnail"]["index"])
+        out[f"{split} twins in {against}, either rule"] = f"{len(either)} of {len({'test': splits.test, 'val': splits.val}[split])}"
+    return out
+
+
 def summary(prepared: Prepared, splits: Splits) -> dict:
     m = prepared.meta
     return dict(dataset=prepared.spec.name, domain=prepared.spec.domain, classes=prepared.spec.num_classes,
@@ -47,7 +63,7 @@ def summary(prepared: Prepared, splits: Splits) -> dict:
                 byte_identical_groups=m["duplicates"].get("byte_identical_groups"),
                 duplicate_groups=m["duplicates"]["groups"], duplicates_removed=m["duplicates"]["removed"],
                 duplicate_groups_across_splits=m["duplicates"]["across_splits"],
-                **near_duplicate_counts(prepared, splits),
+                **near_duplicate_counts(prepared, splits), **twin_counts(prepared, splits),
                 dropped_by_curation=sum(m["dropped_by_curation"].values()), corrupt=len(m["corrupt"]),
                 storage=f"{m['storage_size']} px x {m['channels']} ch", flip_ok=prepared.spec.flip_ok,
                 source=m["source"], prepare_seconds=m["prepare_seconds"])

@@ -17,13 +17,14 @@ from backbone_bench.report.labels import (  # noqa: F401
     domain_title, fmt_interval, interval_note, listed)
 from backbone_bench.report.load import (  # noqa: F401
     about, coverage, coverage_grid, coverage_text, draws, flags_in_words, load, missing_runs, rerun_command,
-    results_path)
+    results_path, twins_left_out, with_clean_scores)
 from backbone_bench.report.tables import (  # noqa: F401
     cell_table, cells_where, decision_table, decision_text, domain_ranking, domain_summary, gains_display,
     gains_summary, range_text, ranking_table, recommendation, separable)
 from backbone_bench.report.checks import (  # noqa: F401
-    REFERENCES, chance_display, chance_levels, class_weighting_text, collapsed_text, failures, plausibility,
-    plausibility_display, plausibility_text, pretrained_vs_scratch, sanity_display, sanity_text)
+    REFERENCES, chance_display, chance_levels, class_weighting_text, clean_differences, clean_display,
+    clean_text, collapsed_text, failures, plausibility, plausibility_display, plausibility_text,
+    pretrained_vs_scratch, sanity_display, sanity_text)
 from backbone_bench.report.costs import (  # noqa: F401
     cost_display, cost_table, repeated_timings_text, training_time, training_time_display)
 from backbone_bench.report.datasets import (  # noqa: F401

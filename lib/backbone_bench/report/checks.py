@@ -8,7 +8,7 @@ from IPython.display import Markdown, display
 
 from backbone_bench.analysis import uncertainty
 from backbone_bench.data.registry import DATASETS
-from backbone_bench.report.labels import MODE_NAMES, chance_of
+from backbone_bench.report.labels import METRIC, MODE_NAMES, chance_of
 from backbone_bench.report.load import results_path
 
 
@@ -180,3 +180,33 @@ def chance_display(levels: pd.DataFrame):
                                    "majority_accuracy": "accuracy of always the majority class"})
     return shown.style.hide(axis="index").format({"balanced accuracy of guessing": "{:.3f}",
                                                   "accuracy of always the majority class": "{:.3f}"})
+
+
+def clean_differences(table: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset: test images as scored, how many the clean subset leaves out (their near-twins
+    are in training or validation, data/twins.py), and clean minus full test balanced accuracy over
+    the successful runs: mean, smallest and largest."""
+    ok = table[table["status"] == "ok"] if len(table) else table
+    if ok.empty or "n_test_clean" not in ok:
+        return pd.DataFrame()
+    diff = ok.assign(diff=ok[METRIC] - ok[f"{METRIC}_full"], left_out=ok["n_test"] - ok["n_test_clean"])
+    return diff.groupby("dataset").agg(test_images=("n_test", "median"), left_out=("left_out", "median"),
+                                       runs=("diff", "size"), mean=("diff", "mean"), low=("diff", "min"),
+                                       high=("diff", "max")).reset_index()
+
+
+def clean_display(rows: pd.DataFrame):
+    shown = pd.DataFrame({"dataset": rows["dataset"], "test images": rows["test_images"].astype(int),
+                          "left out (twins)": rows["left_out"].astype(int), "runs": rows["runs"],
+                          "clean minus full, mean [smallest, largest]": [
+                              f"{m:+.4f} [{lo:+.4f}, {hi:+.4f}]" for m, lo, hi in zip(rows["mean"], rows["low"], rows["high"])]})
+    return shown.style.hide(axis="index")
+
+
+def clean_text(rows: pd.DataFrame) -> str:
+    if rows.empty:
+        return "no run of this edition is recorded yet"
+    big = rows.loc[rows["mean"].abs().idxmax()]
+    return (f"over the {int(rows['runs'].sum())} runs the clean subset moves a run's score by {rows['low'].min():+.3f} "
+            f"to {rows['high'].max():+.3f}; the largest mean change is {big['mean']:+.4f} ({big['dataset']}, "
+            f"{int(big['left_out'])} of {int(big['test_images'])} test images left out)")

@@ -51,5 +51,5 @@ def chance_of(dataset: str) -> float:
 def interval_note(n_subsets: int, shared: bool = False, runs: int = 1) -> str:
     """What a cell's interval holds, for a table cell."""
     if shared:
-        return f"{runs} seeds share one subset: test images only"
-    return "one seed: test images only" if n_subsets <= 1 else f"n={n_subsets}"
+        return f"n=1: {runs} seeds share one subset; test images only"
+    return "n=1: one seed; test images only" if n_subsets <= 1 else f"n={n_subsets}"

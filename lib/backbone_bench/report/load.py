@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -11,7 +12,7 @@ from backbone_bench.study import store
 from backbone_bench.analysis import uncertainty
 from backbone_bench.data.registry import DATASETS
 from backbone_bench.study.presets import get_preset
-from backbone_bench.report.labels import MODE_NAMES, chance_of, listed
+from backbone_bench.report.labels import METRIC, MODE_NAMES, chance_of, listed
 
 
 def results_path(results) -> Path:
@@ -45,7 +46,46 @@ def load(preset: str, results: str | Path | None = None, run_missing: bool = Fal
                         ("seeds", "seed")):
         if grid.get(key):
             table = table[table[column].isin(grid[key])]
-    return table.reset_index(drop=True)
+    return with_clean_scores(table.reset_index(drop=True), results)
+
+
+def twins_left_out(table: pd.DataFrame) -> dict:
+    """Dataset -> prepared indices of its test twins (data/twins.py), for the datasets of ``table``:
+    from the committed files, computed once from the prepared data where one is missing."""
+    from backbone_bench.data import twins
+    from backbone_bench.data.prepare import prepare
+    from backbone_bench.data.splits import load_splits
+
+    out = {}
+    for dataset, key in table[["dataset", "data_key"]].drop_duplicates().itertuples(index=False):
+        found = twins.committed(dataset, key) if isinstance(key, str) else None
+        if found is None:
+            prepared = prepare(dataset, progress=False)
+            found = twins.load_twins(prepared, load_splits(prepared))
+        out[dataset] = twins.left_out(found)
+    return out
+
+
+def with_clean_scores(table: pd.DataFrame, results) -> pd.DataFrame:
+    """The page's test score is the clean subset's: every successful run rescored from its saved
+    predictions without the test images that have a near-twin, as is or mirrored, in training or
+    validation (data/twins.py). The full test set's score stays beside it (``..._full``), with the
+    clean subset's size (``n_test_clean``)."""
+    ok = table.index[table["status"] == "ok"] if len(table) else table.index
+    if not len(ok):
+        return table
+    from sklearn.metrics import balanced_accuracy_score
+
+    clean = uncertainty.stored_predictions(results_path(results), twins_left_out(table.loc[ok]))
+    scores, sizes = [], []
+    for i in ok:
+        labels, predicted = clean(table.loc[i])
+        scores.append(balanced_accuracy_score(labels, predicted))
+        sizes.append(len(labels))
+    table = table.assign(**{f"{METRIC}_full": table[METRIC], "n_test_clean": np.nan})
+    table.loc[ok, METRIC] = scores
+    table.loc[ok, "n_test_clean"] = sizes
+    return table
 
 
 def flags_in_words(ok: pd.DataFrame) -> str:
@@ -151,6 +191,7 @@ def draws(table: pd.DataFrame, results, n_boot: int = 1000) -> uncertainty.CellD
     """Two-level bootstrap replicates of every (dataset, shots, backbone, mode) cell of the page,
     with each cell's chance level (1 / classes) beside its mean."""
     ok = table[table["status"] == "ok"] if len(table) else table
-    cells = uncertainty.cell_draws(ok, uncertainty.stored_predictions(results_path(results)), n_boot)
+    exclude = twins_left_out(ok) if f"{METRIC}_full" in ok else None  # scored on the clean subset (with_clean_scores)
+    cells = uncertainty.cell_draws(ok, uncertainty.stored_predictions(results_path(results), exclude), n_boot)
     cells.cells["chance"] = cells.cells["dataset"].map(chance_of)
     return cells

@@ -7,14 +7,15 @@ from IPython.display import Markdown
 
 from backbone_bench.analysis import ranking, uncertainty
 from backbone_bench.data.registry import DATASETS
-from backbone_bench.report.labels import DOMAINS_IN_ORDER, GAINS, SHORT_DOMAIN, domain_title, fmt_interval, interval_note
+from backbone_bench.report.labels import (DOMAINS_IN_ORDER, GAINS, SHORT_DOMAIN, chance_of, domain_title, fmt_interval,
+                                          interval_note)
 
 
 def cell_table(cells: uncertainty.CellDraws) -> pd.DataFrame:
     """Seed mean [95 % interval] per (dataset, shots, backbone) x mode, what its interval holds (n
     independent training subsets, or test images only), and chance beside it; a cell whose interval
     reaches chance says so."""
-    t = cells.interval()
+    t = _with_chance(cells).interval()
     notes = [interval_note(n, bool(shared), runs) for n, shared, runs in zip(t["n_subsets"], t["subset_shared"], t["n_runs"])]
     t["text"] = [uncertainty.fmt(m, lo, hi) + f" ({note})" + (", reaches chance" if lo <= c else "")
                  for m, lo, hi, note, c in zip(t["mean"], t["lo"], t["hi"], notes, t["chance"])]
@@ -110,7 +111,15 @@ def range_text(gains: pd.DataFrame, label: str) -> str:
     return f"{values.min():+.2f} to {values.max():+.2f} balanced accuracy across the domain and shot cells"
 
 
+def _with_chance(cells: uncertainty.CellDraws) -> uncertainty.CellDraws:
+    """Cells with their chance level (report.draws adds it; cells made elsewhere get it here)."""
+    if "chance" in cells.cells:
+        return cells
+    return uncertainty.CellDraws(cells.cells.assign(chance=cells.cells["dataset"].map(chance_of)), cells.draws)
+
+
 def domain_summary(cells: uncertainty.CellDraws) -> uncertainty.CellDraws:
+    cells = _with_chance(cells)
     return uncertainty.domain_means(cells, {d: DATASETS[d].domain for d in cells.cells["dataset"].unique()})
 
 
