@@ -161,3 +161,9 @@ def test_tables_say_what_an_interval_holds_and_where_it_reaches_chance():
     html = shown.to_html()
     assert "one training subset: test images only" in html and "chance 0.048" in html and "chance 0.500" in html
     assert set(tidy["n_subsets"]) == {1, 3}
+    scope = report.interval_scope(cells, "finetune")
+    assert scope.startswith("2 of the 4 cells have one training subset") and "3 seeds, then test images" in scope
+    one = uncertainty.CellDraws(cells.cells[cells.cells["n_subsets"] == 1].reset_index(drop=True),
+                                cells.draws[(cells.cells["n_subsets"] == 1).to_numpy()])
+    assert "hold test images only" in report.interval_scope(one, "finetune")
+    assert report.interval_scope(cells, "scratch") == "no cell of this mode is recorded yet"

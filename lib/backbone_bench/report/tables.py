@@ -7,8 +7,8 @@ from IPython.display import Markdown
 
 from backbone_bench.analysis import ranking, uncertainty
 from backbone_bench.data.registry import DATASETS
-from backbone_bench.report.labels import (DOMAINS_IN_ORDER, GAINS, SHORT_DOMAIN, chance_of, domain_title, fmt_interval,
-                                          interval_note)
+from backbone_bench.report.labels import (DOMAINS_IN_ORDER, GAINS, MODE_NAMES, SHORT_DOMAIN, chance_of, domain_title,
+                                          fmt_interval, interval_note)
 
 
 def cell_table(cells: uncertainty.CellDraws) -> pd.DataFrame:
@@ -175,3 +175,18 @@ def decision_text(decision: pd.DataFrame) -> str:
     where = "; ".join(f"{domain_title(r.domain).lower()} at {r.shots} shots ({r.backbone})" for r in sep.itertuples())
     rest = " Elsewhere the top two are within noise: choose between them on cost." if len(sep) < len(decision) else ""
     return f"The best backbone is separable from the runner-up in {len(sep)} of {len(decision)} cells: {where}.{rest}"
+
+
+def interval_scope(cells: uncertainty.CellDraws, mode: str) -> str:
+    """What the intervals of a table built from ``mode``'s cells hold, as a clause for the page."""
+    c = cells.of(mode).cells
+    if c.empty:
+        return "no cell of this mode is recorded yet"
+    one = int((c["n_subsets"] <= 1).sum())
+    if one == len(c):
+        return (f"every {MODE_NAMES.get(mode, mode)} cell of this edition has one training subset, so these intervals "
+                "hold test images only, not the seed-to-seed spread")
+    if one:
+        return (f"{one} of the {len(c)} cells have one training subset (for them the intervals hold test images only); "
+                f"the others resample up to {int(c['n_subsets'].max())} seeds, then test images")
+    return f"every cell resamples at least {int(c['n_subsets'].min())} seeds, then test images"
