@@ -51,7 +51,7 @@ def twin_counts(prepared: Prepared, splits: Splits) -> dict:
         for rule in twins.RULES:
             d = found[split][rule]
             out[f"{split} twins in {against}, {rule} rule (mirrored)"] = f"{len(d['index'])} ({int(d['mirrored'].sum())})"
-        either = np.union1d(found[split]["package"]["index"], found[split]["thumbnail"]["index"])
+        either = twins.left_out(found, split)
         out[f"{split} twins in {against}, either rule"] = f"{len(either)} of {len({'test': splits.test, 'val': splits.val}[split])}"
     return out
 

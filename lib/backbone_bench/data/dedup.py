@@ -66,20 +66,29 @@ def _gray(image: np.ndarray):
     return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).convert("L")
 
 
+def thumbnails(grays, size: int = THUMB) -> np.ndarray:
+    """Unit-norm, mean-centred ``size`` x ``size`` thumbnails of grayscale PIL images."""
+    from PIL import Image
+
+    thumbs = np.empty((len(grays), size * size), dtype=np.float32)
+    for i, gray in enumerate(grays):
+        thumbs[i] = np.asarray(gray.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32).ravel()
+    thumbs -= thumbs.mean(1, keepdims=True)
+    thumbs /= np.linalg.norm(thumbs, axis=1, keepdims=True) + 1e-6
+    return thumbs
+
+
+def grays(images) -> list:
+    return [_gray(np.asarray(image)) for image in images]
+
+
 def signatures(images) -> tuple[np.ndarray, np.ndarray]:
     """Perceptual hashes (uint64) and unit-norm, mean-centred 32x32 thumbnails of uint8 images."""
     import imagehash
-    from PIL import Image
 
-    hashes = np.empty(len(images), dtype=np.uint64)
-    thumbs = np.empty((len(images), THUMB * THUMB), dtype=np.float32)
-    for i, image in enumerate(images):
-        gray = _gray(np.asarray(image))
-        hashes[i] = int(str(imagehash.phash(gray)), 16)
-        thumbs[i] = np.asarray(gray.resize((THUMB, THUMB), Image.Resampling.BILINEAR), dtype=np.float32).ravel()
-    thumbs -= thumbs.mean(1, keepdims=True)
-    thumbs /= np.linalg.norm(thumbs, axis=1, keepdims=True) + 1e-6
-    return hashes, thumbs
+    gray = grays(images)
+    hashes = np.array([int(str(imagehash.phash(g)), 16) for g in gray], dtype=np.uint64)
+    return hashes, thumbnails(gray)
 
 
 def near_duplicates(hashes: np.ndarray, thumbs: np.ndarray, chunk: int = 2048) -> list[list]:

@@ -36,16 +36,7 @@ def _mirrored(images: np.ndarray) -> np.ndarray:
 
 
 def _small(images: np.ndarray) -> np.ndarray:
-    """Unit-norm, mean-centred 16x16 grayscale thumbnails."""
-    from PIL import Image
-
-    out = np.empty((len(images), SMALL_THUMB * SMALL_THUMB), dtype=np.float32)
-    for i, image in enumerate(images):
-        out[i] = np.asarray(dedup._gray(np.asarray(image)).resize((SMALL_THUMB, SMALL_THUMB), Image.Resampling.BILINEAR),
-                            dtype=np.float32).ravel()
-    out -= out.mean(1, keepdims=True)
-    out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-6
-    return out
+    return dedup.thumbnails(dedup.grays(images), SMALL_THUMB)
 
 
 def _best(query: np.ndarray, ref: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
@@ -142,6 +133,7 @@ def load_twins(prepared: Prepared, splits: Splits) -> dict:
     return found
 
 
-def left_out(twins: dict) -> np.ndarray:
-    """Prepared indices of the test images either rule flags: what the clean subset leaves out."""
-    return np.union1d(twins["test"]["package"]["index"], twins["test"]["thumbnail"]["index"])
+def left_out(twins: dict, split: str = "test") -> np.ndarray:
+    """Prepared indices of the ``split`` images either rule flags (for test: what the clean subset
+    leaves out)."""
+    return np.union1d(twins[split]["package"]["index"], twins[split]["thumbnail"]["index"])
