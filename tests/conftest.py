@@ -36,3 +36,14 @@ def results(tmp_path, monkeypatch):
 @pytest.fixture
 def committed_splits():
     return REPO / "results" / "splits"
+
+
+@pytest.fixture(scope="session")
+def quick_book(tmp_path_factory):
+    """The quick edition's whole study (sweep, pages, book) in a folder of its own, once per session:
+    the book tests read it, and the lab's test reuses its runs (the lab's cell is one of its cells)."""
+    from backbone_bench.report.build import run_study
+
+    root = tmp_path_factory.mktemp("quick-book")
+    html = run_study("quick", root=root, results=root / "results", device="cpu", n_boot=200)
+    return root, html

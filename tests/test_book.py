@@ -7,7 +7,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from conftest import requires_mirror
+from conftest import REPO, requires_mirror
 
 from backbone_bench.report.build import pages as STUDY_PAGES
 from backbone_bench.study.execute import execute
@@ -16,17 +16,9 @@ from backbone_bench.study.run import FEATURES
 
 CHAPTERS = ["book/intro", "book/question", "book/methods", "book/domains/natural", "book/domains/medical",
             "book/domains/galaxy", "book/domains/remote_sensing", "book/ranking", "book/cost", "book/use_your_data",
-            "book/example_report", "book/reproduce", "book/lab", "book/provenance", "book/limitations"]
+            "book/example_report", "book/reproduce", "book/lab", "book/lab/student", "book/lab/instructor",
+            "book/provenance", "book/limitations"]
 DOMAINS = ["natural", "medical", "galaxy", "remote_sensing"]
-
-
-@pytest.fixture(scope="module")
-def quick_book(tmp_path_factory):
-    from backbone_bench.report.build import run_study
-
-    root = tmp_path_factory.mktemp("quick-book")
-    html = run_study("quick", root=root, results=root / "results", device="cpu", n_boot=200)
-    return root, html
 
 
 pytestmark = [pytest.mark.slow, requires_mirror]
@@ -34,7 +26,7 @@ pytestmark = [pytest.mark.slow, requires_mirror]
 
 def test_every_template_executes_without_errors(quick_book):
     root, _ = quick_book
-    executed = sorted((root / "book").rglob("*.ipynb"))
+    executed = sorted(p for p in (root / "book").rglob("*.ipynb") if p.parent.name != "lab")  # lab: not executed
     assert {p.relative_to(root).with_suffix("").as_posix() for p in executed} == {
         "book/intro", "book/ranking", "book/cost", "book/example_report"} | {f"book/domains/{d}" for d in DOMAINS}
     for path in executed:
@@ -64,6 +56,16 @@ def test_book_has_every_chapter_and_figures_and_tables_per_domain(quick_book):
     assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()  # math renders offline
 
 
+def test_the_lab_pages_render_exercises_and_hide_the_instructors_solutions(quick_book):
+    root, html = quick_book
+    student = (html / "book" / "lab" / "student.html").read_text()
+    instructor = (html / "book" / "lab" / "instructor.html").read_text()
+    assert student.count('class="exercise admonition"') == 5 and "solution" not in student.lower()
+    assert instructor.count('class="exercise admonition"') == 5
+    assert instructor.count('class="solution dropdown admonition"') == 5  # sphinx-exercise: hidden until opened
+    assert "minutes on 2 CPU cores" in student and "minutes on 2 CPU cores" in instructor
+
+
 def test_intro_answers_first_with_a_decision_table_and_a_figure(quick_book):
     root, html = quick_book
     intro = (html / "book" / "intro.html").read_text()
@@ -82,10 +84,54 @@ def test_tables_behind_each_page_are_downloadable(quick_book):
     assert "cells_medical.csv" in names
 
 
+def test_intro_says_how_to_cite_and_links_the_editions_checksummed_files(quick_book):
+    import re
+    import subprocess
+
+    root, html = quick_book
+    intro = (html / "book" / "intro.html").read_text()
+    cite = intro[intro.index('id="how-to-cite"'):]
+    assert "edition quick (" in cite and "The backbone-bench authors" in cite
+    links = re.findall(r'href="(\.\./edition/[^"]+)"', cite)
+    assert len(links) >= 6
+    for link in links:
+        assert (html / "book" / link).resolve().is_file(), link
+    folder = html / "edition" / "quick"
+    assert subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=folder).returncode == 0
+
+
 def test_no_repository_buttons_without_a_configured_repository(quick_book):
     root, html = quick_book
     intro = (html / "book" / "intro.html").read_text()
     assert "mybinder" not in intro and "colab.research" not in intro and "backbone-bench/backbone-bench" not in intro
+
+
+def test_with_a_repository_url_every_launch_link_points_at_a_file_of_the_repository(quick_book, monkeypatch):
+    """BACKBONE_BENCH_REPOSITORY_URL set (as the Pages workflow sets it): repository, issue, Binder and
+    Colab buttons appear, and the notebook each launch link opens is a tracked file of this repository."""
+    import re
+    from urllib.parse import unquote
+
+    from backbone_bench.report import build
+
+    root, _ = quick_book
+    url = "https://github.com/example-owner/backbone-bench"
+    monkeypatch.setenv("BACKBONE_BENCH_REPOSITORY_URL", url)
+    html = build.build_book(root)
+    tracked = set(subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                                 capture_output=True, text=True).stdout.split())  # tracked, or to be
+    launches = []
+    for page in html.rglob("*.html"):
+        text = page.read_text()
+        launches += re.findall(r'href="(https://(?:mybinder\.org|colab\.research\.google\.com)[^"]+)"', text)
+    assert launches, "no launch buttons"
+    assert any("colab" in link for link in launches) and any("mybinder" in link for link in launches)
+    for link in launches:
+        link = unquote(link.replace("&amp;", "&"))
+        path = re.search(r"(?:urlpath=(?:tree|lab/tree)/|blob/main/)([^&?]+)", link).group(1)
+        assert path in tracked, (link, path)
+    intro = (html / "book" / "intro.html").read_text()
+    assert f'href="{url}"' in intro and f"{url}/issues" in intro
 
 
 def test_executed_pages_are_byte_identical_when_nothing_changed(quick_book, tmp_path):
@@ -99,6 +145,27 @@ def test_executed_pages_are_byte_identical_when_nothing_changed(quick_book, tmp_
     assert page.read_bytes() == before
     text = before.decode()
     assert "end_time" not in text and str(root) not in text
+
+
+def test_a_template_run_by_hand_has_its_title_and_writes_only_where_told(quick_book, tmp_path):
+    """papermill from another folder, as a reader reruns a page: it runs, starts with its title, names
+    the results folder it read in its rerun line, and writes nothing but the output it was given."""
+    import sys
+    from pathlib import Path
+
+    root, _ = quick_book
+    work = tmp_path / "work"
+    work.mkdir()
+    papermill = Path(sys.executable).with_name("papermill")
+    result = subprocess.run([str(papermill), str(REPO / "notebooks" / "domain.ipynb"), "page.ipynb", "-p", "preset",
+                             "quick", "-p", "domain", "natural", "-p", "results", str(root / "results"), "-p", "n_boot",
+                             "50", "--no-progress-bar"], cwd=work, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in work.iterdir()) == ["page.ipynb"]  # no downloads/ or anything else
+    nb = nbformat.read(work / "page.ipynb", as_version=4)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    text = nbformat.writes(nb)
+    assert f"-p results {root / 'results'}" in text
 
 
 def test_a_partial_edition_builds_and_says_in_plain_sight_what_is_missing(tmp_path, monkeypatch):

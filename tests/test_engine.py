@@ -224,17 +224,34 @@ FAKE_ARRAYS = dict(test_pred=np.zeros(1, np.uint8))  # an ok record without its 
 
 
 @requires_mirror
-def test_the_gpu_edition_is_published_once_its_ten_shot_twins_are_complete(results):
-    """Fake ok records (no training) for every 10-shot fine-tune and scratch config of `offline`."""
-    from backbone_bench.report.build import edition
+def test_the_cpu_edition_is_published_once_its_whole_grid_is_recorded(results):
+    """Fake records (no training) for every config of `cpu`: one missing keeps the interim edition;
+    a final failure completes its cell (a rerun would repeat it), an unexpected error does not."""
+    from backbone_bench.study.plan import grid_cells
+    from backbone_bench.study.published import edition
 
-    plan = build_plan("offline", shots=[10], modes=["finetune", "scratch"], results=results, skip_done=False)
-    assert len(plan.configs) == 6 * 6 * 2 * 3
-    for config in plan.configs[:-1]:
-        store.write_record(dict(key=store.config_key(config), config=config, status="ok"), FAKE_ARRAYS, results)
+    cells = grid_cells("cpu")
+    configs = build_plan("cpu", results=results, skip_done=False).configs
+    assert len(configs) == len(cells) and {store.config_key(c) for c in configs} == {c["key"] for c in cells}
+    for config in configs[:-1]:
+        store.write_record(dict(key=store.config_key(config), config=config, status="ok", engine=store.ENGINE),
+                           FAKE_ARRAYS, results)
     assert edition(results) == "offline_cpu"
-    last = plan.configs[-1]
-    store.write_record(dict(key=store.config_key(last), config=last, status="diverged"), None, results)
-    assert edition(results) == "offline_cpu"  # a failed run does not complete a cell
-    store.write_record(dict(key=store.config_key(last), config=last, status="ok"), FAKE_ARRAYS, results)
-    assert edition(results) == "offline"
+    last = configs[-1]
+    store.write_record(dict(key=store.config_key(last), config=last, status="error", engine=store.ENGINE), None, results)
+    assert edition(results) == "offline_cpu"  # an error is retried: the grid is not complete
+    store.write_record(dict(key=store.config_key(last), config=last, status="diverged", engine=store.ENGINE), None,
+                       results)
+    assert edition(results) == "cpu"
+
+
+def test_results_says_which_folder_it_wrote(results):
+    """`backbone-bench results` names the folder BACKBONE_BENCH_RESULTS points at, not results/."""
+    config = dict(dataset="uc_merced", shots=10, subset_seed=0, seed=0, backbone="regnetx_002", mode="linear_probe",
+                  pretrained=True, resolution=64, recipe={})
+    store.write_record(dict(key=store.config_key(config), config=config, status="ok", effective_shots=10,
+                            subset_shared=False), FAKE_ARRAYS, results)
+    out = subprocess.run([sys.executable, "-m", "backbone_bench", "results"], capture_output=True, text=True,
+                         env=dict(os.environ, BACKBONE_BENCH_RESULTS=str(results)))
+    assert out.returncode == 0, out.stderr
+    assert f"{results / 'runs.csv'}" in out.stdout and (results / "runs.csv").exists()

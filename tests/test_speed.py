@@ -147,6 +147,31 @@ def test_the_probe_grid_grows_past_an_edge_until_validation_picks_an_interior_c(
 
 
 @requires_mirror
+@pytest.mark.parametrize("preset", ["cpu", "offline_cpu", "offline"])
+def test_no_committed_probe_sits_on_a_grid_edge_unless_grown_as_far_as_allowed(preset):
+    """Every probe an edition reports searched the wide grid; where validation's choice is still an
+    edge of the grown grid, the grid grew as far as the recipe allows and the record says so."""
+    from backbone_bench.study import store
+    from backbone_bench.study.plan import grid_keys
+    from conftest import REPO
+
+    folder = REPO / "results"
+    keys = sorted(k for k in grid_keys(preset) if (folder / "runs" / f"{k}.json").exists())
+    records = [r for r in store.read_records(folder, keys=keys)
+               if r["config"]["mode"] == "linear_probe" and r["status"] == "ok"]
+    assert records, f"no committed probes of {preset}"
+    for r in records:
+        recipe, chosen = r["config"]["recipe"], r["chosen"]
+        assert recipe["probe_extend"] >= 1 and min(recipe["probe_cs"]) <= 1e-4 and max(recipe["probe_cs"]) >= 100
+        tried = sorted(float(c) for c in chosen["candidates"])
+        assert len(tried) == len(recipe["probe_cs"]) + chosen["grid_extended"]
+        edge = chosen["C"] in (tried[0], tried[-1])
+        assert chosen["at_edge"] == edge, r["key"]
+        if edge:
+            assert chosen["grid_extended"] == recipe["probe_extend"], f"{r['key']}: on an edge, grid not fully grown"
+
+
+@requires_mirror
 def test_probe_features_are_extracted_once_and_reused_from_disk(results, tmp_path, monkeypatch):
     from backbone_bench.engine import features
 

@@ -53,3 +53,23 @@ def test_the_plan_prints_its_projected_hours_before_it_starts(results, capsys):
     out = capsys.readouterr().out
     assert "projected:" in out or "no projection:" in out
     assert main(["run", "--preset", "quick", "--deadline", "0"]) == 2
+
+
+def test_a_run_paused_by_sigstop_does_not_count_its_pause():
+    """The sweep is paused (SIGSTOP) while the tests need the cores: a record's total_seconds is the time
+    the run took, the pause recorded beside it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import time\nfrom backbone_bench.study.clock import clock, active_since\nm = clock().now()\n"
+            "t0 = time.monotonic()\nwhile time.monotonic() - t0 < 5: pass\nprint(*active_since(m))")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    os.kill(child.pid, signal.SIGSTOP)
+    time.sleep(3)
+    os.kill(child.pid, signal.SIGCONT)
+    active, paused = map(float, child.communicate(timeout=30)[0].split())
+    assert 2.5 <= paused <= 3.6 and 1.4 <= active <= 2.6

@@ -123,3 +123,14 @@ def test_winner_claim_needs_separation():
     close = [(d, k, b, m, s, 0.61 if b.startswith("convnext") else acc, sh) for d, k, b, m, s, acc, sh in spec]
     scores, cells = claim_scores(close, {"cifar10": "natural"})
     assert claims.check_claims(scores, cells).set_index("claim")["verdict"]["ConvNeXt-T is best on natural images"] == "inconclusive"
+
+
+def test_a_cells_interval_does_not_depend_on_the_other_cells_of_the_page():
+    # a domain page computes fewer cells than the intro; the same cell must get the same replicates
+    spec = [(d, 10, b, "finetune", s, acc, False) for d in ("cifar10", "uc_merced")
+            for b, acc in (("a", 0.8), ("b", 0.6)) for s in range(3)]
+    runs, preds = make_runs(spec)
+    every = uncertainty.cell_draws(runs, preds, n_boot=200).interval()
+    one = uncertainty.cell_draws(runs[runs["dataset"] == "uc_merced"], preds, n_boot=200).interval()
+    both = every[every["dataset"] == "uc_merced"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(both[["backbone", "lo", "hi"]], one[["backbone", "lo", "hi"]])

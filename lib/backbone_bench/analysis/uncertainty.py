@@ -103,11 +103,13 @@ def cell_draws(runs: pd.DataFrame, predictions: Predictions, n_boot: int = 1000,
     """Two-level replicates of every cell's seed mean (``runs``: successful runs only)."""
     runs = runs.reset_index(drop=True)
     per_run = run_draws(runs, predictions, n_boot, seed)
-    rng = np.random.default_rng([seed, 1])
     rows, draws = [], []
     shared = runs["subset_shared"] if "subset_shared" in runs else pd.Series(False, index=runs.index)
     for key, group in runs.groupby(CELL, sort=True):
         members = group.index.to_numpy()
+        # each cell's seed resamples come from its own stream, so a cell's interval is the same on
+        # every page whatever other cells the page holds (one bootstrap per edition)
+        rng = np.random.default_rng([seed, 1, int(hashlib.sha1(repr(tuple(map(str, key))).encode()).hexdigest()[:8], 16)])
         pick = rng.integers(0, len(members), size=(n_boot, len(members)))   # seeds, with replacement
         draws.append(per_run[members[pick], np.arange(n_boot)[:, None]].mean(1))
         is_shared = bool(shared[members].fillna(False).any())

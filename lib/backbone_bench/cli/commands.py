@@ -273,6 +273,16 @@ def cmd_study(args) -> int:
     return 0
 
 
+def cmd_release(args) -> int:
+    from backbone_bench.report.release import release
+
+    out = release(args.preset, args.out, args.results, args.n_boot)
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    print(f"edition {args.preset} written to {out}: {len(files)} files, "
+          f"{sum(p.stat().st_size for p in files) / 2**20:.1f} MiB; check with: cd {out} && sha256sum -c SHA256SUMS")
+    return 0
+
+
 def cmd_recommend(args) -> int:
     from backbone_bench.recommend.run import recommend  # checks settings and input before it imports torch
 
@@ -318,7 +328,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_cost)
     p = sub.add_parser("study", help="the whole study: sweep (resuming), notebooks via papermill, the book")
     p.add_argument("--preset", default=None, help=f"one of: {', '.join(PRESET_NAMES)}; default: the published edition "
-                                                    "(offline once its 10-shot fine-tune and scratch runs are complete, else offline_cpu)")
+                                                    "(cpu once its whole grid is recorded, until then offline_cpu)")
     p.add_argument("--root", help="where the book is built (default: the repo for offline, else _build/books/PRESET)")
     p.add_argument("--results", help="results folder (default: results/)")
     p.add_argument("--device", default="auto", type=device_arg, help="auto | cpu | cuda | cuda:N")
@@ -352,6 +362,13 @@ def register(sub) -> None:
     add_grid_options(p)
     p.add_argument("--out", required=True, help="folder to write (then BACKBONE_BENCH_DATA=OUT)")
     p.set_defaults(func=cmd_bundle)
+    p = sub.add_parser("release", help="an edition as a folder to download and cite: tables, records, datasheet, "
+                                       "SHA256SUMS")
+    p.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESET_NAMES)}")
+    p.add_argument("--out", required=True, help="the folder to write (new or empty)")
+    p.add_argument("--results", help="results folder (default: results/)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap draws for the intervals")
+    p.set_defaults(func=cmd_release)
     p = sub.add_parser("backbones", help="a panel's backbones and where their weights resolve")
     p.add_argument("panel", nargs="?", default="offline")
     p.set_defaults(func=cmd_backbones)

@@ -114,13 +114,23 @@ def save_splits(splits: Splits, path: Path) -> None:
     tmp.replace(path)
 
 
+def _key_of(path: Path) -> str:
+    with np.load(path) as f:
+        return str(f["key"])
+
+
 def load_splits(prepared: Prepared, folder: Path | None = None) -> Splits:
-    """The committed splits for this data; made and saved on first use."""
+    """The committed splits for this data; made and saved on first use. A results folder without its
+    own (a lab's, a test's) uses the repository's where they were drawn from the same data."""
     path = split_file(prepared.spec.name, folder)
     if not path.exists():
-        splits = make_splits(prepared)
-        save_splits(splits, path)
-        return splits
+        repo = paths.REPO_ROOT / "results" / "splits" / path.name
+        if folder is None and repo.exists() and _key_of(repo) == prepared.key:
+            path = repo
+        else:
+            splits = make_splits(prepared)
+            save_splits(splits, path)
+            return splits
     with np.load(path) as f:
         if str(f["key"]) != prepared.key:
             raise BenchError(

@@ -105,16 +105,21 @@ def twins_path(dataset: str):
 
 def committed(dataset: str, key: str) -> dict | None:
     """The committed twins of a dataset made from the prepared data with content key ``key`` (a
-    record's ``data_key``); None when there are none for it. Needs no image data."""
-    path = twins_path(dataset)
-    if not path.exists():
-        return None
-    with np.load(path) as f:
-        if str(f["key"]) != key or int(f["version"]) != VERSION:
-            return None
-        return {split: {rule: dict(index=f[f"{split}_{rule}_index"], match=f[f"{split}_{rule}_match"],
-                                   mirrored=f[f"{split}_{rule}_mirrored"]) for rule in RULES}
-                for split in ("test", "val")}
+    record's ``data_key``); None when there are none for it. Needs no image data. A results folder
+    without its own (a lab's, a test's) reads the repository's, which the key check makes safe: the
+    splits are drawn deterministically from the same data."""
+    from backbone_bench import paths
+
+    for path in dict.fromkeys((twins_path(dataset), paths.REPO_ROOT / "results" / "splits" / twins_path(dataset).name)):
+        if not path.exists():
+            continue
+        with np.load(path) as f:
+            if str(f["key"]) != key or int(f["version"]) != VERSION:
+                continue
+            return {split: {rule: dict(index=f[f"{split}_{rule}_index"], match=f[f"{split}_{rule}_match"],
+                                       mirrored=f[f"{split}_{rule}_mirrored"]) for rule in RULES}
+                    for split in ("test", "val")}
+    return None
 
 
 def load_twins(prepared: Prepared, splits: Splits) -> dict:

@@ -17,14 +17,14 @@ class Recipe:
     batch_size: int = 64                  # images per optimizer step
     lrs: tuple = (1e-3, 3e-4)             # AdamW learning rates tried; validation picks one
     weight_decay: float = 0.05            # AdamW, not applied to norms and biases (timm's default split)
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.1         # cross-entropy target smoothing (gradient modes)
     warmup_frac: float = 0.1              # share of steps with linear warm-up, then cosine to zero
     eval_every: int = 50                  # steps between validation passes (selection, early stopping)
     patience: int = 6                     # validation passes without improvement before stopping
     crop_scale: tuple = (0.35, 1.0)       # random-resized-crop area range
     probe_cs: tuple = (0.01, 0.1, 1.0, 10.0)  # linear probe: inverse L2 strengths tried on validation
     bn_reestimate_images: int = 256       # training images used to re-estimate folded BatchNorm
-    eval_batch: int = 256
+    eval_batch: int = 256                 # images per forward pass when validating and testing
     eval_limit: int = 0                   # >0: validate and test on this many images (seeded draw); 0 = all
     class_weight: str = "none"            # "balanced": weight classes by inverse training frequency
     test_limit: int | None = None         # test's own cap (0 = all); None: eval_limit caps test too

@@ -68,7 +68,7 @@ def profile(backbone: str, device: torch.device, resolution: int = 224, train_ba
     cuda = device.type == "cuda"
     row = setup(backbone, device, resolution, train_batch, infer_batch, channels_last, compile)
     channels_last = row["channels_last"]
-    model = create_model(scratch_twin(backbone), num_classes, resolution)  # cost: the network, any weights.to(device)
+    model = create_model(scratch_twin(backbone), num_classes, resolution).to(device)  # cost: the network, any weights
     row |= dict(params_m=sum(p.numel() for p in model.parameters()) / 1e6, gmacs=gmacs(model, resolution))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -94,7 +94,7 @@ def profile(backbone: str, device: torch.device, resolution: int = 224, train_ba
     t = _timed(train_step, device, repeats, 3)
     row |= _stats("train_images_per_s", train_batch / t)
     row["train_peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else float("nan")
-    del opt, x
+    opt = x = None  # free them before the inference pass (the closure above reads them)
     model.eval()
 
     xi = torch.randn(infer_batch, 3, resolution, resolution, device=device).contiguous(memory_format=fmt)

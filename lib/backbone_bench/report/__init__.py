@@ -5,8 +5,9 @@ The notebooks use ``from backbone_bench import report`` and call ``report.NAME``
 are that interface, each living in the module that owns its job (display.py: figures, glue, long
 tables, downloads; labels.py: words and formats; load.py: an edition's records, coverage and the
 About box; tables.py: the answer's tables and sentences; checks.py: sanity and plausibility;
-costs.py: the cost page; datasets.py: dataset cards). plots.py, editions.py, kernels.py and
-build.py are imported by name.
+costs.py: the cost page; datasets.py: dataset cards). plots.py, editions.py, kernels.py,
+citation.py (CITATION.cff and what is made from it), release.py (an edition as a checksummed folder),
+lab.py (the lab's two notebooks and its key) and build.py are imported by name.
 
 May import every earlier stage (errors, paths, environment, data, models, engine, study, analysis).
 """
@@ -16,16 +17,17 @@ from backbone_bench.report.labels import (  # noqa: F401
     COST_COLUMNS, DOMAINS_IN_ORDER, GAINS, METRIC, MODE_NAMES, SHORT_DOMAIN, SHORT_MODES, chance_of,
     domain_title, fmt_interval, interval_note, listed)
 from backbone_bench.report.load import (  # noqa: F401
-    about, coverage, coverage_grid, coverage_text, draws, flags_in_words, load, missing_runs, rerun_command,
-    results_path, twins_left_out, with_clean_scores)
+    about, coverage, coverage_grid, coverage_text, draws, edition_line, flags_in_words, load, missing_runs,
+    published_edition, rerun_command, results_path, twins_left_out, with_clean_scores)
 from backbone_bench.report.tables import (  # noqa: F401
     cell_table, cells_where, decision_table, decision_text, domain_ranking, domain_summary, gains_display,
     gains_summary, interval_scope, range_text, ranking_table, recommendation, separable)
 from backbone_bench.report.checks import (  # noqa: F401
     REFERENCES, chance_display, chance_levels, class_weighting_text, clean_differences, clean_display,
     clean_text, collapsed_text, failures, plausibility, plausibility_display, plausibility_text,
-    pretrained_vs_scratch, sanity_display, sanity_text)
+    pretrained_vs_scratch, probe_refit_text, sanity_display, sanity_text)
 from backbone_bench.report.costs import (  # noqa: F401
-    cost_display, cost_table, repeated_timings_text, training_time, training_time_display)
+    convergence, convergence_text, cost_display, cost_table, repeated_timings_text, resolution_budget_text,
+    training_time, training_time_display)
 from backbone_bench.report.datasets import (  # noqa: F401
-    best_backbone, confusion_of_best, dataset_cards)
+    best_backbone, confusion_of_best, dataset_cards, fewer_than_asked)

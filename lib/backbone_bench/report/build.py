@@ -1,13 +1,15 @@
 """The whole study in one call: sweep (resuming), notebooks through papermill, then the book.
 
-The repository's own book (book/, built to _build/html) is the edition's (``edition()``); any other
-preset is built in a folder of its own (_build/books/<preset>/) from a copy of the book's
-sources, so trying the quick preset never overwrites the committed edition.
+The repository's own book (book/, built to _build/html) is the published edition's
+(``study.published.edition()``); any other preset is built in a folder of its own
+(_build/books/<preset>/) from a copy of the book's sources, so trying the quick preset never
+overwrites the committed edition.
 """
 from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 import subprocess
 import sys
 from pathlib import Path
@@ -17,25 +19,8 @@ from tqdm import tqdm
 from backbone_bench import paths
 from backbone_bench.data.registry import DATASETS
 from backbone_bench.study.presets import PRESETS, get_preset
+from backbone_bench.study.published import edition
 
-CPU_EDITION, GPU_EDITION = "offline_cpu", "offline"
-
-
-def edition(results: Path | None = None) -> str:
-    """The preset whose book the repository publishes: the 224 px ``offline`` edition as soon as its
-    fine-tune and scratch runs at 10 shots are recorded for every dataset and backbone with three
-    seeds; until then the CPU edition."""
-    from backbone_bench.study import store
-    from backbone_bench.study.plan import build_plan
-
-    p = get_preset(GPU_EDITION)
-    try:
-        plan = build_plan(GPU_EDITION, shots=[10], modes=["finetune", "scratch"], results=results, skip_done=False)
-    except Exception:  # no data to plan with: nothing of the GPU edition can be complete
-        return CPU_EDITION
-    ok = {r["key"] for r in store.read_records(results) if r["status"] == "ok"}
-    complete = all(store.config_key(c) in ok for c in plan.configs) and len(p.seeds) >= 3
-    return GPU_EDITION if complete and plan.configs else CPU_EDITION
 NOTEBOOKS = paths.REPO_ROOT / "notebooks"
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 DOMAIN_ORDER = ("natural", "medical", "galaxy", "remote_sensing")
@@ -101,7 +86,8 @@ def write_recipe_page(root: Path) -> Path:
               "a preset with validation passes per run sets `eval_every` per shot level):", "",
               "| preset | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for p in PRESETS.values():
-        values = [getattr(p.recipe, k) for k in names]
+        probe = p.recipe_for("linear_probe", min(p.shots))
+        values = [getattr(probe if k.startswith("probe") else p.recipe, k) for k in names]
         if p.eval_passes:
             values[names.index("eval_every")] = f"steps / {p.eval_passes}"
         lines.append(f"| `{p.name}` | " + " | ".join("-" if v is None else str(list(v) if isinstance(v, tuple) else v)
@@ -136,9 +122,10 @@ def execute_notebooks(preset: str, root: Path, results: Path, n_boot: int = 1000
         # folders relative to the page, so the executed page reads the same on every machine
         params = {k: os.path.relpath(v, out.parent) if isinstance(v, Path) else v for k, v in params.items()}
         params |= {k: v for k, v in dict(preset=preset, results=os.path.relpath(results, out.parent),
-                                         n_boot=n_boot).items() if f"{k} =" in declared}
-        pm.execute_notebook(nb, str(out), parameters=params, kernel_name="python3", cwd=str(out.parent),
-                            progress_bar=False, log_output=False, kernel_manager_class=IPC_KERNEL)
+                                         n_boot=n_boot, downloads="downloads").items() if f"{k} =" in declared}
+        with results_env(results):
+            pm.execute_notebook(nb, str(out), parameters=params, kernel_name="python3", cwd=str(out.parent),
+                                progress_bar=False, log_output=False, kernel_manager_class=IPC_KERNEL)
         _finish_page(out)
         done.append(out)
     return done
@@ -221,13 +208,32 @@ def build_book(root: Path, strict: bool = True) -> Path:
 def run_study(preset: str | None = None, root: Path | None = None, results: Path | None = None, run: bool = True,
               device: str = "auto", build: bool = True, n_boot: int = 1000, **workers) -> Path | None:
     """The study of ``preset`` (None: the published edition): sweep when ``run``, pages, book."""
-    from backbone_bench.study.plan import build_plan
-    from backbone_bench.study.execute import execute
-
     results = Path(results or paths.results_dir()).resolve()
     preset = preset or edition(results)
     root = Path(root) if root else default_root(preset, results)
-    os.environ["BACKBONE_BENCH_RESULTS"] = str(results)
+    with results_env(results):
+        return _study(preset, root, results, run, device, build, n_boot, workers)
+
+
+@contextmanager
+def results_env(results: Path):
+    """BACKBONE_BENCH_RESULTS set to ``results`` while a study or its pages run (the page kernels
+    inherit it, so every page reads the same folder however it was started), then as it was."""
+    before = os.environ.get("BACKBONE_BENCH_RESULTS")
+    os.environ["BACKBONE_BENCH_RESULTS"] = str(Path(results).resolve())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("BACKBONE_BENCH_RESULTS", None)
+        else:
+            os.environ["BACKBONE_BENCH_RESULTS"] = before
+
+
+def _study(preset, root, results, run, device, build, n_boot, workers) -> Path | None:
+    from backbone_bench.study.plan import build_plan
+    from backbone_bench.study.execute import execute
+
     plan = build_plan(preset, results=results)  # validates before anything runs
     print(f"study {preset}: {plan.skipped_done} runs recorded and reused, {len(plan.configs)} not recorded"
           + ("" if not plan.configs else "; running them now" if run else
@@ -238,4 +244,14 @@ def run_study(preset: str | None = None, root: Path | None = None, results: Path
         copy_sources(root)
     write_recipe_page(root)
     execute_notebooks(preset, root, results, n_boot)
-    return build_book(root) if build else None
+    from backbone_bench.report import lab
+
+    lab.write_pages(root, os.environ.get("BACKBONE_BENCH_REPOSITORY_URL", "").strip(),
+                    os.environ.get("BACKBONE_BENCH_BRANCH", "main"))
+    if not build:
+        return None
+    from backbone_bench.report.release import publish
+
+    html = build_book(root)
+    publish(html, preset, results, n_boot)  # the files the intro page's "How to cite" links
+    return html

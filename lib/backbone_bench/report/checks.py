@@ -210,3 +210,39 @@ def clean_text(rows: pd.DataFrame) -> str:
     return (f"over the {int(rows['runs'].sum())} runs the clean subset moves a run's score by {rows['low'].min():+.3f} "
             f"to {rows['high'].max():+.3f}; the largest mean change is {big['mean']:+.4f} ({big['dataset']}, "
             f"{int(big['left_out'])} of {int(big['test_images'])} test images left out)")
+
+
+def probe_refit_text(results) -> str:
+    """What refitting the earlier editions' probes on the wide standardised grid changed
+    (benchmarks/probe_refit.py): grid-edge shares before and after, the mean change of the probes'
+    clean-test balanced accuracy per dataset, and the decision-table rows whose pick changed."""
+    path = results_path(results) / "benchmarks" / "probe_refit.csv"
+    if not path.exists():
+        return "Not refitted in this results folder."
+    t = pd.read_csv(path)
+    decisions = pd.read_csv(path.with_name("probe_refit_decision.csv"))
+    from backbone_bench.study.plan import grid_cells
+
+    parts = []
+    for preset, rows in t.groupby("preset", sort=False):
+        total = sum(c["mode"] == "linear_probe" for c in grid_cells(preset))
+        so_far = "" if len(rows) >= total else (f", {len(rows)} of its {total} probes refitted so far: "
+                                                f"{', '.join(sorted(rows['dataset'].unique()))}; the rest follow")
+        change = (rows["test_after"] - rows["test_before"]).groupby(rows["dataset"])
+        spans = []
+        for dataset, diff in change:
+            lo, hi = uncertainty.quantiles(uncertainty.resampled_means(diff.to_numpy()))
+            spans.append(f"{dataset} {uncertainty.fmt(diff.mean(), lo, hi, signed=True)}")
+        d = decisions[decisions["preset"] == preset]
+        probe_rows = d[(d["mode_before"] == "linear_probe") | (d["mode_after"] == "linear_probe")]
+        moved = probe_rows[probe_rows["backbone_before"] != probe_rows["backbone_after"]]
+        parts.append(
+            f"`{preset}` ({int(rows['resolution'].iloc[0])} px{so_far or f', {len(rows)} probes'}): validation chose the old grid's "
+            f"smallest C in {rows['smallest_C_before'].mean():.0%} of the probes; on the wide grid its choice sits on "
+            f"an edge in {int(rows['edge_after'].sum())} ({rows['edge_after'].mean():.1%}), each after the grid grew "
+            f"as far as allowed; the probes' clean-test balanced accuracy changed "
+            f"by {'; '.join(spans)} (mean over the dataset's probes, 95 % interval over probes); the decision table's "
+            f"pick changed in {len(moved)} of its {len(probe_rows)} linear-probe rows"
+            + (f" ({', '.join(f'{r.domain} at {r.shots}: {r.backbone_before} to {r.backbone_after}' for r in moved.itertuples())})"
+               if len(moved) else ""))
+    return ". ".join(parts) + ". `python benchmarks/probe_refit.py` compares the two."

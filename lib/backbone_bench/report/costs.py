@@ -72,3 +72,54 @@ def training_time_display(times: pd.DataFrame, device: str):
     return grid.style.format(lambda v: "" if v != v else f"{v:.0f} s" if v < 60 else f"{v / 60:.1f} min").set_caption(
         f"{device}: median wall time per run (data, training and every evaluation), {int(rows['runs'].sum())} runs; "
         "columns: mode and labelled images per class")
+
+
+def resolution_budget_text(results, budget_hours: float = 15.0) -> str:
+    """Why the `cpu` edition runs at its resolution: its gradient runs' hours at the measured CPU
+    training throughput (benchmarks/cpu_path.py), and the same grid at the next resolutions, scaled by
+    pixel count (training cost grows with it)."""
+    from backbone_bench.study.presets import get_preset
+
+    path = results_path(results) / "benchmarks" / "train_throughput_cpu_path.csv"
+    if not path.exists():
+        return "Not measured in this results folder."
+    t = pd.read_csv(path)
+    row = t[t["backbone"] == "all"].iloc[0] if (t["backbone"] == "all").any() else None
+    hours = float(row["cpu_grid_hours_b"]) if row is not None else float(t["cpu_grid_hours_b"].sum())
+    px = int(t["resolution"].iloc[0])
+    chosen = get_preset("cpu").resolution
+    larger = {r: hours * (r / px) ** 2 for r in (px + 16, px + 32)}
+    fits = [r for r, h in larger.items() if h <= budget_hours]
+    return (f"At {px} px the `cpu` edition's fine-tune and scratch runs take {hours:.1f} h on {t['device'].iloc[0]} at "
+            f"their full step budgets (measured training throughput of each backbone on the chosen speed path, "
+            f"`python benchmarks/cpu_path.py`); training cost grows with the pixel count, so "
+            + " and ".join(f"{r} px would take about {h:.1f} h" for r, h in larger.items())
+            + f" before evaluation and the linear probes. {chosen} px is the highest resolution, in steps of 16 px, "
+            f"that keeps the grid within about {budget_hours:.0f} hours"
+            + ("." if not fits else f" (by this scaling {max(fits)} px would fit too: the margin went to evaluation)."))
+
+
+def convergence(table: pd.DataFrame) -> pd.DataFrame:
+    """Per gradient mode and shot level: runs, and how many chose their last validation pass (still
+    improving when the step budget ran out) against an earlier one (early stopping had its say)."""
+    ok = table[(table["status"] == "ok") & table["mode"].isin(["finetune", "scratch"])] if len(table) else table
+    if ok.empty or "last_eval_step" not in ok:
+        return pd.DataFrame()
+    ok = ok.assign(at_last=ok["chosen_step"] == ok["last_eval_step"])
+    g = ok.groupby(["mode", "shots"]).agg(runs=("key", "size"), at_last=("at_last", "sum")).reset_index()
+    return g.assign(share=g["at_last"] / g["runs"])
+
+
+def convergence_text(table: pd.DataFrame) -> str:
+    """The convergence share in one sentence: the goal is that at most a third of the runs end on
+    their last validation pass."""
+    g = convergence(table)
+    if g.empty:
+        return "no fine-tune or scratch runs yet"
+    ft = g[g["mode"] == "finetune"]
+    total = (f"{int(ft['at_last'].sum())} of {int(ft['runs'].sum())} fine-tune runs "
+             f"({ft['at_last'].sum() / ft['runs'].sum():.0%})" if len(ft) else "no fine-tune runs")
+    parts = "; ".join(f"{SHORT_MODES.get(r.mode, r.mode)} at {r.shots} shots {int(r.at_last)} of {int(r.runs)}"
+                      for r in g.itertuples())
+    return (f"{total} chose their last validation pass, that is, were still improving when the step budget ran out "
+            f"(the goal is at most a third); by mode and shot level: {parts}")

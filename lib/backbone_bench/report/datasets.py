@@ -42,6 +42,8 @@ def dataset_cards(datasets) -> None:
                 display(Image(filename=str(pairs)))
     display(Markdown("### Summary of the datasets"))
     summary_rows = pd.DataFrame(rows).set_index("dataset").drop(columns=["source", "domain", "prepare_seconds"])
+    words = {"flip_ok": "horizontal flips allowed", "val": "validation", "pool": "training pool"}
+    summary_rows = summary_rows.rename(columns=lambda c: words.get(c, c.replace("_", " ")))
     display(summary_rows.T.rename_axis(index=None))  # one column per dataset: narrow enough for the page
 
 
@@ -68,3 +70,33 @@ def confusion_of_best(table: pd.DataFrame, datasets, results) -> None:
         labels = prepare(name, progress=False).labels[arrays["test_index"]]
         show(plots.confusion(labels, arrays["test_pred"], DATASETS[name].classes,
                                 f"{name}: {backbone}, {shots} shots, seed {rows.iloc[0]['seed']}"))
+
+
+def fewer_than_asked(table: pd.DataFrame) -> str:
+    """Where a shot level gives some class fewer training images than it names (a class has only so
+    many), per dataset with those classes' counts, and which domains rest on one dataset."""
+    import numpy as np
+
+    from backbone_bench.data.prepare import prepare
+    from backbone_bench.data.splits import load_splits
+
+    ok = table[table["status"] == "ok"] if len(table) else table
+    if ok.empty:
+        return ""
+    parts = []
+    for dataset in sorted(ok["dataset"].unique()):
+        prepared = prepare(dataset, progress=False)
+        splits = load_splits(prepared)
+        classes = get_dataset(dataset).classes
+        for shots in sorted(ok.loc[ok["dataset"] == dataset, "shots"].unique()):
+            counts = np.bincount(splits.labels[splits.train(int(shots), 0)], minlength=len(classes))
+            short = [f"{classes[c]} {n}" for c, n in enumerate(counts) if n < shots]
+            if short:
+                parts.append(f"{dataset} at {shots} has {', '.join(short)}")
+    domains = ok.drop_duplicates("dataset").assign(domain=lambda d: d["dataset"].map(lambda n: DATASETS[n].domain))
+    single = [f"{d.replace('_', ' ')} ({g['dataset'].iloc[0]})" for d, g in domains.groupby("domain") if len(g) == 1]
+    text = ("Where a class has fewer images than a shot level asks for, it gives all it has: "
+            + "; ".join(parts) + "." if parts else "Every class has as many training images as each shot level asks for.")
+    if single:
+        text += f" One dataset stands for its whole domain in {', '.join(single)}: read those rows as that dataset's."
+    return text

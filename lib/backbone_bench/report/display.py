@@ -9,6 +9,7 @@ import pandas as pd
 from IPython.display import Image, Markdown, display
 
 warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation chatter, not findings
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
 
 
 def show(fig) -> None:
@@ -52,18 +53,19 @@ def long_table(frame: pd.DataFrame, caption: str) -> None:
                  classes="display compact", scrollX=True, showIndex=False)
 
 
-def downloads(results, tables: dict | None = None, runs: bool = True, cost: bool = False) -> None:
+def downloads(folder, results, tables: dict | None = None, runs: bool = True, cost: bool = False) -> None:
     """Download links for the tables a page uses: the tidy runs table and cost table from the
-    results folder, and this page's own summaries written beside it (downloads/NAME.csv)."""
+    results folder, and this page's own summaries, written as CSV into ``folder`` (the book passes
+    downloads/ beside the page; None, as for a template run by hand, writes nothing)."""
     links = []
     res = Path(results) if results else None
     linkable = res is not None and not res.is_absolute()  # the book passes results relative to the page
     for wanted, name in ((runs, "runs.csv"), (cost, "cost.csv")):
         if wanted and linkable and (res / name).exists():
             links.append(f"{{download}}`{name} <{(res / name).as_posix()}>`")
-    for name, frame in (tables or {}).items():
-        path = Path("downloads") / name
-        path.parent.mkdir(exist_ok=True)
+    for name, frame in (tables or {}).items() if folder is not None else ():
+        path = Path(folder) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(path, index=False, float_format="%.6g")
         links.append(f"{{download}}`{name} <{path.as_posix()}>`")
     if links:

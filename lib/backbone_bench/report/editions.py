@@ -15,7 +15,10 @@ from backbone_bench.data.registry import DATASETS
 from backbone_bench.study.presets import get_preset
 
 #: The recipe fields each mode's result depends on (train.py): a probe never reads the optimiser's.
-READS = {"linear_probe": ("probe_cs", "eval_limit", "class_weight")}
+READS = {"linear_probe": ("probe_cs", "probe_extend", "eval_limit", "test_limit", "class_weight")}
+#: Those fields in words, for the page.
+FIELD_WORDS = {"probe_cs": "the probe's grid of C", "probe_extend": "decades the grid may grow",
+               "eval_limit": "validation images", "test_limit": "test images", "class_weight": "class weighting"}
 
 
 def same_resolution(preset: str, other: str) -> bool:
@@ -39,15 +42,20 @@ def recipe_changes(preset: str, other: str, mode: str = "linear_probe") -> str:
     """What ``other`` changes against ``preset`` for ``mode``, in words, from presets.py."""
     a, b = get_preset(preset), get_preset(other)
     parts = [f"resolution {a.resolution} px to {b.resolution} px"] if a.resolution != b.resolution else []
-    ra, rb = a.recipe_for(mode, min(a.shots)).as_dict(), b.recipe_for(mode, min(b.shots)).as_dict()
-    for field in READS.get(mode, tuple(ra)):
-        if ra.get(field) != rb.get(field):
-            parts.append(f"{field} {_value(field, ra.get(field))} to {_value(field, rb.get(field))}")
+    ra, rb = a.recipe_for(mode, min(a.shots)), b.recipe_for(mode, min(b.shots))
+    for field in READS.get(mode, tuple(ra.as_dict())):
+        va, vb = (r.test_cap if field == "test_limit" else getattr(r, field) for r in (ra, rb))
+        if va != vb:
+            parts.append(f"{FIELD_WORDS.get(field, field)} {_value(field, va)} to {_value(field, vb)}")
     return "; ".join(parts) or "nothing this mode reads"
 
 
 def _value(field, value):
-    return "all images" if field == "eval_limit" and not value else value
+    if field in ("eval_limit", "test_limit") and not value:
+        return "all"
+    if field == "probe_cs" and value:
+        return f"{min(value):g} to {max(value):g}"
+    return value
 
 
 def draws(other: pd.DataFrame, results=None, n_boot: int = 1000) -> uncertainty.CellDraws | None:
@@ -96,18 +104,21 @@ def _common(a: uncertainty.CellDraws, b: uncertainty.CellDraws, mode: str):
 
 
 def display(rows: pd.DataFrame, preset: str, other: str):
-    """``compare`` for the page, narrow enough for it: the other edition's choice (with whether it
-    is separable from its runner-up), the page's choice beside it, and the mean difference."""
+    """``compare`` for the page, as a check of its answer, not a second one: the page's choice, whether
+    the other edition's probes pick the same (else which, and whether separably), and the mean
+    difference."""
     a, b = get_preset(other).resolution, get_preset(preset).resolution
     return pd.DataFrame({
         "domain, images per class": [f"{report.SHORT_DOMAIN[r.domain]}, {r.shots}<br>({r.backbones} backbones)"
                                      for r in rows.itertuples()],
-        f"{a} px: use (95% CI)": [
-            f"{r.backbone}<br>{uncertainty.fmt(r.balanced_accuracy, r.lo, r.hi)}<br>"
-            f"{'separable from' if r.separable else 'within noise of'} {r.runner_up}" for r in rows.itertuples()],
-        f"{b} px: use": [f"{r.backbone_page}<br>{r.balanced_accuracy_page:.3f}" for r in rows.itertuples()],
-        f"{a} px minus {b} px, mean over backbones": [uncertainty.fmt(r.diff, r.diff_lo, r.diff_hi, signed=True)
-                                              for r in rows.itertuples()],
+        f"this edition ({b} px) answers": [f"{r.backbone_page}<br>{r.balanced_accuracy_page:.3f}"
+                                           for r in rows.itertuples()],
+        f"the {a} px probes pick": [
+            "the same" if r.same else
+            f"{r.backbone}<br>{'separable from' if r.separable else 'within noise of'} {r.runner_up}"
+            for r in rows.itertuples()],
+        f"{a} px minus {b} px, mean over backbones (95% CI)": [
+            uncertainty.fmt(r.diff, r.diff_lo, r.diff_hi, signed=True) for r in rows.itertuples()],
     }).style.hide(axis="index")
 
 

@@ -33,7 +33,10 @@ def load(preset: str, results: str | Path | None = None, run_missing: bool = Fal
         from backbone_bench.study.execute import execute
 
         os.environ["BACKBONE_BENCH_RESULTS"] = str(results)
-        execute(build_plan(preset, results=results, **{k: v for k, v in grid.items() if v}), device, results)
+        plan = build_plan(preset, results=results, **{k: v for k, v in grid.items() if v})
+        # no progress bar inside a page: its lines would land in the notebook, not the terminal
+        counts = execute(plan, device, results, progress=False)
+        print(f"ran {len(plan.configs)} missing runs of {preset}: {counts}" if plan.configs else "nothing missing to run")
     table = store.compile_table(results)
     if table.empty:
         return table
@@ -120,15 +123,27 @@ def coverage_grid(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def published_edition(results=None) -> str:
+    """The preset this repository publishes (a template's default when it is given none)."""
+    from backbone_bench.study.published import edition
+
+    return edition(results_path(results))
+
+
 def rerun_command(preset: str, template: str, params: dict) -> str:
     args = "".join(f" -p {k} {v}" for k, v in params.items())
     return f"papermill notebooks/{template}.ipynb /tmp/{template}.ipynb -p preset {preset}{args}"
 
 
-def about(preset: str, table: pd.DataFrame, template: str = "summary", **params) -> None:
+def about(preset: str, table: pd.DataFrame, template: str = "summary", results=None, **params) -> None:
     """The block on every page: what made it (preset, resolution, device, code), the edition's
-    coverage, the weights flags in words, and the command that reruns the page."""
+    coverage, the weights flags in words, and the command that reruns the page (with the results
+    folder it read, where that is not the repository's own)."""
+    from backbone_bench import paths
+
     p = get_preset(preset)
+    if results is not None and Path(results).resolve() != paths.results_dir().resolve():
+        params = dict(params, results=Path(results).resolve())
     ok = table[table["status"] == "ok"] if len(table) else table
     devices = listed(sorted(ok["device"].unique())) if len(ok) else "none yet"
     resolutions = ", ".join(f"{r} px" for r in sorted(ok["resolution"].unique())) if len(ok) else f"{p.resolution} px"
@@ -185,6 +200,13 @@ def coverage_text(table: pd.DataFrame) -> str:
                            for r in rows.itertuples())
         parts.append(f"{MODE_NAMES.get(mode, mode)} at {levels}")
     return "; ".join(parts)
+
+
+def edition_line(preset: str, table: pd.DataFrame) -> str:
+    """Above an answer, in plain sight: the edition it comes from, its resolution, and which modes ran
+    at which shot levels with how many seeds."""
+    p = get_preset(preset)
+    return f"From the `{preset}` edition ({p.resolution} px): {coverage_text(table)}."
 
 
 def draws(table: pd.DataFrame, results, n_boot: int = 1000) -> uncertainty.CellDraws:

@@ -60,13 +60,14 @@ def confusion(labels: np.ndarray, preds: np.ndarray, classes, title: str):
 
 
 def ranking_intervals(table: pd.DataFrame, title: str):
-    """Score per backbone with its 95 % interval, one panel per domain (overall first), three a row."""
+    """Score per backbone with its 95 % interval, one panel per domain (overall first), two a row."""
     domains = list(dict.fromkeys(["overall"] + sorted(d for d in table["domain"].unique() if d != "overall")))
     domains = [d for d in domains if d in set(table["domain"])]
-    cols = min(3, len(domains))
+    # two a row, drawn near the width the page shows (about 7.5 in at 100 dpi): 10 pt text stays legible
+    cols = min(2, len(domains))
     rows = -(-len(domains) // cols)
-    height = 0.3 * table["backbone"].nunique() + 1.3
-    fig, axes = plt.subplots(rows, cols, figsize=(2.35 * cols + 1.6, height * rows + 0.5), sharey=True,
+    height = 0.32 * table["backbone"].nunique() + 1.3
+    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols + 1.9, height * rows + 0.5), sharey=True,
                              sharex=True, squeeze=False)
     for ax in axes.flat[len(domains):]:
         ax.set_visible(False)
@@ -76,12 +77,12 @@ def ranking_intervals(table: pd.DataFrame, title: str):
         y = np.arange(len(order))
         ax.errorbar(t["score"], y, xerr=_spans(t["score"], t["score_lo"], t["score_hi"]), fmt="o", capsize=3)
         ax.axvline(0, color="grey", lw=0.8)
-        ax.set_title(domain.replace("_", " "), fontsize=10)
-        ax.set_yticks(y, labels=order, fontsize=9)
-        ax.tick_params(axis="x", labelsize=9)
+        ax.set_title(domain.replace("_", " "), fontsize=11)
+        ax.set_yticks(y, labels=order, fontsize=10)
+        ax.tick_params(axis="x", labelsize=10)
     for ax in axes[-1]:
-        ax.set_xlabel("z-score", fontsize=9)
-    fig.suptitle(title, fontsize=11)
+        ax.set_xlabel("z-score", fontsize=10)
+    fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     return fig
 
@@ -190,7 +191,22 @@ def accuracy_by_dataset(cells: pd.DataFrame, datasets, title: str | None = None)
     return _accuracy_panels(cells, "dataset", datasets, str, title)
 
 
+def _best_per_shot(d: pd.DataFrame) -> list:
+    """The backbones a panel's answer names: the best at each shot level (fine-tune where recorded there,
+    else the linear probe)."""
+    best = []
+    for _, at in d.groupby("shots"):
+        mode = "finetune" if (at["mode"] == "finetune").sum() >= 2 else "linear_probe"
+        pick = at[at["mode"] == mode]
+        if len(pick):
+            best.append(pick.loc[pick["mean"].idxmax(), "backbone"])
+    return list(dict.fromkeys(best))
+
+
 def _accuracy_panels(summary: pd.DataFrame, facet: str, panels, titles, title=None):
+    """One panel per ``facet`` value. The backbones the answer names (best at some shot level) are drawn
+    in colour with their 95 % bands and named in the legend; the others thin and grey, so six
+    overlapping lines do not hide which one to use."""
     domains = [d for d in panels if d in set(summary[facet])] if len(summary) else []
     if not domains:
         return None  # nothing recorded yet (report.show says so)
@@ -198,12 +214,15 @@ def _accuracy_panels(summary: pd.DataFrame, facet: str, panels, titles, title=No
     palette = dict(zip(backbones, sns.color_palette("tab10", len(backbones))))
     cols = 1 if len(domains) == 1 else 2
     rows = -(-len(domains) // cols)
-    # drawn at about the width the page shows it (7 in at 100 dpi), so 10 pt text stays 10 pt
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + 0.4, 2.8 * rows + 0.9), sharey=True, squeeze=False)
+    # drawn at about the width the page shows it (7.6 in at 100 dpi), so 10 pt text stays 10 pt
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols + 0.4, 3.0 * rows + 0.9), sharey=True, squeeze=False)
     for ax in axes.flat[len(domains):]:
         ax.set_visible(False)
+    named = set()
     for ax, domain in zip(axes.flat, domains):
         d = summary[summary[facet] == domain]
+        best = _best_per_shot(d)
+        named.update(best)
         for (backbone, mode), line in d.groupby(["backbone", "mode"]):
             if mode == "scratch":
                 continue
@@ -211,11 +230,15 @@ def _accuracy_panels(summary: pd.DataFrame, facet: str, panels, titles, title=No
             # dodge the backbones a little along the log axis so their intervals do not hide each other
             x = line["shots"] * 1.07 ** (backbones.index(backbone) - (len(backbones) - 1) / 2)
             style = "-" if mode == "finetune" else "--"
-            ax.plot(x, line["mean"], style, marker="o" if mode == "finetune" else "s", ms=4, color=palette[backbone], lw=1.6)
+            marker = "o" if mode == "finetune" else "s"
+            if backbone not in best:
+                ax.plot(x, line["mean"], style, marker=marker, ms=2.5, color="0.72", lw=0.9, zorder=1)
+                continue
+            ax.plot(x, line["mean"], style, marker=marker, ms=4.5, color=palette[backbone], lw=2, zorder=3)
             ax.errorbar(x, line["mean"], yerr=_spans(line["mean"], line["lo"], line["hi"]),
-                        color=palette[backbone], capsize=2, lw=1, fmt="none")
+                        color=palette[backbone], capsize=2, lw=1, fmt="none", zorder=3)
             if len(line) > 1:
-                ax.fill_between(x, line["lo"], line["hi"], color=palette[backbone], alpha=0.10, lw=0)
+                ax.fill_between(x, line["lo"], line["hi"], color=palette[backbone], alpha=0.12, lw=0, zorder=2)
         if "chance" in d and d["chance"].notna().any():  # guessing's balanced accuracy, 1 / classes
             ax.axhline(d["chance"].mean(), color="0.35", ls=":", lw=1.2, zorder=0)
         shots = sorted(d["shots"].unique())
@@ -229,8 +252,9 @@ def _accuracy_panels(summary: pd.DataFrame, facet: str, panels, titles, title=No
         row[0].set_ylabel("balanced accuracy (test)")
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=palette[b], lw=2, label=b) for b in backbones]
-    handles += [Line2D([], [], color="k", ls="-", label="fine-tune"), Line2D([], [], color="k", ls="--", label="linear probe")]
+    handles = [Line2D([], [], color=palette[b], lw=2, label=b) for b in backbones if b in named]
+    handles += [Line2D([], [], color="0.72", lw=1, label="other backbones"),
+                Line2D([], [], color="k", ls="-", label="fine-tune"), Line2D([], [], color="k", ls="--", label="linear probe")]
     if "chance" in summary and summary["chance"].notna().any():
         handles.append(Line2D([], [], color="0.35", ls=":", label="chance (1 / classes)"))
     legend_rows = -(-len(handles) // 3)

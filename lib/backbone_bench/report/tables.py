@@ -153,11 +153,13 @@ def decision_table(cells: uncertainty.CellDraws, domains=DOMAINS_IN_ORDER, modes
     shown = pd.DataFrame({
         "domain": [f"{SHORT_DOMAIN[d]}<br>(chance {c:.3f})" for d, c in zip(tidy["domain"], tidy["chance"])],
         "images per class": tidy["shots"],
+        "mode": ["fine-tune" if m == "finetune" else f"{MODE_NAMES.get(m, m)}<br>(no fine-tuning recorded here)"
+                 for m in tidy["mode"]],
         "use (balanced accuracy, 95% CI)": [
-            f"{b}{'' if m == 'finetune' else ' (linear probe)'}<br>{uncertainty.fmt(v, lo, hi)}"
+            f"{b}<br>{uncertainty.fmt(v, lo, hi)}"
             + ("<br>(one training subset: test images only)" if n <= 1 else "") + ("<br>reaches chance" if lo <= c else "")
-            for b, m, v, lo, hi, n, c in zip(tidy["backbone"], tidy["mode"], tidy["balanced_accuracy"], tidy["lo"],
-                                             tidy["hi"], tidy["n_subsets"], tidy["chance"])],
+            for b, v, lo, hi, n, c in zip(tidy["backbone"], tidy["balanced_accuracy"], tidy["lo"], tidy["hi"],
+                                          tidy["n_subsets"], tidy["chance"])],
         "runner-up": tidy["runner_up"] + "<br>" + tidy["runner_up_accuracy"].map("{:.3f}".format),
         "separable?": [f"{'yes' if sep else 'no, within noise'}<br>gap {uncertainty.fmt(g, lo, hi, signed=True)}"
                        for g, lo, hi, sep in zip(tidy["gap"], tidy["gap_lo"], tidy["gap_hi"], tidy["separable"])]})
@@ -169,12 +171,14 @@ def decision_text(decision: pd.DataFrame) -> str:
     if decision.empty:
         return "No domain has two backbones with results yet."
     sep = decision[decision["separable"]]
+    rule = "(*separable*: the 95 % interval of their gap lies above zero)"
     if sep.empty:
-        return (f"In none of the {len(decision)} cells is the best backbone separable from the runner-up: the top "
-                "two are within noise everywhere, so choose between them on cost.")
+        return (f"In none of the {len(decision)} rows is the best backbone separable from the runner-up {rule}: the "
+                "top two are within noise everywhere, so choose between them on cost.")
     where = "; ".join(f"{domain_title(r.domain).lower()} at {r.shots} shots ({r.backbone})" for r in sep.itertuples())
     rest = " Elsewhere the top two are within noise: choose between them on cost." if len(sep) < len(decision) else ""
-    return f"The best backbone is separable from the runner-up in {len(sep)} of {len(decision)} cells: {where}.{rest}"
+    return (f"The best backbone is separable from the runner-up {rule} in {len(sep)} of the {len(decision)} rows: "
+            f"{where}.{rest}")
 
 
 def interval_scope(cells: uncertainty.CellDraws, mode: str) -> str:

@@ -32,6 +32,9 @@ CLASS_WEIGHT_BY_MODE = {"linear_probe": "balanced"}
 #: The probe's inverse-L2 grid: wide enough that validation's choice is interior (the audit found the
 #: old grid's 0.1 chosen by 60-71 % of probes), and allowed to grow two decades past either edge.
 PROBE_CS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+#: Every edition's probes use it; the editions made before it have their probes refitted from cached
+#: features (results/benchmarks/probe_refit.csv compares the two), their gradient runs unchanged.
+WIDE_PROBE = dict(probe_cs=PROBE_CS, probe_extend=2)
 STUDY_DATASETS = ("cifar10", "uc_merced", "brain_tumor_mri", "galaxy_zoo1", "breastmnist", "pneumoniamnist")
 
 
@@ -50,6 +53,9 @@ class Preset:
     shots_by_mode: dict = field(default_factory=dict)    # narrower shot levels for some modes
     seeds_by_mode: dict = field(default_factory=dict)    # fewer seeds for some modes
     class_weight_by_mode: dict = field(default_factory=lambda: dict(CLASS_WEIGHT_BY_MODE))
+    # the linear probe's own recipe fields (probe_cs, probe_extend): an edition's probes can be refitted
+    # on a new grid while its gradient runs, whose configs also carry the recipe, keep their keys
+    probe_recipe: dict = field(default_factory=dict)
     eval_passes: int = 0       # >0: validate this many times per run (eval_every = steps / eval_passes)
     shots_first: bool = False  # sweep probes first, then by shot level (a partial edition answers 10 shots first)
     note: str = ""
@@ -57,14 +63,15 @@ class Preset:
     def recipe_for(self, mode: str, shots: int) -> Recipe:
         steps = self.steps_by_shots.get(shots) or self.steps_by_shots[max(k for k in self.steps_by_shots if k <= shots)]
         every = max(1, steps // self.eval_passes) if self.eval_passes else self.recipe.eval_every
+        probe = self.probe_recipe if mode == "linear_probe" else {}
         return replace(self.recipe, steps=steps, lrs=tuple(self.lrs_by_mode.get(mode, self.recipe.lrs)),
-                       class_weight=self.class_weight_by_mode.get(mode, "none"), eval_every=every)
+                       class_weight=self.class_weight_by_mode.get(mode, "none"), eval_every=every, **probe)
 
 
 OFFLINE = Preset(
     name="offline", datasets=STUDY_DATASETS, backbones=panel("offline"), shots=(10, 100, 1000), modes=MODES,
     seeds=(0, 1, 2), resolution=224, recipe=Recipe(), steps_by_shots={10: 200, 100: 500, 1000: 1000},
-    lrs_by_mode={"finetune": (1e-3, 3e-4), "scratch": (3e-3, 1e-3)})
+    lrs_by_mode={"finetune": (1e-3, 3e-4), "scratch": (3e-3, 1e-3)}, probe_recipe=WIDE_PROBE)
 
 PRESETS = {
     "quick": Preset(
@@ -73,6 +80,7 @@ PRESETS = {
         resolution=64, recipe=Recipe(batch_size=32, eval_every=10, patience=3, eval_batch=512,
                                      bn_reestimate_images=64, probe_cs=(0.1, 1.0), eval_limit=500),
         steps_by_shots={10: 40, 100: 80, 1000: 160}, lrs_by_mode={"finetune": (1e-3,), "scratch": (3e-3,)},
+        probe_recipe=WIDE_PROBE,
         note="Quick preset: 64 px, 40 steps, one seed, one learning rate, at most 500 validation and "
              "500 test images per dataset. A pipeline check, not a result."),
     "offline": OFFLINE,
@@ -83,6 +91,7 @@ PRESETS = {
                       probe_cs=(0.1, 1.0)),
         steps_by_shots={10: 60}, lrs_by_mode={"finetune": (1e-3,), "scratch": (3e-3,)},
         shots_by_mode={"finetune": (10,), "scratch": (10,)}, seeds_by_mode={"finetune": (0,), "scratch": (0,)},
+        probe_recipe=WIDE_PROBE,
         note="CPU edition: 80 px; fine-tuning and scratch at 10 shots with one seed and one learning rate "
              "(60 steps of 32 images); linear probes for every shot level and three seeds; validation and test "
              "capped at 500 images each. The `offline` preset (224 px, three seeds throughout) needs a GPU."),

@@ -28,7 +28,7 @@ def progress(preset: str, results=None) -> dict:
     measured = sum(r.get("timing", {}).get("total_seconds", 0) for r in records) / 3600
     projected = [run_seconds(r["config"], rates) for r in records]
     fine = [r for r in ok if r["config"]["mode"] == "finetune" and r.get("curves")]
-    last = [r["chosen"]["step"] == max(c["step"] for c in r["curves"]) for r in fine]
+    last = [r["chosen"]["step"] == store.last_eval_step(r) for r in fine]
     return dict(runs=table, records=len(records), ok=len(ok), hours=measured,
                 projected_hours=sum(p for p in projected if p is not None) / 3600 if rates else None,
                 finetune_runs=len(fine), last_checkpoint_share=sum(last) / len(last) if last else None)

@@ -150,7 +150,9 @@ def failure_record(base: dict, err: BaseException, tb: str | None = None) -> dic
 def run_configs(configs: list, preset: str, device: torch.device, env: dict, compile_model: bool = False,
                 progress=None) -> list:
     """A group to [(record, arrays)], one per config: every failure becomes a record with its reason."""
-    start = time.perf_counter()
+    from backbone_bench.study.clock import active_since, clock
+
+    start = clock().now()
     speed = speed_options(configs[0]["backbone"], device, compile_model)
     if not any(map(store.gradient, configs)):  # probes: one frozen network, nothing to stack or compile
         speed = dict(speed, compiled=compile_model, channels_last=False)
@@ -171,7 +173,8 @@ def run_configs(configs: list, preset: str, device: torch.device, env: dict, com
             record, arrays = base | dict(status="ok") | outcome[0], outcome[1]
         if store.gradient(config):  # how the stack ran (speed only), beside the group size
             record["fused"] = record.get("fused", {}) | {k: v for k, v in speed.items() if k not in ("compiled", "bf16")}
-        record.setdefault("timing", {})["total_seconds"] = round(time.perf_counter() - start, 3)
+        active, paused = active_since(start)  # a sweep paused by SIGSTOP does not count its pause
+        record.setdefault("timing", {}).update(total_seconds=round(active, 3), paused_seconds=round(paused, 1))
         record["finished_at"] = finished
         out.append((record, arrays))
     return out

@@ -25,7 +25,7 @@ def config_key(config: dict) -> str:
 
 
 def runs_dir(results: Path | None = None) -> Path:
-    return (results or paths.results_dir()) / "runs"
+    return (Path(results) if results else paths.results_dir()) / "runs"
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -222,6 +222,14 @@ def read_arrays(key: str, results: Path | None = None) -> dict:
                          "run `backbone-bench results --check` to move it aside, then rerun its sweep") from err
 
 
+def last_eval_step(record: dict) -> int | None:
+    """The chosen learning rate's last validation pass: a chosen step equal to it means validation was
+    still improving when the step budget ran out (the run had not converged)."""
+    lr = record.get("chosen", {}).get("lr")
+    steps = [c["step"] for c in record.get("curves", []) if c.get("lr") == lr and "step" in c]
+    return max(steps) if steps else None
+
+
 def flatten(record: dict) -> dict:
     """One tidy row: the context (config, environment, weights) in columns beside the metrics."""
     row = {"key": record["key"], "status": record["status"], "reason": record.get("reason", ""),
@@ -244,13 +252,14 @@ def flatten(record: dict) -> dict:
         row["channels_last_stack"] = record.get("fused", {}).get("channels_last", False)
         # before fusions were named, every group of more than one ran as a vmapped stack
         row["fusion"] = record.get("fused", {}).get("fusion", "vmap" if row["group_members"] > 1 else "solo")
+        row["last_eval_step"] = last_eval_step(record)
     row["finished_at"] = record.get("finished_at")
     return row
 
 
 def compile_table(results: Path | None = None) -> pd.DataFrame:
     """Rebuild results/runs.csv and runs.parquet from the records; returns the table."""
-    results = results or paths.results_dir()
+    results = Path(results) if results else paths.results_dir()
     table = pd.DataFrame([flatten(r) for r in read_records(results)])
     if len(table):
         table = _fill_older_records(table, results)

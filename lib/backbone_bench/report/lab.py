@@ -1,0 +1,167 @@
+"""The lab: one source notebook (notebooks/lab.ipynb, the instructor's, solutions in sphinx-exercise
+``{solution-start}`` / ``{solution-end}`` blocks), the student's version made from it without them,
+the teacher's key from the committed lab records (results/lab/), and the measured minutes.
+
+``write_pages`` puts both versions under the book (book/lab/): the instructor page with each key
+rendered from the committed records (so the book never trains), and, when the repository URL is
+configured, a Colab badge and the install cell's URL filled in.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import Markdown, display
+
+from backbone_bench import paths
+
+SOURCE = paths.REPO_ROOT / "notebooks" / "lab.ipynb"
+#: The lab's own runs, three seeds of every cell it runs, from `python benchmarks/lab_minutes.py`.
+RECORDS = paths.REPO_ROOT / "results" / "lab"
+MINUTES = paths.REPO_ROOT / "results" / "benchmarks" / "lab_minutes.csv"
+GRID = dict(datasets=["cifar10"], shots=[10], backbones=["tf_efficientnet_lite0"])
+
+
+def student_version(nb):
+    """The instructor notebook less its solution cells (tagged ``solution``): what students open. Its
+    exercise labels get a prefix: both pages are in one book, and a label names one place."""
+    out = copy.deepcopy(nb)
+    out.cells = [c for c in out.cells if "solution" not in c.metadata.get("tags", [])]
+    for cell in out.cells:
+        cell.source = cell.source.replace(":label: ex-", ":label: student-ex-")
+    return out
+
+
+def minutes_text() -> str:
+    """The measured minutes per part on a 2-core CPU (benchmarks/lab_minutes.py), as a table."""
+    if not MINUTES.exists():
+        return "*(Minutes per exercise: see the book's lab page.)*"
+    t = pd.read_csv(MINUTES)
+    def fmt(m):
+        return "under 0.1" if m < 0.05 else f"{m:.1f}"
+
+    return ("| part | computing, minutes on 2 CPU cores |\n|---|---|\n"
+            + "\n".join(f"| {r.part} | {fmt(r.minutes)} |" for r in t.itertuples())
+            + f"\n| **all** | **{fmt(t['minutes'].sum())}** |\n\n*Measured on {t['measured_on'].iloc[0]} from a cold "
+              "start (the first run prepares CIFAR-10): `python benchmarks/lab_minutes.py`. The rest of an hour is "
+              "for predicting, reading and explaining.*")
+
+
+def minutes() -> None:
+    display(Markdown(minutes_text()))
+
+
+COLUMNS = ["backbone", "mode", "seed", "test_balanced_accuracy", "val_balanced_accuracy"]
+
+
+def run(results, **grid) -> pd.DataFrame:
+    """Train what of the quick preset's lab grid (narrowed or widened by ``grid``: other seeds, modes)
+    is not yet recorded in ``results``; return every recorded run of that grid, scored like the book."""
+    from backbone_bench.study.execute import execute
+    from backbone_bench.study.plan import build_plan
+
+    grid = GRID | grid
+    execute(build_plan("quick", results=results, **grid), "cpu", results, progress=False)
+    return recorded(results, **grid)[COLUMNS]
+
+
+def recorded(results, **grid) -> pd.DataFrame:
+    """The recorded runs of the lab's grid (any seeds: the quick preset itself runs one), rescored on
+    the clean test subset like every score in the book."""
+    from backbone_bench import report
+    from backbone_bench.study import store
+    from backbone_bench.study.plan import build_plan
+
+    keys = {store.config_key(c) for c in build_plan("quick", results=results, skip_done=False, **(GRID | grid)).configs}
+    table = store.compile_table(Path(results))
+    table = table[table["key"].isin(keys) & (table["status"] == "ok")] if len(table) else table
+    return report.with_clean_scores(table.reset_index(drop=True), results)
+
+
+def _runs() -> pd.DataFrame:
+    return recorded(RECORDS, modes=["finetune", "scratch", "linear_probe"], seeds=[0, 1, 2])
+
+
+def _span(values) -> str:
+    return f"{min(values):.3f} to {max(values):.3f}"
+
+
+def key_text(label: str) -> str:
+    """The teacher's key for one exercise: the range over the committed lab records' three seeds."""
+    if not (RECORDS / "runs").is_dir():
+        return "*(The key needs the repository's results/lab records.)*"
+    t = _runs()
+    by = {m: t.loc[t["mode"] == m, "test_balanced_accuracy"] for m in ("finetune", "scratch", "linear_probe")}
+    seeds = f"seeds {', '.join(map(str, sorted(t['seed'].unique())))}"
+    if label == "ex-pretraining":
+        gap = (t[t["mode"] == "finetune"].set_index("seed")["test_balanced_accuracy"]
+               - t[t["mode"] == "scratch"].set_index("seed")["test_balanced_accuracy"]).dropna()
+        return (f"fine-tune {_span(by['finetune'])}, scratch twin {_span(by['scratch'])}, gap {_span(gap)} "
+                f"(balanced accuracy on test, {seeds}).")
+    if label == "ex-probe":
+        return f"linear probe {_span(by['linear_probe'])}, fine-tune {_span(by['finetune'])} ({seeds})."
+    if label == "ex-seeds":
+        return (f"fine-tune over {seeds}: {_span(by['finetune'])}, a spread of "
+                f"{by['finetune'].max() - by['finetune'].min():.3f}.")
+    if label == "ex-chance":
+        return (f"scratch twin {_span(by['scratch'])} over {seeds}, against chance 0.100; the lowest seed's "
+                f"score is {by['scratch'].min() - 0.1:+.3f} from chance.")
+    if label == "ex-selection":
+        steps = [json.loads((RECORDS / "runs" / f"{k}.json").read_text())["chosen"]["step"]
+                 for k in t.loc[t["mode"] == "finetune", "key"]]
+        return f"the chosen steps over {seeds}: {', '.join(map(str, sorted(steps)))} (of evaluations every 10 steps)."
+    raise KeyError(label)
+
+
+def key(label: str) -> None:
+    display(Markdown(key_text(label)))
+
+
+def record(results, **match) -> dict:
+    """The record of the lab's run matching ``match`` (backbone, mode, seed) in ``results``."""
+    t = recorded(results, modes=["finetune", "scratch", "linear_probe"], seeds=[0, 1, 2])
+    for name, value in match.items():
+        t = t[t[name] == value]
+    if t.empty:
+        raise LookupError(f"no run {match} in {results}: run the exercise's cell first")
+    return json.loads((Path(results) / "runs" / f"{t['key'].iloc[0]}.json").read_text())
+
+
+def write_pages(root: Path, repository_url: str = "", branch: str = "main") -> list[Path]:
+    """book/lab/instructor.ipynb and book/lab/student.ipynb from the source notebook."""
+    import nbformat
+
+    nb = nbformat.read(SOURCE, as_version=4)
+    setup = next(c for c in nb.cells if "setup" in c.metadata.get("tags", []))
+    setup.source = setup.source.replace('REPOSITORY = ""', f'REPOSITORY = "{repository_url}"')
+    folder = root / "book" / "lab"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    titles = {"instructor": "Lab, the instructor's notebook (solutions hidden until opened)",
+              "student": "Lab, the student's notebook"}
+    for name, version in (("instructor", nb), ("student", student_version(nb))):
+        page = copy.deepcopy(version)
+        page.cells[0].source = re.sub(r"^# .*", f"# {titles[name]}", page.cells[0].source, count=1)
+        for cell in page.cells:  # numbered per page (the book would count on from the other page)
+            cell.source = re.sub(r"(:label: [\w-]+)\n", r"\1\n:nonumber:\n", cell.source)
+        if repository_url:
+            link = (f"https://colab.research.google.com/github/{repository_url.split('github.com/')[-1]}"
+                    f"/blob/{branch}/book/lab/{name}.ipynb")
+            page.cells.insert(1, nbformat.v4.new_markdown_cell(
+                f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({link})"))
+        page.cells.insert(1, nbformat.v4.new_markdown_cell(minutes_text()))  # the book's pages are not executed
+        if name == "instructor":  # the book shows each key as text: rendering it never trains
+            for i, cell in enumerate(page.cells):
+                found = re.fullmatch(r'lab\.key\("([\w-]+)"\)', cell.source.strip()) if cell.cell_type == "code" else None
+                if found:
+                    page.cells[i] = nbformat.v4.new_markdown_cell(key_text(found.group(1)),
+                                                                  metadata={"tags": ["solution"]})
+        for i, cell in enumerate(page.cells):
+            cell.id = f"{name}-{i}"
+        path = folder / f"{name}.ipynb"
+        nbformat.write(page, path)
+        written.append(path)
+    return written
