@@ -91,7 +91,9 @@ def fewer_than_asked(table: pd.DataFrame) -> str:
         for shots in sorted(ok.loc[ok["dataset"] == dataset, "shots"].unique()):
             counts = np.bincount(splits.labels[splits.train(int(shots), 0)], minlength=len(classes))
             short = [f"{classes[c]} {n}" for c, n in enumerate(counts) if n < shots]
-            if short:
+            if short and len(set(counts)) == 1:
+                parts.append(f"{dataset} at {shots} has {counts[0]} in every class")
+            elif short:
                 parts.append(f"{dataset} at {shots} has {', '.join(short)}")
     domains = ok.drop_duplicates("dataset").assign(domain=lambda d: d["dataset"].map(lambda n: DATASETS[n].domain))
     single = [f"{d.replace('_', ' ')} ({g['dataset'].iloc[0]})" for d, g in domains.groupby("domain") if len(g) == 1]

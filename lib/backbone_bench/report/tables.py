@@ -153,8 +153,7 @@ def decision_table(cells: uncertainty.CellDraws, domains=DOMAINS_IN_ORDER, modes
     shown = pd.DataFrame({
         "domain": [f"{SHORT_DOMAIN[d]}<br>(chance {c:.3f})" for d, c in zip(tidy["domain"], tidy["chance"])],
         "images per class": tidy["shots"],
-        "mode": ["fine-tune" if m == "finetune" else f"{MODE_NAMES.get(m, m)}<br>(no fine-tuning recorded here)"
-                 for m in tidy["mode"]],
+        "mode": ["fine-tune" if m == "finetune" else "probe<br>(no fine-<br>tuning run)" for m in tidy["mode"]],
         "use (balanced accuracy, 95% CI)": [
             f"{b}<br>{uncertainty.fmt(v, lo, hi)}"
             + ("<br>(one training subset: test images only)" if n <= 1 else "") + ("<br>reaches chance" if lo <= c else "")
@@ -171,7 +170,7 @@ def decision_text(decision: pd.DataFrame) -> str:
     if decision.empty:
         return "No domain has two backbones with results yet."
     sep = decision[decision["separable"]]
-    rule = "(*separable*: the 95 % interval of their gap lies above zero)"
+    rule = "(separable: the 95 % interval of their gap lies above zero)"
     if sep.empty:
         return (f"In none of the {len(decision)} rows is the best backbone separable from the runner-up {rule}: the "
                 "top two are within noise everywhere, so choose between them on cost.")
