@@ -24,7 +24,7 @@ import torch
 from backbone_bench import paths
 from backbone_bench.environment import device_name
 from backbone_bench.report import lab
-from backbone_bench.report.build import IPC_KERNEL
+from backbone_bench.report.kernels import IPC_KERNEL
 from backbone_bench.study.execute import execute
 from backbone_bench.study.plan import build_plan
 

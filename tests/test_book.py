@@ -1,5 +1,6 @@
 """The quick preset end to end: papermill executes every template from a clean results folder on
 CPU, the book builds strictly (-W -n) from those outputs, and a browser shows real pages."""
+import re
 import shutil
 import subprocess
 
@@ -75,6 +76,7 @@ def test_intro_answers_first_with_a_decision_table_and_a_figure(quick_book):
     assert "z-score" not in intro[answer:gains] and "(z " not in intro[answer:gains]  # no undefined z-scores up front
     assert "Show code cell source" not in intro and "About this edition" in intro and "Rerun this page" in intro
     assert "± 0.000" not in intro
+    assert "_static/custom.css" in intro  # glued values in the weight of their sentence, not myst-nb's bold
 
 
 def test_tables_behind_each_page_are_downloadable(quick_book):
@@ -85,7 +87,6 @@ def test_tables_behind_each_page_are_downloadable(quick_book):
 
 
 def test_intro_says_how_to_cite_and_links_the_editions_checksummed_files(quick_book):
-    import re
     import subprocess
 
     root, html = quick_book
@@ -109,7 +110,6 @@ def test_no_repository_buttons_without_a_configured_repository(quick_book):
 def test_with_a_repository_url_every_launch_link_points_at_a_file_of_the_repository(quick_book, monkeypatch):
     """BACKBONE_BENCH_REPOSITORY_URL set (as the Pages workflow sets it): repository, issue, Binder and
     Colab buttons appear, and the notebook each launch link opens is a tracked file of this repository."""
-    import re
     from urllib.parse import unquote
 
     from backbone_bench.report import build
@@ -148,24 +148,33 @@ def test_executed_pages_are_byte_identical_when_nothing_changed(quick_book, tmp_
 
 
 def test_a_template_run_by_hand_has_its_title_and_writes_only_where_told(quick_book, tmp_path):
-    """papermill from another folder, as a reader reruns a page: it runs, starts with its title, names
-    the results folder it read in its rerun line, and writes nothing but the output it was given."""
+    """`backbone-bench page` from another folder, as a reader reruns a page: it runs, renders a page
+    with its title and its glued numbers and banners resolved (Jupyter shows them raw), names the
+    results folder it read in its rerun line, and writes nothing outside the folder it was given."""
     import sys
     from pathlib import Path
 
     root, _ = quick_book
     work = tmp_path / "work"
     work.mkdir()
-    papermill = Path(sys.executable).with_name("papermill")
-    result = subprocess.run([str(papermill), str(REPO / "notebooks" / "domain.ipynb"), "page.ipynb", "-p", "preset",
-                             "quick", "-p", "domain", "natural", "-p", "results", str(root / "results"), "-p", "n_boot",
-                             "50", "--no-progress-bar"], cwd=work, capture_output=True, text=True)
+    bench = Path(sys.executable).with_name("backbone-bench")
+    result = subprocess.run([str(bench), "page", "domain", "page", "-p", "preset", "quick", "-p", "domain", "natural",
+                             "-p", "results", str(root / "results"), "-y", "n_boot: 50", "--no-progress-bar"],
+                            cwd=work, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert sorted(p.name for p in work.iterdir()) == ["page.ipynb"]  # no downloads/ or anything else
-    nb = nbformat.read(work / "page.ipynb", as_version=4)
+    assert sorted(p.name for p in work.iterdir()) == ["page"]  # no downloads/ or anything else
+    nb = nbformat.read(work / "page" / "domain.ipynb", as_version=4)
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
-    text = nbformat.writes(nb)
-    assert f"-p results {root / 'results'}" in text
+    assert f"-p results {root / 'results'}" in nbformat.writes(nb)
+    html = Path(result.stdout.split("page: ")[1].split()[0]).read_text()
+    title = nb.cells[0].source.splitlines()[0][2:].strip()
+    assert re.search(r"<h1>" + re.escape(title), html), title
+    assert "{glue" not in html and ":::" not in html and "pasted-text" in html
+    assert "custom.css" in html  # glued values in the weight of their sentence, not bold
+    wrong = subprocess.run([str(bench), "page", "domain", "other", "-p", "colour", "red"], cwd=work,
+                           capture_output=True, text=True)
+    assert wrong.returncode == 2 and "takes no parameter colour" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert not (work / "other").exists()
 
 
 def test_a_partial_edition_builds_and_says_in_plain_sight_what_is_missing(tmp_path, monkeypatch):
@@ -245,3 +254,19 @@ def test_no_table_is_wider_than_the_page(quick_book, page, tmp_path):
     result = out.split('<pre id="out">')[1].split("</pre>")[0]
     assert result.startswith("overflow:0:"), result
     assert not result.endswith(":tables:0")
+
+
+def test_a_shot_level_short_of_images_is_said_in_few_words():
+    """What the intro says where "1000 per class" is really fewer: a few short classes by name with
+    their counts (brain MRI's four), many as a range (UC Merced's 21 classes at 71 or 72)."""
+    import numpy as np
+
+    from backbone_bench.report.datasets import _short_classes
+
+    names = [f"class{i}" for i in range(21)]
+    assert _short_classes(np.array([722, 639, 221, 718]), names[:4], 1000) == (
+        "class0 722, class1 639, class2 221, class3 718")
+    assert _short_classes(np.array([71] + [72] * 20), names, 100) == "71 to 72 in every class"
+    assert _short_classes(np.array([72] * 21), names, 100) == "72 in every class"
+    assert _short_classes(np.array([50] * 5 + [100] * 16), names, 100) == "50 in 5 of its 21 classes"
+    assert _short_classes(np.array([100, 120]), names[:2], 100) == ""

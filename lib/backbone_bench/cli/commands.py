@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 # the preset names, without importing torch (presets.py does): --help answers at once
 PRESET_NAMES = ("quick", "cpu", "offline_cpu", "offline", "full")
@@ -205,8 +206,6 @@ def cmd_results(args) -> int:
 
 
 def cmd_bundle(args) -> int:
-    from pathlib import Path
-
     from backbone_bench.study.bundle import make_bundle
 
     plan = plan_from_args(args, everything=True)
@@ -280,6 +279,24 @@ def cmd_release(args) -> int:
     files = sorted(p for p in out.rglob("*") if p.is_file())
     print(f"edition {args.preset} written to {out}: {len(files)} files, "
           f"{sum(p.stat().st_size for p in files) / 2**20:.1f} MiB; check with: cd {out} && sha256sum -c SHA256SUMS")
+    return 0
+
+
+def cmd_page(args) -> int:
+    from backbone_bench.errors import InvalidParameterError
+    from backbone_bench.report.page import check, run_page, value
+
+    params = {name: value(text) for name, text in args.p or []}
+    for text in args.y or []:  # papermill's -y: YAML for what -p cannot type (lists)
+        import yaml
+
+        loaded = yaml.safe_load(text)
+        if not isinstance(loaded, dict):
+            raise InvalidParameterError(f"-y {text!r} is not YAML of name: value (e.g. -y \"shots: [10, 100]\")")
+        params |= loaded
+    check(args.template, params)  # before a kernel starts
+    html = run_page(args.template, args.out, params, progress=not args.no_progress_bar)
+    print(f"page: {html}\nexecuted notebook: {Path(args.out).resolve() / (args.template + '.ipynb')}")
     return 0
 
 
@@ -369,6 +386,18 @@ def register(sub) -> None:
     p.add_argument("--results", help="results folder (default: results/)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap draws for the intervals")
     p.set_defaults(func=cmd_release)
+    p = sub.add_parser("page", help="one page of the book rerun with your parameters, rendered as HTML",
+                       description="Execute a page template (notebooks/TEMPLATE.ipynb) with papermill's -p "
+                                   "parameters and render it as a page of its own, glued numbers and banners resolved "
+                                   "(Jupyter shows them as raw MyST). Writes only under OUT.")
+    p.add_argument("template", help="summary | ranking | cost | domain | recommend")
+    p.add_argument("out", help="folder for the executed notebook and the HTML page")
+    p.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="a template parameter, as papermill takes it (e.g. -p preset cpu -p domain medical)")
+    p.add_argument("-y", action="append", metavar="YAML",
+                   help="parameters as YAML, as papermill takes them (e.g. -y \"backbones: [regnetx_002]\")")
+    p.add_argument("--no-progress-bar", action="store_true", help="no per-cell progress in the terminal")
+    p.set_defaults(func=cmd_page)
     p = sub.add_parser("backbones", help="a panel's backbones and where their weights resolve")
     p.add_argument("panel", nargs="?", default="offline")
     p.set_defaults(func=cmd_backbones)

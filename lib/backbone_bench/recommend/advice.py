@@ -308,7 +308,7 @@ def write_report(out, n_boot: int = 1000) -> Path:
     import papermill as pm
     from nbconvert import HTMLExporter
 
-    from backbone_bench.report.build import IPC_KERNEL
+    from backbone_bench.report.kernels import IPC_KERNEL
 
     out = Path(out).resolve()
     executed = out / "report.ipynb"

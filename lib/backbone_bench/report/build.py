@@ -19,10 +19,10 @@ from tqdm import tqdm
 from backbone_bench import paths
 from backbone_bench.data.registry import DATASETS
 from backbone_bench.study.presets import PRESETS, get_preset
+from backbone_bench.report.page import NOTEBOOKS
 from backbone_bench.study.published import edition
 
-NOTEBOOKS = paths.REPO_ROOT / "notebooks"
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "_static", "book")
 DOMAIN_ORDER = ("natural", "medical", "galaxy", "remote_sensing")
 
 
@@ -98,16 +98,15 @@ def write_recipe_page(root: Path) -> Path:
     return path
 
 
-# Kernels talk over local sockets (IPC), not TCP: no open port, and no "running over TCP without
-# encryption" warning printed once per page.
-IPC_KERNEL = "backbone_bench.report.kernels.IPCKernelManager"
-
 
 def execute_notebooks(preset: str, root: Path, results: Path, n_boot: int = 1000, progress: bool = True,
                       only=None) -> list[Path]:
     """Execute the templates with papermill into the book (``only``: these templates)."""
     import nbformat
     import papermill as pm
+
+    from backbone_bench.report.kernels import IPC_KERNEL
+    from backbone_bench.report.page import finish
 
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # the kernel's debugger warning, once per page
     done = []
@@ -126,7 +125,7 @@ def execute_notebooks(preset: str, root: Path, results: Path, n_boot: int = 1000
         with results_env(results):
             pm.execute_notebook(nb, str(out), parameters=params, kernel_name="python3", cwd=str(out.parent),
                                 progress_bar=False, log_output=False, kernel_manager_class=IPC_KERNEL)
-        _finish_page(out)
+        finish(out)
         done.append(out)
     return done
 
@@ -142,39 +141,6 @@ def _retitle(nb, title: str) -> None:
         first.source = re.sub(r"^# .*", f"# {title}", first.source, count=1)
     else:
         nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {title}"))
-
-
-def _finish_page(path: Path) -> None:
-    """Make the executed page reproducible byte for byte and readable.
-
-    Removed: papermill's timestamps, durations and paths, per-cell execution times, the random
-    ids of cells and table styles (a rebuild with nothing new must change no tracked file).
-    On the page: code cells are not shown; the parameter cells (the template's defaults and the
-    ones papermill injected) are removed, and the About box shows the command that reruns the page."""
-    import re
-
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    pm = nb.metadata.get("papermill", {})
-    nb.metadata["papermill"] = dict(exception=pm.get("exception"), parameters=pm.get("parameters", {}))
-    nb.metadata.get("language_info", {}).pop("version", None)
-    for i, cell in enumerate(nb.cells):
-        cell.id = f"cell-{i}"
-        for key in ("execution", "papermill"):
-            cell.metadata.pop(key, None)
-        tags = cell.metadata.setdefault("tags", [])
-        if "parameters" in tags and "remove-cell" not in tags:
-            tags.append("remove-cell")
-        if "injected-parameters" in tags:  # the page's About box gives the parameters as a command
-            tags[:] = [t for t in tags if t not in ("hide-input", "remove-input")] + ["remove-cell"]
-        elif "hide-input" in tags:
-            tags[:] = [t if t != "hide-input" else "remove-input" for t in tags]
-    text = nbformat.writes(nb)
-    ids = {}
-    text = re.sub(r"T_[0-9a-f]{5}(?![0-9a-f])", lambda m: ids.setdefault(m.group(0), f"T_t{len(ids)}"), text)
-    text = re.sub(r" at 0x[0-9a-f]+>", ">", text)  # object addresses in plain-text reprs
-    path.write_text(text)
 
 
 def book_config(root: Path) -> Path:

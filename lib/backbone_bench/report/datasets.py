@@ -90,11 +90,7 @@ def fewer_than_asked(table: pd.DataFrame) -> str:
         classes = get_dataset(dataset).classes
         for shots in sorted(ok.loc[ok["dataset"] == dataset, "shots"].unique()):
             counts = np.bincount(splits.labels[splits.train(int(shots), 0)], minlength=len(classes))
-            short = [f"{classes[c]} {n}" for c, n in enumerate(counts) if n < shots]
-            if short and len(set(counts)) == 1:
-                parts.append(f"{dataset} at {shots} has {counts[0]} in every class")
-            elif short:
-                parts.append(f"{dataset} at {shots} has {', '.join(short)}")
+            parts += [f"{dataset} at {shots} has {text}"] if (text := _short_classes(counts, classes, shots)) else []
     domains = ok.drop_duplicates("dataset").assign(domain=lambda d: d["dataset"].map(lambda n: DATASETS[n].domain))
     single = [f"{d.replace('_', ' ')} ({g['dataset'].iloc[0]})" for d, g in domains.groupby("domain") if len(g) == 1]
     text = ("Where a class has fewer images than a shot level asks for, it gives all it has: "
@@ -102,3 +98,18 @@ def fewer_than_asked(table: pd.DataFrame) -> str:
     if single:
         text += f" One dataset stands for its whole domain in {', '.join(single)}: read those rows as that dataset's."
     return text
+
+
+def _short_classes(counts, classes, shots: int) -> str:
+    """The classes a shot level gives fewer than ``shots`` images, in few words: each by name when
+    there are a few, else how many and the range of their counts ("" when none is short)."""
+    short = [(classes[c], int(n)) for c, n in enumerate(counts) if n < shots]
+    if not short:
+        return ""
+    low, high = min(n for _, n in short), max(n for _, n in short)
+    span = f"{low}" if low == high else f"{low} to {high}"
+    if low == high and len(short) == len(classes):
+        return f"{span} in every class"
+    if len(short) <= 4:
+        return ", ".join(f"{name} {n}" for name, n in short)
+    return f"{span} in {'every class' if len(short) == len(classes) else f'{len(short)} of its {len(classes)} classes'}"

@@ -7,3 +7,8 @@ class IPCKernelManager(AsyncKernelManager):
     @default("transport")
     def _default_transport(self):
         return "ipc"
+
+
+# Kernels talk over local sockets (IPC), not TCP: no open port, and no "running over TCP without
+# encryption" warning printed once per page.
+IPC_KERNEL = f"{__name__}.IPCKernelManager"

@@ -70,13 +70,13 @@ def run(results, **grid) -> pd.DataFrame:
 
 def recorded(results, **grid) -> pd.DataFrame:
     """The recorded runs of the lab's grid (any seeds: the quick preset itself runs one), rescored on
-    the clean test subset like every score in the book."""
+    the clean test subset like every score in the book. Reads only: ``results`` may be read-only."""
     from backbone_bench import report
     from backbone_bench.study import store
     from backbone_bench.study.plan import build_plan
 
     keys = {store.config_key(c) for c in build_plan("quick", results=results, skip_done=False, **(GRID | grid)).configs}
-    table = store.compile_table(Path(results))
+    table = store.read_table(Path(results))
     table = table[table["key"].isin(keys) & (table["status"] == "ok")] if len(table) else table
     return report.with_clean_scores(table.reset_index(drop=True), results)
 
@@ -89,11 +89,12 @@ def _span(values) -> str:
     return f"{min(values):.3f} to {max(values):.3f}"
 
 
-def key_text(label: str) -> str:
-    """The teacher's key for one exercise: the range over the committed lab records' three seeds."""
+def key_text(label: str, runs: pd.DataFrame | None = None) -> str:
+    """The teacher's key for one exercise: the range over the committed lab records' three seeds
+    (``runs``: those records, read once by a caller that writes several keys)."""
     if not (RECORDS / "runs").is_dir():
         return "*(The key needs the repository's results/lab records.)*"
-    t = _runs()
+    t = _runs() if runs is None else runs
     by = {m: t.loc[t["mode"] == m, "test_balanced_accuracy"] for m in ("finetune", "scratch", "linear_probe")}
     seeds = f"seeds {', '.join(map(str, sorted(t['seed'].unique())))}"
     if label == "ex-pretraining":
@@ -154,10 +155,11 @@ def write_pages(root: Path, repository_url: str = "", branch: str = "main") -> l
                 f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({link})"))
         page.cells.insert(1, nbformat.v4.new_markdown_cell(minutes_text()))  # the book's pages are not executed
         if name == "instructor":  # the book shows each key as text: rendering it never trains
+            runs = _runs() if (RECORDS / "runs").is_dir() else None
             for i, cell in enumerate(page.cells):
                 found = re.fullmatch(r'lab\.key\("([\w-]+)"\)', cell.source.strip()) if cell.cell_type == "code" else None
                 if found:
-                    page.cells[i] = nbformat.v4.new_markdown_cell(key_text(found.group(1)),
+                    page.cells[i] = nbformat.v4.new_markdown_cell(key_text(found.group(1), runs),
                                                                   metadata={"tags": ["solution"]})
         for i, cell in enumerate(page.cells):
             cell.id = f"{name}-{i}"

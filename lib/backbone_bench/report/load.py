@@ -131,8 +131,9 @@ def published_edition(results=None) -> str:
 
 
 def rerun_command(preset: str, template: str, params: dict) -> str:
+    """The page rerun and rendered (report/page.py): papermill's parameters, a page to open."""
     args = "".join(f" -p {k} {v}" for k, v in params.items())
-    return f"papermill notebooks/{template}.ipynb /tmp/{template}.ipynb -p preset {preset}{args}"
+    return f"backbone-bench page {template} /tmp/{template} -p preset {preset}{args}"
 
 
 def about(preset: str, table: pd.DataFrame, template: str = "summary", results=None, **params) -> None:
@@ -148,10 +149,13 @@ def about(preset: str, table: pd.DataFrame, template: str = "summary", results=N
     devices = listed(sorted(ok["device"].unique())) if len(ok) else "none yet"
     resolutions = ", ".join(f"{r} px" for r in sorted(ok["resolution"].unique())) if len(ok) else f"{p.resolution} px"
     commits = ", ".join(sorted(ok["git_commit"].unique())) if len(ok) else "-"
+    from backbone_bench.report.page import declared
+
+    train = "`-p run_missing True` to train what is missing, " if "run_missing" in declared(template) else ""
     text = (f"Preset `{preset}` at {resolutions}; {len(ok)} runs on {devices}; code {commits}.\n\n"
             f"{coverage_grid(table)}\n\n{flags_in_words(ok)}\n\n"
-            f"**Rerun this page** (from the repository; add `-p run_missing True` to train what is missing, "
-            f"`-p results /tmp/results` to keep the tracked results untouched): `{rerun_command(preset, template, params)}`. "
+            f"**Rerun this page** as HTML (add {train}`-p results /tmp/results` to keep the tracked results "
+            f"untouched): `{rerun_command(preset, template, params)}`. "
             f"The whole book: `backbone-bench study --preset {preset}`.")
     if preset == "quick":
         display(Markdown(f":::{{warning}}\n**Quick preset: a pipeline check, not a result.** {p.note}\n:::"))

@@ -257,13 +257,21 @@ def flatten(record: dict) -> dict:
     return row
 
 
-def compile_table(results: Path | None = None) -> pd.DataFrame:
-    """Rebuild results/runs.csv and runs.parquet from the records; returns the table."""
+def read_table(results: Path | None = None) -> pd.DataFrame:
+    """The records as one table, one row per run, writing nothing (a folder may be read-only)."""
     results = Path(results) if results else paths.results_dir()
     table = pd.DataFrame([flatten(r) for r in read_records(results)])
     if len(table):
         table = _fill_older_records(table, results)
         table = table.sort_values(["dataset", "shots", "backbone", "mode", "seed", "key"]).reset_index(drop=True)
+    return table
+
+
+def compile_table(results: Path | None = None) -> pd.DataFrame:
+    """Rebuild results/runs.csv and runs.parquet from the records; returns the table."""
+    results = Path(results) if results else paths.results_dir()
+    table = read_table(results)
+    if len(table):
         table.to_csv(results / "runs.csv", index=False)
         table.to_parquet(results / "runs.parquet", index=False)
     return table
