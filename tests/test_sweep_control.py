@@ -64,12 +64,14 @@ def test_a_run_paused_by_sigstop_does_not_count_its_pause():
     import sys
     import time
 
-    code = ("import time\nfrom backbone_bench.study.clock import clock, active_since\nm = clock().now()\n"
-            "t0 = time.monotonic()\nwhile time.monotonic() - t0 < 5: pass\nprint(*active_since(m))")
+    code = ("import time\nfrom backbone_bench.clock import Stopwatch, clock, active_since\nm = clock().now()\n"
+            "w = Stopwatch()\nt0 = time.monotonic()\nwhile time.monotonic() - t0 < 5: pass\n"
+            "print(*active_since(m), w.seconds())")
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     time.sleep(1.5)
     os.kill(child.pid, signal.SIGSTOP)
     time.sleep(3)
     os.kill(child.pid, signal.SIGCONT)
-    active, paused = map(float, child.communicate(timeout=30)[0].split())
+    active, paused, watched = map(float, child.communicate(timeout=30)[0].split())
     assert 2.5 <= paused <= 3.6 and 1.4 <= active <= 2.6
+    assert abs(watched - active) < 0.1  # the engine's training and feature seconds use the same clock

@@ -13,7 +13,6 @@ strength of the grid and validation picks one.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -21,10 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from backbone_bench.clock import Stopwatch
 from backbone_bench.engine.augment import normalize, random_resized_crop, resize
 from backbone_bench.engine.fused import Stack
 from backbone_bench.engine.metrics import PRIMARY, classification_metrics
 from backbone_bench.engine.recipe import Recipe
+
 
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """n / (k * n_c) per class present (scikit-learn's "balanced"); absent classes weigh 0."""
@@ -218,7 +219,7 @@ def _train_together(members, val, recipe, num_classes, device, micro_batch, prog
     from timm.optim import create_optimizer_v2
     from timm.scheduler import CosineLRScheduler
 
-    start = time.perf_counter()
+    watch = Stopwatch()
     real = torch.get_default_dtype()  # bf16 logits are scored in float32 (float64 in the equivalence test)
     val_labels = val.labels.cpu().numpy()
     out = [Trained(m, micro_batch=micro_batch, group_size=len(members)) for m in members]
@@ -301,7 +302,7 @@ def _train_together(members, val, recipe, num_classes, device, micro_batch, prog
             if not active:
                 break
             stack = stack.keep(keep)
-    seconds = time.perf_counter() - start
+    seconds = watch.seconds()
     for i, t in enumerate(out):
         t.seconds = seconds
         if t.failure is None and best[i] is not None:
@@ -407,7 +408,7 @@ def linear_probe(feats: dict, labels: dict, recipe: Recipe, num_classes: int, se
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    start = time.perf_counter()
+    watch = Stopwatch()
     scaler = StandardScaler().fit(feats["train"])  # fitted on the training subset only
     feats = {k: scaler.transform(v) for k, v in feats.items()}
     balanced = "balanced" if recipe.class_weight == "balanced" else None
@@ -435,7 +436,7 @@ def linear_probe(feats: dict, labels: dict, recipe: Recipe, num_classes: int, se
     if recipe.probe_extend:
         chosen |= dict(grid_extended=grown, at_edge=c in (min(heads), max(heads)))
     return Fit(_full_probs(head, feats["val"], num_classes), _full_probs(head, feats["test"], num_classes),
-               chosen, [], extract_seconds + time.perf_counter() - start, len(labels["train"]))
+               chosen, [], extract_seconds + watch.seconds(), len(labels["train"]))
 
 
 def _decade(c: float, direction: int) -> float:

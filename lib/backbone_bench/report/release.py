@@ -45,7 +45,9 @@ COLUMNS = {
     "chosen_grid_extended": "linear probe: decades the C grid grew past an edge validation picked",
     "chosen_at_edge": "linear probe: whether the chosen C still sits on an edge of the (grown) grid",
     "chosen_lr": "gradient runs: the learning rate validation chose", "chosen_step": "the step of the chosen checkpoint",
-    "train_seconds": "seconds of training (features and head for a probe)",
+    "train_seconds": "seconds of training (features and head for a probe; pauses left out where clock is "
+                     "'active', included in older records)",
+    "clock": "'active': every seconds field leaves out the sweep's pauses (older records: empty)",
     "total_seconds": "seconds the whole run took, evaluation included (a pause of the sweep left out, where "
                      "paused_seconds is recorded; older records include it)",
     "paused_seconds": "seconds the sweep was paused (SIGSTOP) during the run",

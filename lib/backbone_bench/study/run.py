@@ -7,13 +7,13 @@ error) becomes that run's record with its reason; the others in the group go on.
 """
 from __future__ import annotations
 
-import time
 import traceback
 from datetime import datetime, timezone
 
 import numpy as np
 import torch
 
+from backbone_bench.clock import Stopwatch
 from backbone_bench.study import store
 from backbone_bench.engine.augment import normalize, resize
 from backbone_bench.models.backbones import create_model, reestimate_folded_batchnorm, resolve_weights
@@ -64,13 +64,13 @@ def _recipe(config: dict) -> Recipe:
 
 
 def _probe(config: dict, data: _Data, weights, recipe: Recipe, device, bf16: bool):
-    start = time.perf_counter()
+    watch = Stopwatch()
     train_index, train_split = data.train(config["subset_seed"])
     index = dict(data.index, train=train_index)
     split = dict(data.split, train=train_split)
     feats = {k: FEATURES.get(weights, data.prepared, index[k], split[k], recipe.eval_batch, device, bf16) for k in index}
     labels = {k: data.prepared.labels[v].astype(np.int64) for k, v in index.items()}
-    return linear_probe(feats, labels, recipe, data.spec.num_classes, config["seed"], time.perf_counter() - start)
+    return linear_probe(feats, labels, recipe, data.spec.num_classes, config["seed"], watch.seconds())
 
 
 def _member_factory(weights, data: _Data, train: Split, recipe: Recipe, device):
@@ -121,7 +121,8 @@ def _fields(config: dict, fit, weights, data: _Data):
                   micro_batch=fit.micro_batch if gradient else None,
                   subset_shared=bool(splits.shared_subset(config["shots"])), splits_digest=splits.digest(),
                   data_key=data.prepared.key, collapsed=collapsed(fit.probs_test.argmax(1)),
-                  timing=dict(train_seconds=round(fit.train_seconds, 3),
+                  # clock "active": pauses (SIGSTOP) left out of every seconds field; older records lack it
+                  timing=dict(train_seconds=round(fit.train_seconds, 3), clock="active",
                               train_images_per_second=round(fit.images_seen / max(fit.train_seconds, 1e-9), 1)))
     if gradient:  # execution details like `compiled`: not in the config, so not in the key
         record["fused"] = dict(group_members=fit.group_size, fusion=fit.fusion)
@@ -150,7 +151,7 @@ def failure_record(base: dict, err: BaseException, tb: str | None = None) -> dic
 def run_configs(configs: list, preset: str, device: torch.device, env: dict, compile_model: bool = False,
                 progress=None) -> list:
     """A group to [(record, arrays)], one per config: every failure becomes a record with its reason."""
-    from backbone_bench.study.clock import active_since, clock
+    from backbone_bench.clock import active_since, clock
 
     start = clock().now()
     speed = speed_options(configs[0]["backbone"], device, compile_model)

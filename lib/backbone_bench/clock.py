@@ -1,4 +1,6 @@
-"""Wall-clock time less the time the process spent stopped (SIGSTOP while the tests need the cores).
+"""Wall-clock time less the time the process spent stopped (SIGSTOP while the tests need the cores):
+what records report as seconds (training, features, a run's total), so a paused sweep's records
+say what the run took, not how long it waited.
 
 A stopped process cannot see the signal, so a daemon thread ticks every half second and counts
 any gap longer than ``GAP`` seconds as a pause: what is left is the time the run really took.
@@ -43,3 +45,13 @@ def active_since(mark: tuple[float, float]) -> tuple[float, float]:
     """(active seconds, paused seconds) since ``mark`` (a ``clock().now()``)."""
     now, paused = clock().now()
     return now - mark[0] - (paused - mark[1]), paused - mark[1]
+
+
+class Stopwatch:
+    """Active seconds since it was started: wall time less the pauses."""
+
+    def __init__(self):
+        self.mark = clock().now()
+
+    def seconds(self) -> float:
+        return active_since(self.mark)[0]
