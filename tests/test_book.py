@@ -174,6 +174,9 @@ def test_a_template_run_by_hand_has_its_title_and_writes_only_where_told(quick_b
     wrong = subprocess.run([str(bench), "page", "domain", "other", "-p", "colour", "red"], cwd=work,
                            capture_output=True, text=True)
     assert wrong.returncode == 2 and "takes no parameter colour" in wrong.stderr and "Traceback" not in wrong.stderr
+    wrong = subprocess.run([str(bench), "page", "cost", "other", "-p", "preset", "quik"], cwd=work,
+                           capture_output=True, text=True)
+    assert wrong.returncode == 2 and "Did you mean: quick" in wrong.stderr and "Traceback" not in wrong.stderr
     assert not (work / "other").exists()
 
 

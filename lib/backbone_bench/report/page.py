@@ -53,6 +53,11 @@ def check(template: str, params: dict) -> None:
     if unknown:
         raise InvalidParameterError(f"{template} takes no parameter {', '.join(unknown)}; it takes: "
                          + "; ".join(f"{k} ({v})" for k, v in names.items()))
+    if params.get("preset") is not None:
+        from backbone_bench.study.presets import PRESETS
+
+        if params["preset"] not in PRESETS:
+            raise unknown_name("preset", str(params["preset"]), PRESETS)
 
 
 def finish(path: Path) -> None:
@@ -89,8 +94,9 @@ def finish(path: Path) -> None:
 
 
 def run_page(template: str, out, params: dict, progress: bool = True) -> Path:
-    """Execute ``template`` with ``params`` into OUT/TEMPLATE.ipynb, render OUT/html/TEMPLATE.html;
-    returns the HTML page."""
+    """Execute ``template`` with ``params`` into OUT/TEMPLATE.ipynb and render it; returns the HTML
+    page (OUT/_build/_page/TEMPLATE/html/TEMPLATE.html). A cell that fails is named, with the
+    executed notebook that shows it; runs it trained before are recorded already."""
     import papermill as pm
 
     from backbone_bench.report.kernels import IPC_KERNEL
@@ -102,17 +108,21 @@ def run_page(template: str, out, params: dict, progress: bool = True) -> Path:
     params = {k: str(Path(v).resolve()) if k in ("results", "downloads", "out") and v else v
               for k, v in params.items()}
     executed = out / f"{template}.ipynb"
-    pm.execute_notebook(str(NOTEBOOKS / f"{template}.ipynb"), str(executed), parameters=params,
-                        kernel_name="python3", cwd=str(out), progress_bar=progress, log_output=False,
-                        kernel_manager_class=IPC_KERNEL)
+    from backbone_bench.errors import BenchError
+
+    try:
+        pm.execute_notebook(str(NOTEBOOKS / f"{template}.ipynb"), str(executed), parameters=params,
+                            kernel_name="python3", cwd=str(out), progress_bar=progress, log_output=False,
+                            kernel_manager_class=IPC_KERNEL)
+    except pm.PapermillExecutionError as err:
+        raise BenchError(f"{template} failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
+                         f"(the executed notebook shows it: {executed})") from None
     finish(executed)
     shutil.copytree(paths.REPO_ROOT / "_static", out / "_static", dirs_exist_ok=True)  # the book's stylesheet
     exe = Path(sys.executable).with_name("jupyter-book")
     built = subprocess.run([str(exe), "build", str(executed), "--path-output", str(out), "--config",
                             str(paths.REPO_ROOT / "_config.yml")], cwd=out, capture_output=True, text=True)
     if built.returncode:
-        from backbone_bench.errors import BenchError
-
         raise BenchError(f"the page was executed ({executed}) but did not render:\n{built.stdout[-2000:]}"
                            f"{built.stderr[-2000:]}")
     html = out / "_build" / "_page" / template / "html"
