@@ -284,7 +284,7 @@ def cmd_release(args) -> int:
 
 def cmd_page(args) -> int:
     from backbone_bench.errors import InvalidParameterError
-    from backbone_bench.report.page import check, run_page, value
+    from backbone_bench.report.page import run_page, value
 
     params = {name: value(text) for name, text in args.p or []}
     for text in args.y or []:  # papermill's -y: YAML for what -p cannot type (lists)
@@ -294,7 +294,6 @@ def cmd_page(args) -> int:
         if not isinstance(loaded, dict):
             raise InvalidParameterError(f"-y {text!r} is not YAML of name: value (e.g. -y \"shots: [10, 100]\")")
         params |= loaded
-    check(args.template, params)  # before a kernel starts
     html = run_page(args.template, args.out, params, progress=not args.no_progress_bar)
     print(f"page: {html}\nexecuted notebook: {Path(args.out).resolve() / (args.template + '.ipynb')}")
     return 0

@@ -103,12 +103,9 @@ def execute_notebooks(preset: str, root: Path, results: Path, n_boot: int = 1000
                       only=None) -> list[Path]:
     """Execute the templates with papermill into the book (``only``: these templates)."""
     import nbformat
-    import papermill as pm
 
-    from backbone_bench.report.kernels import IPC_KERNEL
-    from backbone_bench.report.page import finish
+    from backbone_bench.report.page import declared, execute
 
-    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # the kernel's debugger warning, once per page
     done = []
     todo = [page for page in pages(preset) if only is None or page[0] in only]
     for template, rel, params, title in tqdm(todo, desc="notebooks", unit="page", disable=not progress):
@@ -117,15 +114,13 @@ def execute_notebooks(preset: str, root: Path, results: Path, n_boot: int = 1000
         nb = nbformat.read(NOTEBOOKS / f"{template}.ipynb", as_version=4)
         if title:
             _retitle(nb, title)
-        declared = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        names = declared(template)
         # folders relative to the page, so the executed page reads the same on every machine
         params = {k: os.path.relpath(v, out.parent) if isinstance(v, Path) else v for k, v in params.items()}
         params |= {k: v for k, v in dict(preset=preset, results=os.path.relpath(results, out.parent),
-                                         n_boot=n_boot, downloads="downloads").items() if f"{k} =" in declared}
+                                         n_boot=n_boot, downloads="downloads").items() if k in names}
         with results_env(results):
-            pm.execute_notebook(nb, str(out), parameters=params, kernel_name="python3", cwd=str(out.parent),
-                                progress_bar=False, log_output=False, kernel_manager_class=IPC_KERNEL)
-        finish(out)
+            execute(nb, out, params, out.parent)
         done.append(out)
     return done
 

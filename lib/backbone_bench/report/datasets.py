@@ -107,9 +107,9 @@ def _short_classes(counts, classes, shots: int) -> str:
     if not short:
         return ""
     low, high = min(n for _, n in short), max(n for _, n in short)
-    span = f"{low}" if low == high else f"{low} to {high}"
+    where = "every class" if len(short) == len(classes) else f"{len(short)} of its {len(classes)} classes"
     if low == high and len(short) == len(classes):
-        return f"{span} in every class"
+        return f"{low} in every class"
     if len(short) <= 4:
         return ", ".join(f"{name} {n}" for name, n in short)
-    return f"{span} in {'every class' if len(short) == len(classes) else f'{len(short)} of its {len(classes)} classes'}"
+    return f"{low} to {high} in {where}" if low < high else f"{low} in {where}"

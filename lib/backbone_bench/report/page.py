@@ -7,6 +7,7 @@ as a page of its own, title, glued numbers and banners resolved. Jupyter shows a
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -93,13 +94,26 @@ def finish(path: Path) -> None:
     path.write_text(text)
 
 
+def execute(source, path: Path, params: dict, cwd: Path, progress: bool = False) -> None:
+    """Execute a template (its path, or a notebook already read) into ``path`` with papermill, in a
+    kernel started in ``cwd`` on local sockets, then ``finish`` it."""
+    import papermill as pm
+
+    from backbone_bench.report.kernels import IPC_KERNEL
+
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # the kernel's debugger warning, once per page
+    pm.execute_notebook(source, str(path), parameters=params, kernel_name="python3", cwd=str(cwd),
+                        progress_bar=progress, log_output=False, kernel_manager_class=IPC_KERNEL)
+    finish(path)
+
+
 def run_page(template: str, out, params: dict, progress: bool = True) -> Path:
     """Execute ``template`` with ``params`` into OUT/TEMPLATE.ipynb and render it; returns the HTML
     page (OUT/_build/_page/TEMPLATE/html/TEMPLATE.html). A cell that fails is named, with the
     executed notebook that shows it; runs it trained before are recorded already."""
     import papermill as pm
 
-    from backbone_bench.report.kernels import IPC_KERNEL
+    from backbone_bench.errors import BenchError
 
     check(template, params)
     out = Path(out).resolve()
@@ -108,16 +122,11 @@ def run_page(template: str, out, params: dict, progress: bool = True) -> Path:
     params = {k: str(Path(v).resolve()) if k in ("results", "downloads", "out") and v else v
               for k, v in params.items()}
     executed = out / f"{template}.ipynb"
-    from backbone_bench.errors import BenchError
-
     try:
-        pm.execute_notebook(str(NOTEBOOKS / f"{template}.ipynb"), str(executed), parameters=params,
-                            kernel_name="python3", cwd=str(out), progress_bar=progress, log_output=False,
-                            kernel_manager_class=IPC_KERNEL)
+        execute(str(NOTEBOOKS / f"{template}.ipynb"), executed, params, out, progress)
     except pm.PapermillExecutionError as err:
         raise BenchError(f"{template} failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
                          f"(the executed notebook shows it: {executed})") from None
-    finish(executed)
     shutil.copytree(paths.REPO_ROOT / "_static", out / "_static", dirs_exist_ok=True)  # the book's stylesheet
     exe = Path(sys.executable).with_name("jupyter-book")
     built = subprocess.run([str(exe), "build", str(executed), "--path-output", str(out), "--config",
