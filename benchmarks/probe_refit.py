@@ -14,7 +14,10 @@ both scored on the clean test subset, and the two decision tables of each editio
     results/benchmarks/probe_refit_decision.csv   one row per decision-table row: the pick before and after
 
 Run it while the replaced records are still in results/runs (it refuses otherwise); they are
-removed afterwards (git history keeps them: the commit that removed them names itself).
+removed afterwards (git history keeps them: the commit that removed them names itself). A refit
+done a dataset at a time keeps the rows of datasets compared in an earlier session; the decision
+table of a domain, though, is only whole when all its datasets' replaced records are present, so
+for the final comparison put the removed ones back first (``git checkout COMMIT^ -- FILES``).
 
     python benchmarks/probe_refit.py --presets offline_cpu,offline
 """
@@ -59,13 +62,14 @@ def decision(table: pd.DataFrame, results: Path, n_boot: int) -> pd.DataFrame:
     return rows
 
 
-def _merge(path: Path, new: pd.DataFrame, presets) -> pd.DataFrame:
-    """``new`` beside the rows of other presets already in ``path`` (refitted in an earlier session,
-    their replaced records since removed)."""
+def _merge(path: Path, new: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """``new`` beside the rows already in ``path`` that it does not cover: other presets, and
+    datasets (domains) refitted in an earlier session whose replaced records have since been removed."""
     if not path.exists():
         return new
     old = pd.read_csv(path)
-    return pd.concat([old[~old["preset"].isin(presets)], new], ignore_index=True)
+    covered = old.set_index(by).index.isin(new.set_index(by).index)
+    return pd.concat([old[~covered], new], ignore_index=True)
 
 
 def main() -> None:
@@ -110,12 +114,11 @@ def main() -> None:
                             "separable_before", "mode_after", "backbone_after", "balanced_accuracy_after",
                             "separable_after"]])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    done = args.presets.split(",")
-    rows = _merge(args.out, pd.concat(pairs, ignore_index=True), done)
+    rows = _merge(args.out, pd.concat(pairs, ignore_index=True), ["preset", "dataset"])
     rows.to_csv(args.out, index=False, float_format="%.6g")
     decision_path = args.out.with_name(args.out.stem + "_decision.csv")
-    _merge(decision_path, pd.concat(decisions, ignore_index=True), done).to_csv(decision_path, index=False,
-                                                                                 float_format="%.6g")
+    _merge(decision_path, pd.concat(decisions, ignore_index=True), ["preset", "domain", "shots"]).to_csv(
+        decision_path, index=False, float_format="%.6g")
     summary = rows.groupby("preset").agg(probes=("key_after", "size"), smallest_C_before=("smallest_C_before", "mean"),
                                          edge_before=("edge_before", "mean"), edge_after=("edge_after", "mean"))
     print(summary.to_string())

@@ -46,6 +46,22 @@ def test_a_deadline_starts_no_group_that_would_end_past_it(results, monkeypatch)
 
 
 @requires_mirror
+def test_a_group_paused_by_sigstop_is_judged_by_its_active_time(results, monkeypatch):
+    """A sweep paused while the tests ran must not stop at its deadline because the paused group
+    looked as long as the pause (it did: one run in two hours, then "deadline would pass")."""
+    import backbone_bench.study.run as run
+    from backbone_bench.clock import clock
+
+    def paused(configs, preset, device, env, compile_model=False, progress=None):
+        time.sleep(0.4)
+        clock().paused += 0.4  # what the pause clock counts when the process was stopped for 0.4 s
+        return [(failure_record(record_base(c, preset, env), RuntimeError("simulated")), None) for c in configs]
+
+    monkeypatch.setattr(run, "run_configs", paused)
+    assert execute(build_plan("quick", **SMALL), "cpu", progress=False, deadline=0.6) == {"error": 2}
+
+
+@requires_mirror
 def test_the_plan_prints_its_projected_hours_before_it_starts(results, capsys):
     from backbone_bench.cli.main import main
 

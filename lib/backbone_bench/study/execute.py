@@ -45,12 +45,15 @@ class Claims:
 def _here(plan, device: str, compile_model: bool, claims: Claims, bar, deadline: float | None = None):
     """Groups run one after another in this process, each claimed just before it runs; with a
     ``deadline`` (seconds from now), none starts that the group before says would end past it."""
+    from backbone_bench.clock import Stopwatch
     from backbone_bench.environment import environment, pick_device
     from backbone_bench.study.run import run_configs
 
     dev = pick_device(device)
     env = environment(dev)
-    start, took = time.perf_counter(), {}  # seconds of the last group of each kind (gradient or not, shots)
+    # the deadline is wall time (the session ends on the clock); a group's length is its active time,
+    # so a group paused by SIGSTOP while the tests ran does not make the next one look hours long
+    start, took = time.perf_counter(), {}  # active seconds of the last group of each kind (gradient or not, shots)
     for group in plan.groups(dev.type):
         kind = (store.gradient(group[0]), group[0]["shots"])
         last = took.get(kind, max(took.values(), default=0.0))
@@ -58,14 +61,14 @@ def _here(plan, device: str, compile_model: bool, claims: Claims, bar, deadline:
             tqdm.write(f"deadline: {deadline:.0f} s would pass during the next group "
                        f"(the last took {last:.0f} s); stopping cleanly, the same command resumes")
             return
-        began = time.perf_counter()
+        began = Stopwatch()
         mine = claims.take(group)
         if mine:
             c = mine[0]
             modes = "+".join(dict.fromkeys(x["mode"] for x in mine))
             bar.set_postfix_str(f"{c['dataset']} {c['shots']}-shot {c['backbone']} {modes} x{len(mine)}")
             yield run_configs(mine, plan.preset, dev, env, compile_model)
-            took[kind] = time.perf_counter() - began
+            took[kind] = began.seconds()
 
 
 def execute(plan, device: str = "auto", results=None, progress: bool = True, compile_model: bool = False,
