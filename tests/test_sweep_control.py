@@ -26,15 +26,23 @@ def test_error_records_are_retried_and_final_failures_are_not(results):
     assert len(retry.configs) == 2
 
 
+def groups_of(seconds: float, paused: float = 0.0):
+    """A stand-in for run_configs: each group takes ``seconds`` of wall time, ``paused`` of them
+    stopped (what the pause clock counts under SIGSTOP), and records a simulated failure."""
+    from backbone_bench.clock import clock
+
+    def run_configs(configs, preset, device, env, compile_model=False, progress=None):
+        time.sleep(seconds)
+        clock().paused += paused
+        return [(failure_record(record_base(c, preset, env), RuntimeError("simulated")), None) for c in configs]
+    return run_configs
+
+
 @requires_mirror
 def test_a_deadline_starts_no_group_that_would_end_past_it(results, monkeypatch):
     import backbone_bench.study.run as run
 
-    def slow(configs, preset, device, env, compile_model=False, progress=None):
-        time.sleep(0.4)
-        return [(failure_record(record_base(c, preset, env), RuntimeError("simulated")), None) for c in configs]
-
-    monkeypatch.setattr(run, "run_configs", slow)
+    monkeypatch.setattr(run, "run_configs", groups_of(0.4))
     plan = build_plan("quick", **SMALL)
     assert execute(plan, "cpu", progress=False, deadline=0.6) == {"error": 1}  # 0.4 + 0.4 > 0.6: one group
     assert len(store.read_records()) == 1
@@ -50,14 +58,8 @@ def test_a_group_paused_by_sigstop_is_judged_by_its_active_time(results, monkeyp
     """A sweep paused while the tests ran must not stop at its deadline because the paused group
     looked as long as the pause (it did: one run in two hours, then "deadline would pass")."""
     import backbone_bench.study.run as run
-    from backbone_bench.clock import clock
 
-    def paused(configs, preset, device, env, compile_model=False, progress=None):
-        time.sleep(0.4)
-        clock().paused += 0.4  # what the pause clock counts when the process was stopped for 0.4 s
-        return [(failure_record(record_base(c, preset, env), RuntimeError("simulated")), None) for c in configs]
-
-    monkeypatch.setattr(run, "run_configs", paused)
+    monkeypatch.setattr(run, "run_configs", groups_of(0.4, paused=0.4))
     assert execute(build_plan("quick", **SMALL), "cpu", progress=False, deadline=0.6) == {"error": 2}
 
 
