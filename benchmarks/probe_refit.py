@@ -12,6 +12,7 @@ both scored on the clean test subset, and the two decision tables of each editio
 
     results/benchmarks/probe_refit.csv            one row per probe: C, grid edge, scores before and after
     results/benchmarks/probe_refit_decision.csv   one row per decision-table row: the pick before and after
+    results/benchmarks/probe_refit_ranking.csv    one row per (domain, backbone): the probes' ranking before and after
 
 Run it while the replaced records are still in results/runs (it refuses otherwise); they are
 removed afterwards (git history keeps them: the commit that removed them names itself). A refit
@@ -27,8 +28,11 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
+from scipy.stats import spearmanr
 
 from backbone_bench import paths, report
+from backbone_bench.analysis import ranking
+from backbone_bench.data.registry import DATASETS
 from backbone_bench.study import store
 from backbone_bench.study.plan import grid_keys
 
@@ -62,6 +66,12 @@ def decision(table: pd.DataFrame, results: Path, n_boot: int) -> pd.DataFrame:
     return rows
 
 
+def probe_ranking(runs: pd.DataFrame) -> pd.DataFrame:
+    """The probes' point ranking (STUDY.md: mean z per domain, then overall) with each backbone's place."""
+    s = ranking.scores(runs, {d: DATASETS[d].domain for d in runs["dataset"].unique()})
+    return s.assign(place=s.groupby("domain")["score"].rank(ascending=False, method="min").astype(int))
+
+
 def _merge(path: Path, new: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """``new`` beside the rows already in ``path`` that it does not cover: other presets, and
     datasets (domains) refitted in an earlier session whose replaced records have since been removed."""
@@ -80,7 +90,7 @@ def main() -> None:
     args = ap.parse_args()
     results = paths.results_dir()
     table = store.compile_table(results)
-    pairs, decisions = [], []
+    pairs, decisions, rankings = [], [], []
     for preset in args.presets.split(","):
         old, new = probes(table, preset, results)
         if old.empty or new.empty:
@@ -110,6 +120,9 @@ def main() -> None:
         after = decision(pd.concat([others, new], ignore_index=True), results, args.n_boot)
         d = before.merge(after, on=["domain", "shots"], suffixes=("_before", "_after"), how="outer")
         d.insert(0, "preset", preset)
+        r = probe_ranking(old).merge(probe_ranking(new), on=["domain", "backbone"], suffixes=("_before", "_after"))
+        r.insert(0, "preset", preset)
+        rankings.append(r)
         decisions.append(d[["preset", "domain", "shots", "mode_before", "backbone_before", "balanced_accuracy_before",
                             "separable_before", "mode_after", "backbone_after", "balanced_accuracy_after",
                             "separable_after"]])
@@ -119,12 +132,22 @@ def main() -> None:
     decision_path = args.out.with_name(args.out.stem + "_decision.csv")
     _merge(decision_path, pd.concat(decisions, ignore_index=True), ["preset", "domain", "shots"]).to_csv(
         decision_path, index=False, float_format="%.6g")
+    ranks = _merge(args.out.with_name(args.out.stem + "_ranking.csv"), pd.concat(rankings, ignore_index=True),
+                   ["preset", "domain", "backbone"])
+    ranks.to_csv(args.out.with_name(args.out.stem + "_ranking.csv"), index=False, float_format="%.6g")
     summary = rows.groupby("preset").agg(probes=("key_after", "size"), smallest_C_before=("smallest_C_before", "mean"),
                                          edge_before=("edge_before", "mean"), edge_after=("edge_after", "mean"))
     print(summary.to_string())
     print(rows.assign(change=rows["test_after"] - rows["test_before"]).groupby(["preset", "dataset"])["change"]
           .describe()[["count", "mean", "min", "max"]].to_string())
-    print(f"wrote {args.out} and its _decision.csv")
+    moved = ranks.assign(moved=ranks["place_before"] != ranks["place_after"]).groupby(["preset", "domain"]).agg(
+        backbones=("backbone", "size"), places_changed=("moved", "sum"),
+        top_before=("place_before", lambda p: ranks.loc[p.index[p == 1], "backbone"].str.cat(sep="/")),
+        top_after=("place_after", lambda p: ranks.loc[p.index[p == 1], "backbone"].str.cat(sep="/")))
+    moved["spearman"] = ranks.groupby(["preset", "domain"]).apply(
+        lambda g: spearmanr(g["score_before"], g["score_after"]).statistic).round(2)
+    print(moved.to_string())
+    print(f"wrote {args.out}, its _decision.csv and _ranking.csv")
 
 
 if __name__ == "__main__":
