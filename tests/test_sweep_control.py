@@ -93,3 +93,31 @@ def test_a_run_paused_by_sigstop_does_not_count_its_pause():
     active, paused, watched = map(float, child.communicate(timeout=30)[0].split())
     assert 2.5 <= paused <= 3.6 and 1.4 <= active <= 2.6
     assert abs(watched - active) < 0.1  # the engine's training and feature seconds use the same clock
+
+
+def test_the_projection_counts_a_probes_training_images_and_scales_by_each_modes_recorded_pace():
+    """A 1000-shot probe extracts its training subset too; a mode whose records took twice their
+    projection doubles that mode's projection of the missing runs, another mode keeps its own."""
+    import pandas as pd
+
+    from backbone_bench import paths
+    from backbone_bench.study.budget import calibrated_hours, projected_hours, run_seconds, measured_rates
+
+    runs = pd.read_csv(paths.results_dir() / "runs.csv")
+    cpu = runs[(runs["preset"] == "cpu") & (runs["status"] == "ok") & (runs["dataset"] == "cifar10")]
+    pick = [cpu[(cpu["mode"] == m) & (cpu["shots"] == s)]["key"].iloc[0]
+            for m, s in [("linear_probe", 10), ("linear_probe", 1000), ("finetune", 10)]]
+    by_key = {r["key"]: r for r in store.read_records(keys=pick)}
+    probe10, probe1000, fine = (by_key[k] for k in pick)
+    device = fine["environment"]["device"]
+    rates = measured_rates(device)
+    assert run_seconds(probe1000["config"], rates) > 3 * run_seconds(probe10["config"], rates)
+
+    def took(record, factor):  # the record, as if it had taken ``factor`` times its projection
+        return {**record, "timing": {"total_seconds": factor * run_seconds(record["config"], rates)}}
+
+    configs = [probe1000["config"], fine["config"]]
+    alone = {c["mode"]: projected_hours([c], device)[0] for c in configs}
+    hours, n = calibrated_hours(configs, [took(fine, 2.0)], device)
+    assert n == 1 and abs(hours - (2 * alone["finetune"] + alone["linear_probe"])) < 1e-9
+    assert calibrated_hours(configs, [], device) == (None, 0)

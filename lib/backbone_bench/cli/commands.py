@@ -159,15 +159,21 @@ def _print_projection(plan, device: str) -> None:
     if not plan.configs:
         return
     from backbone_bench.environment import device_name, pick_device
-    from backbone_bench.study.budget import PATH_CSV, projected_hours
+    from backbone_bench.study import store
+    from backbone_bench.study.budget import PATH_CSV, calibrated_hours, projected_hours
 
     name = device_name(pick_device(device))
     hours, unmeasured = projected_hours(plan.configs, name)
     if hours is None:
         print(f"no projection: {PATH_CSV.name} has no measurement of these backbones on {name}")
         return
-    print(f"projected: {hours:.1f} h on {name} at most (full step budgets; early stopping shortens it)"
-          + (f", {unmeasured} runs unmeasured and not counted" if unmeasured else ""))
+    print(f"projected: {hours:.1f} h on {name} (full step budgets, which early stopping shortens; probe fits not "
+          "counted)" + (f", {unmeasured} runs unmeasured and not counted" if unmeasured else ""))
+    calibrated, n = calibrated_hours(plan.configs, [r for r in store.read_records() if r.get("preset") == plan.preset],
+                                     name)
+    if calibrated is not None:
+        print(f"  at the pace this preset's {n} recorded runs on {name} kept against their projection, mode by "
+              f"mode: {calibrated:.1f} h")
 
 
 def cmd_results(args) -> int:

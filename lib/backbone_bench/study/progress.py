@@ -13,9 +13,10 @@ from backbone_bench.study import store
 
 
 def progress(preset: str, results=None) -> dict:
-    """{runs: table per (dataset, mode, shots), hours, projected_hours, last_checkpoint_share}."""
+    """{runs: table per (dataset, mode, shots), hours and projected_hours of the timed_runs (ok, on this
+    CPU), last_checkpoint_share}."""
     from backbone_bench.environment import device_name
-    from backbone_bench.study.budget import measured_rates, run_seconds
+    from backbone_bench.study.budget import recorded_against_projection
 
     import torch
 
@@ -24,13 +25,11 @@ def progress(preset: str, results=None) -> dict:
     table = (pd.DataFrame([dict(dataset=r["config"]["dataset"], mode=r["config"]["mode"], shots=r["config"]["shots"])
                            for r in ok]).value_counts().rename("runs").reset_index()
              .sort_values(["mode", "shots", "dataset"]) if ok else pd.DataFrame())
-    rates = measured_rates(device_name(torch.device("cpu")))
-    measured = sum(r.get("timing", {}).get("total_seconds", 0) for r in records) / 3600
-    projected = [run_seconds(r["config"], rates) for r in records]
+    measured, projected, timed = recorded_against_projection(records, device_name(torch.device("cpu")))
     fine = [r for r in ok if r["config"]["mode"] == "finetune" and r.get("curves")]
     last = [r["chosen"]["step"] == store.last_eval_step(r) for r in fine]
-    return dict(runs=table, records=len(records), ok=len(ok), hours=measured,
-                projected_hours=sum(p for p in projected if p is not None) / 3600 if rates else None,
+    return dict(runs=table, records=len(records), ok=len(ok), hours=measured, timed_runs=timed,
+                projected_hours=projected or None,
                 finetune_runs=len(fine), last_checkpoint_share=sum(last) / len(last) if last else None)
 
 
@@ -40,8 +39,8 @@ def main(argv=None) -> int:
     if len(p["runs"]):
         print(p["runs"].to_string(index=False))
     share = p["last_checkpoint_share"]
-    print(f"{preset}: {p['ok']} ok of {p['records']} records; sweep {p['hours']:.2f} h measured"
-          + (f" against {p['projected_hours']:.2f} h projected for the same runs" if p["projected_hours"] else "")
+    print(f"{preset}: {p['ok']} ok of {p['records']} records; {p['timed_runs']} runs on this CPU took {p['hours']:.2f} h"
+          + (f" against {p['projected_hours']:.2f} h projected for them" if p["projected_hours"] else "")
           + (f"; fine-tune runs whose chosen checkpoint is their last evaluation: {share:.0%} of {p['finetune_runs']}"
              if share is not None else ""))
     return 0
