@@ -87,3 +87,20 @@ def test_rank_agreement_is_spearman_per_cell_with_an_interval_and_says_when_the_
     assert editions.rank_agreement(page, None).empty
     two = draws_of([("uc_merced", 10, b, probe, 0, acc, False) for b, acc in (("a", 0.5), ("b", 0.6))])
     assert editions.rank_agreement(two, two).empty               # two backbones: no rank correlation to speak of
+
+
+@requires_mirror
+def test_the_interim_editions_pages_say_how_far_the_edition_replacing_it_has_come():
+    from backbone_bench.study.published import INTERIM, PUBLISHED
+
+    results = REPO / "results"
+    table = report.load(PUBLISHED, results)
+    missing = report.missing_runs(PUBLISHED, table)
+    text = report.successor_text(INTERIM, results)
+    assert report.successor_text(PUBLISHED, results) == ""
+    if not len(missing):  # the sweep is complete: the book publishes it, and nothing is said
+        assert text == ""
+        return
+    assert f"`{PUBLISHED}`" in text and f"{len(table)} of {len(table) + len(missing)} runs" in text
+    for (mode, shots), n in missing.groupby(["mode", "shots"]).size().items():
+        assert f"{report.MODE_NAMES.get(mode, mode)} at {shots} shots ({n} runs)" in text

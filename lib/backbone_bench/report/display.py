@@ -27,10 +27,26 @@ def show(fig) -> None:
 
 
 def glue(name, value, fmt=None):
-    """Glue a value for the prose ({glue:text}`name`), formatted for reading."""
+    """Glue a value for the prose, formatted for reading: as Markdown for its own page
+    ({glue:md}`name:myst`: what it names in code type, a preset or a command, reads so), and as
+    plain text, backticks dropped, for another page ({glue:text}`page.ipynb::name:s`; myst-nb
+    pastes only text across pages)."""
     from myst_nb import glue as _glue
 
-    _glue(name, fmt.format(value) if fmt else value, display=False)
+    _glue(name, _Prose(str(fmt.format(value) if fmt else value)), display=False)
+
+
+class _Prose:
+    """A glued sentence: its Markdown, and its plain text for the pages that paste only text."""
+
+    def __init__(self, markdown: str):
+        self.markdown = markdown
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown
+
+    def __repr__(self) -> str:  # quoted like a str's repr: myst-nb unquotes text/plain with literal_eval
+        return repr(self.markdown.replace("`", ""))
 
 
 _INTERACTIVE = {"ready": False}

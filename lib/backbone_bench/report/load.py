@@ -162,10 +162,9 @@ def about(preset: str, table: pd.DataFrame, template: str = "summary", results=N
     datasets = [d for d in p.datasets if DATASETS[d].domain == params["domain"]] if "domain" in params else None
     missing = missing_runs(preset, table, datasets)
     if len(missing):  # in plain sight: a partial edition must never pass for a complete one
-        counts = missing.groupby(["mode", "shots"], sort=True).size()
-        todo = "; ".join(f"{MODE_NAMES.get(m, m)} at {k} shots ({n} runs)" for (m, k), n in counts.items())
         display(Markdown(f":::{{warning}}\n**Partial edition: {len(table)} of {len(table) + len(missing)} runs of the "
-                         f"`{preset}` grid{' for this domain' if datasets else ''} are recorded.** Not run yet: {todo}. "
+                         f"`{preset}` grid{' for this domain' if datasets else ''} are recorded.** Not run yet: "
+                         f"{not_run_text(missing)}. "
                          f"Every number here uses only the recorded runs; nothing is imputed. What exists:\n\n"
                          f"{coverage_grid(table)}\n:::"))
     display(Markdown(f":::{{admonition}} About this edition\n:class: dropdown note\n{text}\n:::"))
@@ -179,6 +178,32 @@ def missing_runs(preset: str, table: pd.DataFrame, datasets=None) -> pd.DataFram
     cells = pd.DataFrame(grid_cells(preset), columns=["key", "dataset", "shots", "mode"])
     cells = cells[~cells["key"].isin(recorded)]
     return cells[cells["dataset"].isin(datasets)] if datasets is not None else cells
+
+
+def not_run_text(missing: pd.DataFrame) -> str:
+    """What of a grid has no record, per mode and shot level, in words."""
+    counts = missing.groupby(["mode", "shots"], sort=True).size()
+    return "; ".join(f"{MODE_NAMES.get(m, m)} at {k} shots ({n} runs)" for (m, k), n in counts.items())
+
+
+def successor_text(preset: str, results=None) -> str:
+    """On the interim edition's pages: how far the edition that replaces it once complete has come
+    ("" on any other edition's pages, and once nothing is missing)."""
+    from backbone_bench.study.published import INTERIM, PUBLISHED
+
+    if preset != INTERIM:
+        return ""
+    table = load(PUBLISHED, results)
+    missing = missing_runs(PUBLISHED, table)
+    if not len(missing):
+        return ""
+    p = get_preset(PUBLISHED)
+    grid = "; ".join(f"{MODE_NAMES.get(m, m)} at {', '.join(map(str, p.shots_by_mode.get(m, p.shots)))} shots with "
+                     f"{len(p.seeds_by_mode.get(m, p.seeds))} seeds" for m in p.modes)
+    return (f"These pages read the interim `{INTERIM}` edition until the `{PUBLISHED}` edition ({p.resolution} px; "
+            f"{grid}) has its whole grid recorded; its sweep runs on a "
+            f"2-core CPU and has {len(table)} of {len(table) + len(missing)} runs so far. Not run yet: "
+            f"{not_run_text(missing)}. `backbone-bench study --preset {PUBLISHED}` builds its partial edition now.")
 
 
 def coverage(table: pd.DataFrame) -> pd.DataFrame:

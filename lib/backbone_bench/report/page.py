@@ -1,7 +1,7 @@
 """One page of the book: a template executed with papermill and finished (``finish``: the same bytes
 when nothing changed), for the book (report/build.py) or rerun by hand (``run_page``): then rendered
 as a page of its own, title, glued numbers and banners resolved. Jupyter shows a MyST page's roles
-(``{glue:text}``) and fences (``:::{warning}``) as raw text; the rendered page is what a reader reads.
+(``{glue:md}``) and fences (``:::{warning}``) as raw text; the rendered page is what a reader reads.
 
 ``run_page`` writes only under its ``out``: the executed notebook, the HTML, and Sphinx's build folder.
 """
