@@ -121,3 +121,21 @@ def test_the_projection_counts_a_probes_training_images_and_scales_by_each_modes
     hours, n = calibrated_hours(configs, [took(fine, 2.0)], device)
     assert n == 1 and abs(hours - (2 * alone["finetune"] + alone["linear_probe"])) < 1e-9
     assert calibrated_hours(configs, [], device) == (None, 0)
+
+
+@requires_mirror
+def test_the_book_sets_the_sweeps_measured_hours_against_their_projection(tmp_path):
+    from collections import Counter
+
+    from conftest import REPO
+    from backbone_bench.report import costs
+    from backbone_bench.study.budget import recorded_against_projection
+
+    assert costs.sweep_hours_text(tmp_path) == "No run of the `cpu` edition has been recorded on a CPU yet."
+    records = [r for r in store.read_records(REPO / "results") if r.get("preset") == "cpu"]
+    if not records:
+        return
+    device = Counter(r["environment"]["device"] for r in records).most_common(1)[0][0]
+    took, projected, n = recorded_against_projection(records, device)
+    text = costs.sweep_hours_text(REPO / "results")
+    assert f"{n} runs" in text and f"took {took:.1f} h" in text and f"{projected:.1f} h projected" in text

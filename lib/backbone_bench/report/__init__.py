@@ -28,6 +28,6 @@ from backbone_bench.report.checks import (  # noqa: F401
     pretrained_vs_scratch, probe_refit_text, sanity_display, sanity_text)
 from backbone_bench.report.costs import (  # noqa: F401
     convergence, convergence_text, cost_display, cost_table, repeated_timings_text, resolution_budget_text,
-    training_time, training_time_display)
+    sweep_hours_text, training_time, training_time_display)
 from backbone_bench.report.datasets import (  # noqa: F401
     best_backbone, confusion_of_best, dataset_cards, fewer_than_asked)

@@ -99,6 +99,35 @@ def resolution_budget_text(results, budget_hours: float = 15.0) -> str:
             + ("." if not fits else f" (by this scaling {max(fits)} px would fit too: the margin went to evaluation)."))
 
 
+def sweep_hours_text(results, preset: str = "cpu") -> str:
+    """The edition's sweep hours as measured, against the projection made before it ran
+    (study/budget.py): so far and, at the recorded pace mode by mode, what is left; once the grid
+    is complete, its real total."""
+    from collections import Counter
+
+    from backbone_bench.study import store
+    from backbone_bench.study.budget import calibrated_hours, projected_hours, recorded_against_projection
+    from backbone_bench.study.plan import build_plan
+
+    results = results_path(results)
+    records = [r for r in store.read_records(results) if r.get("preset") == preset]
+    devices = Counter(r["environment"]["device"] for r in records if r.get("environment", {}).get("device_type") == "cpu")
+    if not devices:
+        return f"No run of the `{preset}` edition has been recorded on a CPU yet."
+    device = devices.most_common(1)[0][0]
+    took, projected, n = recorded_against_projection(records, device)
+    ratio = f" ({took / projected:.2f}x)" if projected else ""
+    missing = build_plan(preset, results=results).configs
+    whole, _ = projected_hours(build_plan(preset, results=results, skip_done=False).configs, device)
+    if not missing:
+        return (f"The `{preset}` edition's whole grid ran on {device}: its {n} runs took {took:.1f} h of sweep, "
+                f"against {projected:.1f} h projected for them{ratio}.")
+    left, _ = calibrated_hours(missing, records, device)
+    return (f"So far the `{preset}` edition's {n} runs recorded on {device} took {took:.1f} h of sweep, against "
+            f"{projected:.1f} h projected for them{ratio}; its whole grid was projected at {whole:.1f} h, and its "
+            f"{len(missing)} runs still to do need about {left:.1f} h at the pace recorded so far, mode by mode.")
+
+
 def convergence(table: pd.DataFrame) -> pd.DataFrame:
     """Per gradient mode and shot level: runs, and how many chose their last validation pass (still
     improving when the step budget ran out) against an earlier one (early stopping had its say)."""
