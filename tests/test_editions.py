@@ -72,6 +72,14 @@ def test_the_224_px_probes_beside_the_cpu_edition_from_the_committed_records():
     assert ((-1 <= agreement["lo"]) & (agreement["lo"] <= agreement["hi"]) & (agreement["hi"] <= 1)).all()
     assert f"Over the {len(agreement)} dataset and shot cells probed at both 80 px and 224 px" in \
         editions.agreement_text(agreement, "offline_cpu", "offline")
+    # fine-tuning too, where the 224 px design has fine-tunes of three or more of the same backbones
+    finetuned = editions.rank_agreement(report.draws(page, results, 100), theirs, mode="finetune")
+    tuned = other[(other["mode"] == "finetune") & (other["status"] == "ok")].groupby(["dataset", "shots"])["backbone"]
+    assert set(zip(finetuned["dataset"], finetuned["shots"])) == {k for k, b in tuned if b.nunique() >= 3}
+    assert set(finetuned["mode"]) <= {"finetune"} and set(agreement["mode"]) == {"linear_probe"}
+    text = editions.agreement_text(finetuned, "offline_cpu", "offline", mode="finetune")
+    assert (f"Over the {len(finetuned)} dataset and shot cell" in text and "fine-tuned at both" in text if len(finetuned)
+            else "fine-tuned at both resolutions yet" in text)
 
 
 def test_rank_agreement_is_spearman_per_cell_with_an_interval_and_says_when_the_choice_agrees():
@@ -104,3 +112,14 @@ def test_the_interim_editions_pages_say_how_far_the_edition_replacing_it_has_com
     assert f"`{PUBLISHED}`" in text and f"{len(table)} of {len(table) + len(missing)} runs" in text
     for (mode, shots), n in missing.groupby(["mode", "shots"]).size().items():
         assert f"{report.MODE_NAMES.get(mode, mode)} at {shots} shots ({n} runs)" in text
+
+
+def test_a_domains_choice_across_editions_compares_backbones_over_the_same_datasets():
+    """A backbone only one dataset of the domain has (a partial grid) is left out of the domain's
+    choice: its mean would be over other datasets than its rivals'."""
+    probe = "linear_probe"
+    spec = [("breastmnist", 10, b, probe, 0, acc, False) for b, acc in (("a", 0.6), ("b", 0.7), ("c", 0.99))]
+    spec += [("pneumoniamnist", 10, b, probe, 0, acc, False) for b, acc in (("a", 0.6), ("b", 0.7))]
+    rows = editions.compare(draws_of(spec), draws_of(spec))
+    assert list(rows["backbone"]) == ["b"] and list(rows["backbones"]) == [2]
+    assert len(editions.rank_agreement(draws_of(spec), draws_of(spec))) == 1  # per dataset: breastmnist's three

@@ -90,11 +90,20 @@ def compare(page: uncertainty.CellDraws, other: uncertainty.CellDraws, mode: str
     return both.assign(same=both["backbone"] == both["backbone_page"]).reset_index(drop=True)
 
 
-def _common(a: uncertainty.CellDraws, b: uncertainty.CellDraws, mode: str):
-    """Both sides' ``mode`` cells, kept only where the other side has the same (dataset, shots, backbone)."""
+def _common(a: uncertainty.CellDraws, b: uncertainty.CellDraws, mode: str, by_domain: bool = True):
+    """Both sides' ``mode`` cells, kept only where the other side has the same (dataset, shots, backbone),
+    and (``by_domain``) of those only the backbones that every dataset of their (domain, shots) has, so
+    that a domain's choice compares means over the same datasets (a partial grid, such as the 224 px
+    fine-tunes, has some backbones on one dataset only)."""
     a, b = a.of(mode), b.of(mode)
     on = ["dataset", "shots", "backbone"]
     shared = set(map(tuple, a.cells[on].to_numpy().tolist())) & set(map(tuple, b.cells[on].to_numpy().tolist()))
+    if by_domain and shared:
+        grid = pd.DataFrame(sorted(shared), columns=on)
+        grid["domain"] = grid["dataset"].map(lambda d: DATASETS[d].domain)
+        everywhere = grid.groupby(["domain", "shots", "backbone"])["dataset"].transform("nunique") == \
+            grid.groupby(["domain", "shots"])["dataset"].transform("nunique")
+        shared = set(map(tuple, grid.loc[everywhere, on].to_numpy().tolist()))
 
     def keep(d):
         mask = np.array([tuple(k) in shared for k in d.cells[on].to_numpy().tolist()], dtype=bool)
@@ -137,21 +146,27 @@ def status_text(other_table: pd.DataFrame, preset: str, other: str | None, mode:
             f"Its {report.MODE_NAMES[mode]} differ from this edition's in: {recipe_changes(preset, other, mode)}.")
 
 
-def summary_text(rows: pd.DataFrame, preset: str, other: str | None) -> str:
-    """The comparison in one paragraph: agreement of the choices, separability, the difference."""
+#: How the prose says a mode ran ("... cells probed at both 96 px and 224 px").
+RAN = {"linear_probe": "probed", "finetune": "fine-tuned", "scratch": "trained from scratch"}
+RUNS = {"linear_probe": "probes", "finetune": "fine-tunes", "scratch": "scratch twins"}
+
+
+def summary_text(rows: pd.DataFrame, preset: str, other: str | None, mode: str = "linear_probe") -> str:
+    """The comparison of ``mode`` in one paragraph: agreement of the choices, separability, the difference."""
     if rows.empty:
         return "Nothing to set beside this edition." if not other or same_resolution(preset, other) else \
-            "No domain and shot level has two or more backbones in both editions yet."
+            f"No domain and shot level has two or more backbones {RAN[mode]} in both editions yet."
     a, b = get_preset(other).resolution, get_preset(preset).resolution
     same = rows[rows["same"]]
     where = ", ".join(f"{report.SHORT_DOMAIN[r.domain]} at {r.shots} images per class" for r in same.itertuples())
     above, below = rows[rows["diff_lo"] > 0], rows[rows["diff_hi"] < 0]
-    return (f"Of the {len(rows)} domain and shot cells where both editions have two or more backbones on the same "
-            f"datasets, the {a} px probes choose the {b} px edition's backbone in {len(same)}"
+    cells = "cell" if len(rows) == 1 else "cells"
+    return (f"Of the {len(rows)} domain and shot {cells} where both editions have two or more backbones "
+            f"{RAN[mode]} on the same datasets, the {a} px {RUNS[mode]} choose the {b} px edition's backbone in {len(same)}"
             f"{f' ({where})' if 0 < len(same) < len(rows) else ''}; the {a} px choice is separable from its "
             f"runner-up in {int(rows['separable'].sum())}. Mean balanced accuracy, {a} px minus {b} px over the "
             f"backbones: {rows['diff'].min():+.3f} to {rows['diff'].max():+.3f}; its interval lies above zero in "
-            f"{len(above)} and below zero in {len(below)} of the {len(rows)} cells.")
+            f"{len(above)} and below zero in {len(below)} of the {len(rows)} {cells}.")
 
 
 def rank_agreement(page: uncertainty.CellDraws, other: uncertainty.CellDraws | None,
@@ -165,7 +180,7 @@ def rank_agreement(page: uncertainty.CellDraws, other: uncertainty.CellDraws | N
 
     if other is None:
         return pd.DataFrame()
-    page, other = _common(page, other, mode)
+    page, other = _common(page, other, mode, by_domain=False)  # per dataset: every backbone both have
     where = {key: i for i, key in enumerate(map(tuple, other.cells[["dataset", "shots", "backbone"]].to_numpy()))}
     rows = []
     for (dataset, shots), mine in page.cells.groupby(["dataset", "shots"]):
@@ -178,7 +193,8 @@ def rank_agreement(page: uncertainty.CellDraws, other: uncertainty.CellDraws | N
             reps = (ra * rb).sum(0) / np.sqrt((ra ** 2).sum(0) * (rb ** 2).sum(0))
         ours, others = mine["mean"].to_numpy(), other.cells["mean"].to_numpy()[theirs]
         lo, hi = uncertainty.quantiles(reps)
-        rows.append(dict(dataset=dataset, domain=DATASETS[dataset].domain, shots=int(shots), backbones=len(mine),
+        rows.append(dict(dataset=dataset, domain=DATASETS[dataset].domain, shots=int(shots), mode=mode,
+                         backbones=len(mine),
                          rho=float(spearmanr(ours, others).statistic), lo=float(lo), hi=float(hi),
                          choice=mine["backbone"].iat[int(ours.argmax())],
                          choice_other=mine["backbone"].iat[int(others.argmax())]))
@@ -186,16 +202,19 @@ def rank_agreement(page: uncertainty.CellDraws, other: uncertainty.CellDraws | N
     return out.assign(same=out["choice"] == out["choice_other"]) if len(out) else out
 
 
-def agreement_text(rows: pd.DataFrame, preset: str, other: str | None) -> str:
-    """``rank_agreement`` in one sentence, every number from the rows."""
+def agreement_text(rows: pd.DataFrame, preset: str, other: str | None, mode: str = "linear_probe") -> str:
+    """``rank_agreement`` of ``mode`` in one sentence, every number from the rows."""
     if rows.empty:
-        return "No dataset and shot level has three or more backbones probed at both resolutions yet."
+        return f"No dataset and shot level has three or more backbones {RAN[mode]} at both resolutions yet."
     a, b = get_preset(preset).resolution, get_preset(other).resolution
     above = int((rows["lo"] > 0).sum())
-    return (f"Over the {len(rows)} dataset and shot cells probed at both {a} px and {b} px, the rank correlation of "
-            f"the backbones has median {rows['rho'].median():.2f} (from {rows['rho'].min():.2f} to "
+    cells = "cell" if len(rows) == 1 else "cells"
+    return (f"Over the {len(rows)} dataset and shot {cells} {RAN[mode]} at both {a} px and {b} px, the rank correlation "
+            f"of the backbones has median {rows['rho'].median():.2f} (from {rows['rho'].min():.2f} to "
             f"{rows['rho'].max():.2f}); its 95 % interval lies above zero in {above} of them, and the two "
-            f"resolutions pick the same best backbone in {int(rows['same'].sum())} of {len(rows)}.")
+            f"resolutions pick the same best backbone in {int(rows['same'].sum())} of {len(rows)}"
+            + (f" ({', '.join(f'{r.dataset} at {r.shots}' for r in rows[rows['same']].itertuples())})."
+               if 0 < rows["same"].sum() < len(rows) <= 8 else "."))
 
 
 def agreement_axis(preset: str, other: str) -> str:
