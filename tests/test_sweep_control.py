@@ -139,3 +139,12 @@ def test_the_book_sets_the_sweeps_measured_hours_against_their_projection(tmp_pa
     took, projected, n = recorded_against_projection(records, device)
     text = costs.sweep_hours_text(REPO / "results")
     assert f"{n} runs" in text and f"took {took:.1f} h" in text and f"{projected:.1f} h projected" in text
+
+
+def test_the_methods_say_which_of_budget_resolution_and_convergence_gave_way():
+    from backbone_bench.report.costs import _gave_way
+
+    assert _gave_way(14.0, 15.0, "It") == "It stays within the 15-hour budget."
+    over = _gave_way(16.5, 15.0, "It")
+    assert "16.5 h, 1.5 h over the 15-hour budget" in over and "budget is what gives way" in over
+    assert "past the 20 hours" in _gave_way(21.0, 15.0, "It")

@@ -99,7 +99,7 @@ def resolution_budget_text(results, budget_hours: float = 15.0) -> str:
             + ("." if not fits else f" (by this scaling {max(fits)} px would fit too: the margin went to evaluation)."))
 
 
-def sweep_hours_text(results, preset: str = "cpu") -> str:
+def sweep_hours_text(results, preset: str = "cpu", budget_hours: float = 15.0) -> str:
     """The edition's sweep hours as measured, against the projection made before it ran
     (study/budget.py): so far and, at the recorded pace mode by mode, what is left; once the grid
     is complete, its real total."""
@@ -121,11 +121,25 @@ def sweep_hours_text(results, preset: str = "cpu") -> str:
     whole, _ = projected_hours(build_plan(preset, results=results, skip_done=False).configs, device)
     if not missing:
         return (f"The `{preset}` edition's whole grid ran on {device}: its {n} runs took {took:.1f} h of sweep, "
-                f"against {projected:.1f} h projected for them{ratio}.")
+                f"against {projected:.1f} h projected for them{ratio}. {_gave_way(took, budget_hours, 'It')}")
     left, _ = calibrated_hours(missing, records, device)
     return (f"So far the `{preset}` edition's {n} runs recorded on {device} took {took:.1f} h of sweep, against "
             f"{projected:.1f} h projected for them{ratio}; its whole grid was projected at {whole:.1f} h, and its "
-            f"{len(missing)} runs still to do need about {left:.1f} h at the pace recorded so far, mode by mode.")
+            f"{len(missing)} runs still to do need about {left:.1f} h at the pace recorded so far, mode by mode. "
+            + _gave_way(took + left, budget_hours, "At that pace the whole grid"))
+
+
+def _gave_way(hours: float, budget: float, subject: str) -> str:
+    """Which of budget, resolution and convergence gave way: the budget may grow to 20 hours before
+    the resolution drops (the design's rule), and never the step budgets that convergence needs."""
+    if hours <= budget:
+        return f"{subject} stays within the {budget:.0f}-hour budget."
+    if hours > 20:
+        return (f"{subject} takes about {hours:.1f} h, past the 20 hours the design allows before the resolution "
+                f"drops: a lower resolution would be the design's answer, and these pages say so rather than hide it.")
+    return (f"{subject} takes about {hours:.1f} h, {hours - budget:.1f} h over the {budget:.0f}-hour budget: the "
+            f"budget is what gives way (up to 20 hours are allowed before the resolution drops), not the "
+            f"resolution or the step budgets convergence needs.")
 
 
 def convergence(table: pd.DataFrame) -> pd.DataFrame:
