@@ -14,8 +14,8 @@ May import every earlier stage (errors, paths, environment, data, models, engine
 from backbone_bench.report.display import (  # noqa: F401
     downloads, glue, long_table, show)
 from backbone_bench.report.labels import (  # noqa: F401
-    COST_COLUMNS, DOMAINS_IN_ORDER, GAINS, METRIC, MODE_NAMES, SHORT_DOMAIN, SHORT_MODES, chance_of,
-    domain_title, fmt_interval, interval_note, listed)
+    COST_COLUMNS, DOMAINS_IN_ORDER, GAINS, METRIC, MODE_NAMES, MODE_RAN, MODE_RUNS, SHORT_DOMAIN, SHORT_MODES,
+    chance_of, domain_title, fmt_interval, interval_note, listed)
 from backbone_bench.report.load import (  # noqa: F401
     about, coverage, coverage_grid, coverage_text, draws, edition_line, flags_in_words, load, missing_runs,
     published_edition, rerun_command, results_path, successor_text, twins_left_out, with_clean_scores)

@@ -146,23 +146,19 @@ def status_text(other_table: pd.DataFrame, preset: str, other: str | None, mode:
             f"Its {report.MODE_NAMES[mode]} differ from this edition's in: {recipe_changes(preset, other, mode)}.")
 
 
-#: How the prose says a mode ran ("... cells probed at both 96 px and 224 px").
-RAN = {"linear_probe": "probed", "finetune": "fine-tuned", "scratch": "trained from scratch"}
-RUNS = {"linear_probe": "probes", "finetune": "fine-tunes", "scratch": "scratch twins"}
-
-
 def summary_text(rows: pd.DataFrame, preset: str, other: str | None, mode: str = "linear_probe") -> str:
     """The comparison of ``mode`` in one paragraph: agreement of the choices, separability, the difference."""
     if rows.empty:
         return "Nothing to set beside this edition." if not other or same_resolution(preset, other) else \
-            f"No domain and shot level has two or more backbones {RAN[mode]} in both editions yet."
+            f"No domain and shot level has two or more backbones {report.MODE_RAN[mode]} in both editions yet."
     a, b = get_preset(other).resolution, get_preset(preset).resolution
     same = rows[rows["same"]]
     where = ", ".join(f"{report.SHORT_DOMAIN[r.domain]} at {r.shots} images per class" for r in same.itertuples())
     above, below = rows[rows["diff_lo"] > 0], rows[rows["diff_hi"] < 0]
     cells = "cell" if len(rows) == 1 else "cells"
-    return (f"Of the {len(rows)} domain and shot {cells} where both editions have two or more backbones "
-            f"{RAN[mode]} on the same datasets, the {a} px {RUNS[mode]} choose the {b} px edition's backbone in {len(same)}"
+    ran, runs = report.MODE_RAN[mode], report.MODE_RUNS[mode]
+    return (f"Of the {len(rows)} domain and shot {cells} where both editions have two or more backbones {ran} on "
+            f"the same datasets, the {a} px {runs} choose the {b} px edition's backbone in {len(same)}"
             f"{f' ({where})' if 0 < len(same) < len(rows) else ''}; the {a} px choice is separable from its "
             f"runner-up in {int(rows['separable'].sum())}. Mean balanced accuracy, {a} px minus {b} px over the "
             f"backbones: {rows['diff'].min():+.3f} to {rows['diff'].max():+.3f}; its interval lies above zero in "
@@ -205,12 +201,12 @@ def rank_agreement(page: uncertainty.CellDraws, other: uncertainty.CellDraws | N
 def agreement_text(rows: pd.DataFrame, preset: str, other: str | None, mode: str = "linear_probe") -> str:
     """``rank_agreement`` of ``mode`` in one sentence, every number from the rows."""
     if rows.empty:
-        return f"No dataset and shot level has three or more backbones {RAN[mode]} at both resolutions yet."
+        return f"No dataset and shot level has three or more backbones {report.MODE_RAN[mode]} at both resolutions yet."
     a, b = get_preset(preset).resolution, get_preset(other).resolution
     above = int((rows["lo"] > 0).sum())
     cells = "cell" if len(rows) == 1 else "cells"
-    return (f"Over the {len(rows)} dataset and shot {cells} {RAN[mode]} at both {a} px and {b} px, the rank correlation "
-            f"of the backbones has median {rows['rho'].median():.2f} (from {rows['rho'].min():.2f} to "
+    return (f"Over the {len(rows)} dataset and shot {cells} {report.MODE_RAN[mode]} at both {a} px and {b} px, the "
+            f"rank correlation of the backbones has median {rows['rho'].median():.2f} (from {rows['rho'].min():.2f} to "
             f"{rows['rho'].max():.2f}); its 95 % interval lies above zero in {above} of them, and the two "
             f"resolutions pick the same best backbone in {int(rows['same'].sum())} of {len(rows)}"
             + (f" ({', '.join(f'{r.dataset} at {r.shots}' for r in rows[rows['same']].itertuples())})."

@@ -10,6 +10,9 @@ METRIC = f"test_{PRIMARY}"
 
 
 MODE_NAMES = {"finetune": "fine-tuning", "linear_probe": "linear probes", "scratch": "scratch twins"}
+#: The same modes in the prose's other forms: "backbones probed at both resolutions", "the 224 px probes choose".
+MODE_RAN = {"finetune": "fine-tuned", "linear_probe": "probed", "scratch": "trained from scratch"}
+MODE_RUNS = {"finetune": "fine-tunes", "linear_probe": "probes", "scratch": "scratch twins"}
 
 
 DOMAINS_IN_ORDER = ("natural", "medical", "galaxy", "remote_sensing")

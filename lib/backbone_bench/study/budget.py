@@ -11,6 +11,7 @@ measured extraction rate. Unmeasured backbones or devices give no projection rat
 """
 from __future__ import annotations
 
+from backbone_bench.data.registry import DATASETS
 from backbone_bench.engine.speed import BENCHMARKS, processor
 
 PATH_CSV = BENCHMARKS / "train_throughput_cpu_path.csv"
@@ -39,8 +40,6 @@ def run_seconds(config: dict, rates: dict, n_eval: int = 2500) -> float | None:
     scale = (config["resolution"] / measured_at) ** 2  # cost grows with pixels at these sizes
     r = config["recipe"]
     if config["mode"] == "linear_probe":
-        from backbone_bench.data.registry import DATASETS
-
         # the training subset is extracted too: at 1000 shots it outnumbers validation and test
         spec = DATASETS.get(config["dataset"])
         pool = config["shots"] * spec.num_classes if spec else 0
