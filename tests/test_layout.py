@@ -77,3 +77,16 @@ def test_every_subpackage_says_what_it_owns_and_may_import():
     for init in PACKAGE.glob("*/__init__.py"):
         doc = ast.get_docstring(ast.parse(init.read_text())) or ""
         assert "import" in doc and len(doc.split()) > 20, init
+
+
+def test_the_planner_and_the_book_pages_start_without_torch():
+    """Projecting a plan's hours and building a page compare device names and read records; torch's
+    import (about 2.5 s on 2 cores) is paid only by what trains or extracts."""
+    import subprocess
+    import sys
+
+    modules = ["backbone_bench.study.budget", "backbone_bench.study.progress", "backbone_bench.study.plan",
+               "backbone_bench.report", "backbone_bench.report.costs", "backbone_bench.report.editions"]
+    code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted(m for m in ('torch', 'timm') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -76,9 +76,7 @@ def test_cpu_speed_options_follow_the_committed_measurement_of_this_cpu(tmp_path
     assert speed.speed_options("b", "cpu") == dict(compiled=False, channels_last=False, bf16=False,
                                                    speed_from="measured (cpu_variants.csv)")
     assert speed.speed_options("c", "cpu")["speed_from"] == "default"      # unmeasured backbone: safe default
-    import backbone_bench.environment as env
-
-    monkeypatch.setattr(env, "device_name", lambda d: "CPU Other x64 threads")
+    monkeypatch.setattr(speed, "device_name", lambda d: "CPU Other x64 threads")
     speed._cpu_measured.cache_clear()
     assert speed.speed_options("a", "cpu") == dict(compiled=False, channels_last=False, bf16=False, speed_from="default")
     speed._cpu_measured.cache_clear()

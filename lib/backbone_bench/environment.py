@@ -1,17 +1,31 @@
-"""What produced a result: device, library versions, git commit. Stored in every record."""
+"""What produced a result: device, library versions, git commit. Stored in every record.
+
+torch is imported where it is used, so that the planner and the book's pages, which only compare
+device names, start without it."""
 from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 from functools import lru_cache
-
-import torch
+from typing import TYPE_CHECKING
 
 from backbone_bench import paths
 
+if TYPE_CHECKING:
+    import torch
+
+
+def processor(device: str) -> str:
+    """The processor's name without the thread count: a Dask worker with fewer threads than the
+    measuring process runs what it chose, so both compute the same numbers."""
+    return re.sub(r" x\d+ threads$", "", device)
+
 
 def device_name(device: torch.device) -> str:
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     try:
@@ -41,6 +55,7 @@ def git_commit() -> str:
 
 def environment(device: torch.device) -> dict:
     import timm
+    import torch
 
     from backbone_bench import __version__
 
@@ -50,6 +65,8 @@ def environment(device: torch.device) -> dict:
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)

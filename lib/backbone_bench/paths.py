@@ -20,6 +20,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 #: when the variables are unset, so a template run with papermill from any folder finds them.
 SHARED = REPO_ROOT.parent / "shared"
 
+#: The committed speed measurements (benchmarks/*.py write them) that the engine and planner read.
+BENCHMARKS = REPO_ROOT / "results" / "benchmarks"
+
 
 def in_checkout() -> bool:
     """True when the package runs from its repository (editable install), not from site-packages."""

@@ -13,15 +13,14 @@ the default layout, the engine's behaviour before any measurement (safe, if slow
 """
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 import torch
 
-from backbone_bench import paths
 from backbone_bench.engine.fused import FUSION
+from backbone_bench.environment import device_name, processor
+from backbone_bench.paths import BENCHMARKS
 
-BENCHMARKS = paths.REPO_ROOT / "results" / "benchmarks"
 #: Fused images/s per backbone and speed option, measured on a GPU (train_throughput.py --variants).
 VARIANTS_CSV = BENCHMARKS / "train_throughput_gpu_variants.csv"
 #: Solo images/s per backbone, layout and precision, measured on CPUs (train_throughput.py --device cpu --variants).
@@ -69,8 +68,6 @@ def _gpu(backbone: str, compile_model: bool) -> dict:
 
 
 def _cpu(backbone: str, compile_model: bool) -> dict:
-    from backbone_bench.environment import device_name
-
     plain = dict(compiled=compile_model, channels_last=False, bf16=False, speed_from="default")
     measured = _cpu_measured(processor(device_name(torch.device("cpu"))), native_bf16()).get(backbone, {})
     # compiling costs a minute or more per group on a CPU, more than a short run gains: only on request
@@ -79,12 +76,6 @@ def _cpu(backbone: str, compile_model: bool) -> dict:
     if best is None:
         return plain
     return dict(compiled=best[0], channels_last=best[1], bf16=best[2], speed_from=f"measured ({CPU_VARIANTS_CSV.name})")
-
-
-def processor(device: str) -> str:
-    """The processor's name without the thread count: a Dask worker with fewer threads than the
-    measuring process runs what it chose, so both compute the same numbers."""
-    return re.sub(r" x\d+ threads$", "", device)
 
 
 def precision(options: dict, device: torch.device) -> str:

@@ -117,8 +117,10 @@ def sweep_hours_text(results, preset: str = "cpu", budget_hours: float = 15.0) -
     device = devices.most_common(1)[0][0]
     took, projected, n = recorded_against_projection(records, device)
     ratio = f" ({took / projected:.2f}x)" if projected else ""
-    missing = build_plan(preset, results=results).configs
-    whole, _ = projected_hours(build_plan(preset, results=results, skip_done=False).configs, device)
+    grid = build_plan(preset, results=results, skip_done=False).configs  # one plan, one read of the records
+    done = store.done_keys(records=records)
+    missing = [c for c in grid if store.config_key(c) not in done]
+    whole, _ = projected_hours(grid, device)
     if not missing:
         return (f"The `{preset}` edition's whole grid ran on {device}: its {n} runs took {took:.1f} h of sweep, "
                 f"against {projected:.1f} h projected for them{ratio}. {_gave_way(took, budget_hours, 'It')}")

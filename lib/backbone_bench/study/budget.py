@@ -12,7 +12,8 @@ measured extraction rate. Unmeasured backbones or devices give no projection rat
 from __future__ import annotations
 
 from backbone_bench.data.registry import DATASETS
-from backbone_bench.engine.speed import BENCHMARKS, processor
+from backbone_bench.environment import processor
+from backbone_bench.paths import BENCHMARKS
 
 PATH_CSV = BENCHMARKS / "train_throughput_cpu_path.csv"
 

@@ -203,11 +203,12 @@ def outdated(record: dict) -> bool:
 FINAL_FAILURES = ("diverged", "oom", "unavailable")
 
 
-def done_keys(results: Path | None = None, include_failed: bool = True) -> set[str]:
+def done_keys(results: Path | None = None, include_failed: bool = True, records=None) -> set[str]:
     """Keys of runs that need no rerun: ``ok`` ones, and (``include_failed``) final failures; an
-    ``error`` record is retried by the next sweep."""
+    ``error`` record is retried by the next sweep. ``records``: those already read, to read none again."""
     final = ("ok",) + (FINAL_FAILURES if include_failed else ())
-    return {r["key"] for r in read_records(results) if r["status"] in final and not outdated(r)}
+    records = read_records(results) if records is None else records
+    return {r["key"] for r in records if r["status"] in final and not outdated(r)}
 
 
 def read_arrays(key: str, results: Path | None = None) -> dict:
