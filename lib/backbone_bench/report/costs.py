@@ -6,6 +6,9 @@ import pandas as pd
 from backbone_bench.report.labels import COST_COLUMNS, SHORT_MODES
 from backbone_bench.report.load import results_path
 
+#: The design's sweep budget for the `cpu` edition, and how far it may grow before the resolution drops.
+BUDGET_HOURS, ALLOWED_HOURS = 15.0, 20.0
+
 
 def cost_table(results) -> pd.DataFrame | None:
     """results/cost.csv with one row per architecture, device and setting.
@@ -74,7 +77,7 @@ def training_time_display(times: pd.DataFrame, device: str):
         "columns: mode and labelled images per class")
 
 
-def resolution_budget_text(results, budget_hours: float = 15.0) -> str:
+def resolution_budget_text(results, budget_hours: float = BUDGET_HOURS) -> str:
     """Why the `cpu` edition runs at its resolution: its gradient runs' hours at the measured CPU
     training throughput (benchmarks/cpu_path.py), and the same grid at the next resolutions, scaled by
     pixel count (training cost grows with it)."""
@@ -99,7 +102,7 @@ def resolution_budget_text(results, budget_hours: float = 15.0) -> str:
             + ("." if not fits else f" (by this scaling {max(fits)} px would fit too: the margin went to evaluation)."))
 
 
-def sweep_hours_text(results, preset: str = "cpu", budget_hours: float = 15.0) -> str:
+def sweep_hours_text(results, preset: str = "cpu", budget_hours: float = BUDGET_HOURS) -> str:
     """The edition's sweep hours as measured, against the projection made before it ran
     (study/budget.py): so far and, at the recorded pace mode by mode, what is left; once the grid
     is complete, its real total."""
@@ -110,7 +113,8 @@ def sweep_hours_text(results, preset: str = "cpu", budget_hours: float = 15.0) -
     from backbone_bench.study.plan import build_plan
 
     results = results_path(results)
-    records = [r for r in store.read_records(results) if r.get("preset") == preset]
+    everything = store.read_records(results)
+    records = [r for r in everything if r.get("preset") == preset]
     devices = Counter(r["environment"]["device"] for r in records if r.get("environment", {}).get("device_type") == "cpu")
     if not devices:
         return f"No run of the `{preset}` edition has been recorded on a CPU yet."
@@ -118,7 +122,7 @@ def sweep_hours_text(results, preset: str = "cpu", budget_hours: float = 15.0) -
     took, projected, n = recorded_against_projection(records, device)
     ratio = f" ({took / projected:.2f}x)" if projected else ""
     grid = build_plan(preset, results=results, skip_done=False).configs  # one plan, one read of the records
-    done = store.done_keys(records=records)
+    done = store.done_keys(records=everything)  # as the planner counts: a run recorded by any preset is done
     missing = [c for c in grid if store.config_key(c) not in done]
     whole, _ = projected_hours(grid, device)
     if not missing:
@@ -132,15 +136,15 @@ def sweep_hours_text(results, preset: str = "cpu", budget_hours: float = 15.0) -
 
 
 def _gave_way(hours: float, budget: float, subject: str) -> str:
-    """Which of budget, resolution and convergence gave way: the budget may grow to 20 hours before
-    the resolution drops (the design's rule), and never the step budgets that convergence needs."""
+    """Which of budget, resolution and convergence gave way: the budget may grow to ALLOWED_HOURS
+    before the resolution drops (the design's rule), and never the step budgets that convergence needs."""
     if hours <= budget:
         return f"{subject} stays within the {budget:.0f}-hour budget."
-    if hours > 20:
-        return (f"{subject} takes about {hours:.1f} h, past the 20 hours the design allows before the resolution "
+    if hours > ALLOWED_HOURS:
+        return (f"{subject} takes about {hours:.1f} h, past the {ALLOWED_HOURS:.0f} hours the design allows before the resolution "
                 f"drops: a lower resolution would be the design's answer, and these pages say so rather than hide it.")
     return (f"{subject} takes about {hours:.1f} h, {hours - budget:.1f} h over the {budget:.0f}-hour budget: the "
-            f"budget is what gives way (up to 20 hours are allowed before the resolution drops), not the "
+            f"budget is what gives way (up to {ALLOWED_HOURS:.0f} hours are allowed before the resolution drops), not the "
             f"resolution or the step budgets convergence needs.")
 
 
