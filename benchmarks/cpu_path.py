@@ -10,9 +10,11 @@ Per backbone, at the CPU edition's resolution and batch:
   feature extraction images/s (a probe's cost) in fp32 and bf16.
 Writes OUT_variants.csv (what the engine reads: speed.CPU_VARIANTS_CSV) and OUT_path.csv (a, b, c,
 b/a, b/c, extraction, and the projected hours of the `cpu` preset's gradient runs at b and at a).
-Every row names the device it was measured on (CPU model and thread count).
+Every row names the device it was measured on (CPU model, vector unit and thread count); a run
+replaces that processor's rows of the backbones it measured and keeps the rest, so one file holds
+every processor's.
 
-    python benchmarks/train_throughput.py --device cpu --variants --resolution 112 --batch 32 \\
+    python benchmarks/train_throughput.py --device cpu --variants --resolution 96 --batch 32 --steps 10 \\
         --out results/benchmarks/train_throughput_cpu.csv
 """
 from __future__ import annotations
@@ -92,7 +94,7 @@ def cpu_variants(names, images, labels, args, device, classes, env) -> int:
         table = pd.DataFrame(rows)
         table["over_plain"] = table["images_per_s"] / table["backbone"].map(
             table[table["variant"] == "plain"].set_index("backbone")["images_per_s"])
-        table.to_csv(variants_out, index=False)  # each backbone as it lands
+        _beside_others(table, variants_out)  # each backbone as it lands
         ceiling = max(compute_rate(name, args, device, classes, args.batch, True, bf16_ok),
                       compute_rate(name, args, device, classes, args.batch, True, False))
         path = dict(backbone=name, device=env["device"], resolution=args.resolution, batch=args.batch,
@@ -105,13 +107,24 @@ def cpu_variants(names, images, labels, args, device, classes, env) -> int:
         paths.append(path)
         tqdm.write(f"{name}: a {plain:.1f}, b {path['b_images_per_s']:.1f} ({chosen}), c {ceiling:.1f} img/s; "
                    f"b/a {path['b_over_a']:.2f}, b/c {path['b_over_c']:.2f}")
-        pd.DataFrame(paths).to_csv(path_out, index=False)
-    table = pd.DataFrame(paths)
-    table = _with_projection(table)
-    table.to_csv(path_out, index=False)
+        _beside_others(pd.DataFrame(paths), path_out)
+    table = _with_projection(pd.DataFrame(paths))
+    _beside_others(table, path_out)
     print(f"b/a median {table['b_over_a'].median():.2f}, min {table['b_over_a'].min():.2f}; b/c min "
           f"{table['b_over_c'].min():.2f}; wrote {variants_out} and {path_out}")
     return 0
+
+
+def _beside_others(table: pd.DataFrame, out: Path) -> None:
+    """Write ``table`` to ``out`` in place of the rows there of the same processor and backbone."""
+    from backbone_bench.environment import processor
+
+    if out.exists():
+        before = pd.read_csv(out)
+        mine = set(zip(table["device"].map(processor), table["backbone"]))
+        kept = [k not in mine for k in zip(before["device"].map(processor), before["backbone"])]
+        table = pd.concat([before[kept], table], ignore_index=True)
+    table.to_csv(out, index=False)
 
 
 def _with_projection(table: pd.DataFrame) -> pd.DataFrame:
@@ -148,8 +161,8 @@ if __name__ == "__main__":  # only the projection, again, of a path CSV written 
     p.add_argument("--project", required=True, metavar="PATH_CSV")
     args = p.parse_args()
     table = pd.read_csv(args.project)
-    table = _with_projection(table[table["backbone"] != "all"].drop(
-        columns=[c for c in table if c.startswith("cpu_grid_")]))
+    table = pd.concat([_with_projection(rows) for _, rows in table[table["backbone"] != "all"].drop(
+        columns=[c for c in table if c.startswith("cpu_grid_")]).groupby("device", sort=False)], ignore_index=True)
     table.to_csv(args.project, index=False)
     print(table[["backbone", "a_images_per_s", "b_images_per_s", "b_over_a", "cpu_grid_hours_a", "cpu_grid_hours_b"]]
           .to_string(index=False))

@@ -17,6 +17,29 @@ if TYPE_CHECKING:
     import torch
 
 
+#: /proc/cpuinfo flag -> the vector unit it names, widest first. A hypervisor may give two processor
+#: generations one model name (``AMD EPYC`` for Zen 3 and Zen 4 alike) while the engine's speed path
+#: and its pace differ between them (bf16 autocast needs native bf16), so a CPU's name carries it.
+ISA = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+
+
+def cpu_isa(flags: str | None = None) -> str:
+    """The widest vector unit in ``flags`` (this CPU's /proc/cpuinfo flags by default), '' if none
+    is known or the flags cannot be read."""
+    if flags is None:
+        try:
+            flags = next((line.split(":", 1)[1] for line in open("/proc/cpuinfo") if line.startswith("flags")), "")
+        except OSError:
+            flags = ""
+    have = set(flags.split())
+    return next((name for flag, name in ISA if flag in have), "")
+
+
+def tagged(model: str, isa: str) -> str:
+    """A CPU's model name with its vector unit, as device names write it: ``AMD EPYC (AVX2)``."""
+    return f"{model} ({isa})" if isa else model
+
+
 def processor(device: str) -> str:
     """The processor's name without the thread count: a Dask worker with fewer threads than the
     measuring process runs what it chose, so both compute the same numbers."""
@@ -28,13 +51,13 @@ def device_name(device: torch.device) -> str:
 
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return f"CPU {line.split(':', 1)[1].strip()} x{torch.get_num_threads()} threads"
+        model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                      if line.startswith("model name")), model)
     except OSError:
         pass
-    return f"CPU {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+    return f"CPU {tagged(model, cpu_isa())} x{torch.get_num_threads()} threads"
 
 
 @lru_cache(maxsize=1)

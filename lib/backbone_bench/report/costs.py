@@ -87,25 +87,29 @@ def resolution_budget_text(results, budget_hours: float = BUDGET_HOURS) -> str:
     if not path.exists():
         return "Not measured in this results folder."
     t = pd.read_csv(path)
-    row = t[t["backbone"] == "all"].iloc[0] if (t["backbone"] == "all").any() else None
-    hours = float(row["cpu_grid_hours_b"]) if row is not None else float(t["cpu_grid_hours_b"].sum())
+    hours = {d: float(rows.loc[rows["backbone"] == "all", "cpu_grid_hours_b"].iloc[0]) if (rows["backbone"] == "all").any()
+             else float(rows["cpu_grid_hours_b"].sum()) for d, rows in t.groupby("device", sort=False)}
+    first = next(iter(hours))  # the file keeps the order processors were measured in: the choice was made on the first
     px = int(t["resolution"].iloc[0])
     chosen = get_preset("cpu").resolution
-    larger = {r: hours * (r / px) ** 2 for r in (px + 16, px + 32)}
+    larger = {r: hours[first] * (r / px) ** 2 for r in (px + 16, px + 32)}
     fits = [r for r, h in larger.items() if h <= budget_hours]
-    return (f"At {px} px the `cpu` edition's fine-tune and scratch runs take {hours:.1f} h on {t['device'].iloc[0]} at "
+    others = "".join(f"; on {d} the same runs take {h:.1f} h" for d, h in hours.items() if d != first)
+    return (f"At {px} px the `cpu` edition's fine-tune and scratch runs take {hours[first]:.1f} h on {first} at "
             f"their full step budgets (measured training throughput of each backbone on the chosen speed path, "
-            f"`python benchmarks/cpu_path.py`); training cost grows with the pixel count, so "
+            f"`python benchmarks/cpu_path.py`); training cost grows with the pixel count, so there "
             + " and ".join(f"{r} px would take about {h:.1f} h" for r, h in larger.items())
             + f" before evaluation and the linear probes. {chosen} px is the highest resolution, in steps of 16 px, "
-            f"that keeps the grid within about {budget_hours:.0f} hours"
-            + ("." if not fits else f" (by this scaling {max(fits)} px would fit too: the margin went to evaluation)."))
+            f"that keeps the grid within about {budget_hours:.0f} hours on the processor it was chosen on"
+            + ("" if not fits else f" (by this scaling {max(fits)} px would fit too: the margin went to evaluation)")
+            + f"{others}.")
 
 
 def sweep_hours_text(results, preset: str = "cpu", budget_hours: float = BUDGET_HOURS) -> str:
     """The edition's sweep hours as measured, against the projection made before it ran
-    (study/budget.py): so far and, at the recorded pace mode by mode, what is left; once the grid
-    is complete, its real total."""
+    (study/budget.py), per processor it ran on (a sweep's sessions land on whichever machine they
+    get, and two classes of one name differ up to 2x): so far and, at each one's recorded pace mode
+    by mode, what is left; once the grid is complete, its real total."""
     from collections import Counter
 
     from backbone_bench.study import store
@@ -118,21 +122,24 @@ def sweep_hours_text(results, preset: str = "cpu", budget_hours: float = BUDGET_
     devices = Counter(r["environment"]["device"] for r in records if r.get("environment", {}).get("device_type") == "cpu")
     if not devices:
         return f"No run of the `{preset}` edition has been recorded on a CPU yet."
-    device = devices.most_common(1)[0][0]
-    took, projected, n = recorded_against_projection(records, device)
-    ratio = f" ({took / projected:.2f}x)" if projected else ""
+    measured = {d: recorded_against_projection(records, d) for d, _ in devices.most_common()}
+    took = sum(t for t, _, _ in measured.values())
+    per = "; ".join(f"{n} runs on {d} took {t:.1f} h" + (f" against {p:.1f} h projected for them ({t / p:.2f}x)" if p else
+                                                     " (no projection measured for it)")
+                    for d, (t, p, n) in measured.items())
     grid = build_plan(preset, results=results, skip_done=False).configs  # one plan, one read of the records
     done = store.done_keys(records=everything)  # as the planner counts: a run recorded by any preset is done
     missing = [c for c in grid if store.config_key(c) not in done]
-    whole, _ = projected_hours(grid, device)
     if not missing:
-        return (f"The `{preset}` edition's whole grid ran on {device}: its {n} runs took {took:.1f} h of sweep, "
-                f"against {projected:.1f} h projected for them{ratio}. {_gave_way(took, budget_hours, 'It')}")
-    left, _ = calibrated_hours(missing, records, device)
-    return (f"So far the `{preset}` edition's {n} runs recorded on {device} took {took:.1f} h of sweep, against "
-            f"{projected:.1f} h projected for them{ratio}; its whole grid was projected at {whole:.1f} h, and its "
-            f"{len(missing)} runs still to do need about {left:.1f} h at the pace recorded so far, mode by mode. "
-            + _gave_way(took + left, budget_hours, "At that pace the whole grid"))
+        return (f"The `{preset}` edition's whole grid is recorded: {sum(n for _, _, n in measured.values())} runs took "
+                f"{took:.1f} h of sweep ({per}). {_gave_way(took, budget_hours, 'It')}")
+    wholes = " and ".join(f"{h:.1f} h on {d}" for d in measured if (h := projected_hours(grid, d)[0]) is not None)
+    lefts = {d: h for d in measured if (h := calibrated_hours(missing, records, d)[0]) is not None}
+    slowest = max(lefts.values()) if lefts else 0.0
+    return (f"So far the `{preset}` edition's runs took {took:.1f} h of sweep: {per}. Its whole grid was projected at "
+            f"{wholes or 'no measured rate'}; its {len(missing)} runs still to do need about "
+            + " or ".join(f"{h:.1f} h at the pace recorded on {d}" for d, h in lefts.items())
+            + ", mode by mode. " + _gave_way(took + slowest, budget_hours, "At the slower pace the whole grid"))
 
 
 def _gave_way(hours: float, budget: float, subject: str) -> str:

@@ -13,23 +13,20 @@ from backbone_bench.study import store
 
 
 def progress(preset: str, results=None) -> dict:
-    """{runs: table per (dataset, mode, shots), hours and projected_hours of the timed_runs (ok, on this
-    CPU), last_checkpoint_share}."""
-    from backbone_bench.environment import device_name
+    """{runs: table per (dataset, mode, shots), hours: {CPU: (hours, projected hours, timed runs)} of
+    the ok runs on each CPU that ran some, last_checkpoint_share}."""
     from backbone_bench.study.budget import recorded_against_projection
-
-    import torch
 
     records = [r for r in store.read_records(results) if r.get("preset") == preset]
     ok = [r for r in records if r["status"] == "ok"]
     table = (pd.DataFrame([dict(dataset=r["config"]["dataset"], mode=r["config"]["mode"], shots=r["config"]["shots"])
                            for r in ok]).value_counts().rename("runs").reset_index()
              .sort_values(["mode", "shots", "dataset"]) if ok else pd.DataFrame())
-    measured, projected, timed = recorded_against_projection(records, device_name(torch.device("cpu")))
+    cpus = sorted({r["environment"]["device"] for r in ok if r["environment"].get("device_type") == "cpu"})
     fine = [r for r in ok if r["config"]["mode"] == "finetune" and r.get("curves")]
     last = [r["chosen"]["step"] == store.last_eval_step(r) for r in fine]
-    return dict(runs=table, records=len(records), ok=len(ok), hours=measured, timed_runs=timed,
-                projected_hours=projected or None,
+    return dict(runs=table, records=len(records), ok=len(ok),
+                hours={cpu: recorded_against_projection(records, cpu) for cpu in cpus},
                 finetune_runs=len(fine), last_checkpoint_share=sum(last) / len(last) if last else None)
 
 
@@ -39,8 +36,9 @@ def main(argv=None) -> int:
     if len(p["runs"]):
         print(p["runs"].to_string(index=False))
     share = p["last_checkpoint_share"]
-    print(f"{preset}: {p['ok']} ok of {p['records']} records; {p['timed_runs']} runs on this CPU took {p['hours']:.2f} h"
-          + (f" against {p['projected_hours']:.2f} h projected for them" if p["projected_hours"] else "")
+    print(f"{preset}: {p['ok']} ok of {p['records']} records"
+          + "".join(f"; {n} runs on {cpu} took {took:.2f} h" + (f" against {then:.2f} h projected for them" if then else "")
+                    for cpu, (took, then, n) in p["hours"].items())
           + (f"; fine-tune runs whose chosen checkpoint is their last evaluation: {share:.0%} of {p['finetune_runs']}"
              if share is not None else ""))
     return 0

@@ -269,8 +269,14 @@ def read_table(results: Path | None = None) -> pd.DataFrame:
 
 
 def compile_table(results: Path | None = None) -> pd.DataFrame:
-    """Rebuild results/runs.csv and runs.parquet from the records; returns the table."""
+    """Rebuild results/runs.csv and runs.parquet from the records; returns the table. CPU records made
+    before device names carried the processor's class get it first where their session shows it
+    (study/hosts.py), once: the record keeps the name it was made with beside it."""
+    from backbone_bench.study.hosts import relabel
+
     results = Path(results) if results else paths.results_dir()
+    for record in relabel(read_records(results)):
+        write_record(record, results=results)
     table = read_table(results)
     if len(table):
         table.to_csv(results / "runs.csv", index=False)
