@@ -66,6 +66,8 @@ def training_time(table: pd.DataFrame) -> pd.DataFrame:
 def training_time_display(times: pd.DataFrame, device: str):
     """One device's ``training_time`` as a grid narrow enough for the page: a row per backbone, a
     column per mode and shot level, seconds (minutes from one minute up) per run."""
+    from backbone_bench.study.hosts import described
+
     rows = times[times["device"] == device]
     grid = rows.pivot_table(index="backbone", columns=["mode", "shots"], values="seconds")
     grid = grid[sorted(grid.columns, key=lambda c: (["finetune", "linear_probe", "scratch"].index(c[0])
@@ -73,7 +75,7 @@ def training_time_display(times: pd.DataFrame, device: str):
     grid.columns = [f"{SHORT_MODES.get(m, m)}<br>{s}" for m, s in grid.columns]
     grid.index.name = None
     return grid.style.format(lambda v: "" if v != v else f"{v:.0f} s" if v < 60 else f"{v / 60:.1f} min").set_caption(
-        f"{device}: median wall time per run (data, training and every evaluation), {int(rows['runs'].sum())} runs; "
+        f"{described(device)}: median wall time per run (data, training and every evaluation), {int(rows['runs'].sum())} runs; "
         "columns: mode and labelled images per class")
 
 

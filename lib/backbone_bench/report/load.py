@@ -146,7 +146,9 @@ def about(preset: str, table: pd.DataFrame, template: str = "summary", results=N
     if results is not None and Path(results).resolve() != paths.results_dir().resolve():
         params = dict(params, results=Path(results).resolve())
     ok = table[table["status"] == "ok"] if len(table) else table
-    devices = listed(sorted(ok["device"].unique())) if len(ok) else "none yet"
+    from backbone_bench.study.hosts import described
+
+    devices = listed([described(d) for d in sorted(ok["device"].unique())]) if len(ok) else "none yet"
     resolutions = ", ".join(f"{r} px" for r in sorted(ok["resolution"].unique())) if len(ok) else f"{p.resolution} px"
     commits = ", ".join(sorted(ok["git_commit"].unique())) if len(ok) else "-"
     from backbone_bench.report.page import declared

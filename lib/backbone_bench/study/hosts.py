@@ -33,6 +33,11 @@ def _untagged(device: str) -> re.Match | None:
     return m if m and not m["model"].endswith(")") else None
 
 
+def described(device: str) -> str:
+    """A device name as pages write it: a CPU whose class was never recorded says so."""
+    return f"{device} (vector unit not recorded)" if _untagged(device) else device
+
+
 def _time(record: dict) -> datetime | None:
     try:
         return datetime.fromisoformat(record["finished_at"])
