@@ -11,7 +11,7 @@ their session. On an AMD EPYC, native bf16 means AVX-512 BF16 (Zen 4 on) and its
 AVX2 (no Zen before 4 has AVX-512). Elsewhere, or where a session holds no such run or its runs
 disagree, a record keeps the name it was made with.
 
-``relabel`` writes the class into such records (``backbone-bench results`` runs it), keeping the
+``relabel`` writes the class into such records (``store.compile_table`` runs it), keeping the
 name as recorded and the evidence beside it.
 """
 from __future__ import annotations
@@ -48,10 +48,9 @@ def _time(record: dict) -> datetime | None:
 def _witness(record: dict) -> tuple[str, str] | None:
     """(the class this record shows its CPU to be, how it shows it), else None."""
     env = record.get("environment", {})
-    named = _NAME.match(env.get("device", ""))
-    if named and named["model"].endswith(")"):  # made since names carry the class: says so itself
-        return named["model"].rsplit(" (", 1)[1][:-1], "named"
-    m = _untagged(env.get("device", ""))
+    m = _NAME.match(env.get("device", ""))
+    if m and m["model"].endswith(")"):  # made since names carry the class: says so itself
+        return m["model"].rsplit(" (", 1)[1][:-1], "named"
     if not m or "AMD" not in m["model"] or record["config"]["backbone"] not in WITNESSES:
         return None
     if record.get("finished_at", "") < SPEED_PATH_SINCE or record.get("status") != "ok":

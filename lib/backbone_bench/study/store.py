@@ -261,7 +261,11 @@ def flatten(record: dict) -> dict:
 def read_table(results: Path | None = None) -> pd.DataFrame:
     """The records as one table, one row per run, writing nothing (a folder may be read-only)."""
     results = Path(results) if results else paths.results_dir()
-    table = pd.DataFrame([flatten(r) for r in read_records(results)])
+    return _table(read_records(results), results)
+
+
+def _table(records: list, results: Path) -> pd.DataFrame:
+    table = pd.DataFrame([flatten(r) for r in records])
     if len(table):
         table = _fill_older_records(table, results)
         table = table.sort_values(["dataset", "shots", "backbone", "mode", "seed", "key"]).reset_index(drop=True)
@@ -275,9 +279,10 @@ def compile_table(results: Path | None = None) -> pd.DataFrame:
     from backbone_bench.study.hosts import relabel
 
     results = Path(results) if results else paths.results_dir()
-    for record in relabel(read_records(results)):
+    records = read_records(results)  # read once: relabelled in place, then tabulated
+    for record in relabel(records):
         write_record(record, results=results)
-    table = read_table(results)
+    table = _table(records, results)
     if len(table):
         table.to_csv(results / "runs.csv", index=False)
         table.to_parquet(results / "runs.parquet", index=False)
