@@ -263,6 +263,20 @@ def test_no_table_is_wider_than_the_page(quick_book, page, tmp_path):
     assert not result.endswith(":tables:0")
 
 
+def test_a_table_breaks_long_names_at_their_underscores_and_leaves_its_styles_alone(quick_book):
+    """The published intro's pretraining table was 718 px wide on a 676 px page: its columns are
+    backbone names, each as wide as its longest name. Text may now wrap after an underscore; class
+    names, styles and scripts keep theirs."""
+    from backbone_bench.report.display import breakable
+
+    html = '<style>.col_a {x: 1}</style><td class="row_0">tf_efficientnet_lite2</td><script>f_g()</script>'
+    assert breakable(html) == ('<style>.col_a {x: 1}</style><td class="row_0">tf_<wbr>efficientnet_<wbr>lite2</td>'
+                               '<script>f_g()</script>')
+    root, built = quick_book
+    intro = (built / "book" / "intro.html").read_text()
+    assert "tf_<wbr>efficientnet_<wbr>lite0" in intro  # tables on the page go through it
+
+
 def test_a_shot_level_short_of_images_is_said_in_few_words():
     """What the intro says where "1000 per class" is really fewer: a few short classes by name with
     their counts (brain MRI's four), many as a range (UC Merced's 21 classes at 71 or 72)."""

@@ -113,7 +113,7 @@ def test_unavailable_weights_are_recorded_not_trained(results):
 @requires_mirror
 def test_sweep_killed_mid_run_loses_and_duplicates_nothing(results):
     command = [sys.executable, "-m", "backbone_bench", "run", "--preset", "quick", "--datasets", "uc_merced",
-               "--backbones", "tf_efficientnet_lite0", "--modes", "finetune,scratch", "--seeds", "0",
+               "--backbones", "regnetx_002", "--modes", "finetune,scratch", "--seeds", "0",
                "--resolution", "48", "--steps", "30", "--device", "cpu", "--group-size", "1"]
     env = dict(os.environ, BACKBONE_BENCH_RESULTS=str(results))
     proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -102,7 +102,7 @@ def test_a_bf16_cpu_run_scores_within_tolerance_of_the_fp32_run(results, monkeyp
         monkeypatch.setattr("backbone_bench.study.run.speed_options",
                             lambda b, d, c=False, bf16=bf16: dict(compiled=False, channels_last=bf16, bf16=bf16,
                                                                  speed_from="test"))
-        plan = build_plan("quick", datasets=["uc_merced"], backbones=["tf_efficientnet_lite0"], shots=[10],
+        plan = build_plan("quick", datasets=["uc_merced"], backbones=["regnetx_002"], shots=[10],
                                 seeds=[0], resolution=48, steps=20, modes=["finetune", "linear_probe"])
         out = run_configs(plan.configs, "quick", torch.device("cpu"), dict(precision="?"))
         got[bf16] = {r["config"]["mode"]: r for r, _ in out}

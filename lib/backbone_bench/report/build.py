@@ -7,8 +7,10 @@ overwrites the committed edition.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 import subprocess
 import sys
@@ -100,29 +102,45 @@ def write_recipe_page(root: Path) -> Path:
 
 
 def execute_notebooks(preset: str, root: Path, results: Path, n_boot: int = 1000, progress: bool = True,
-                      only=None) -> list[Path]:
-    """Execute the templates with papermill into the book (``only``: these templates)."""
+                      only=None, jobs: int | None = None) -> list[Path]:
+    """Execute the templates with papermill into the book (``only``: these templates), ``jobs`` pages
+    at a time (default: two, or one on a single core). A page's kernel keeps about one core busy
+    (bootstrap and plotting), so on two cores two pages side by side take about half the time."""
+    todo = [(template, root / rel, params, title) for template, rel, params, title in pages(preset)
+            if only is None or template in only]
+    jobs = max(1, min(jobs or min(2, os.cpu_count() or 1), len(todo)))
+    # spawn, not fork: the parent may hold torch's thread pools and tqdm's locks, which a fork copies broken
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool, \
+            tqdm(total=len(todo), desc="notebooks", unit="page", disable=not progress) as bar:
+        futures = [pool.submit(_execute_page, preset, results, n_boot, *page) for page in todo]
+        try:
+            for future in as_completed(futures):
+                future.result()
+                bar.update()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # the first failure is reported; pages not begun are not
+            raise
+    return [out for _, out, _, _ in todo]
+
+
+def _execute_page(preset: str, results: Path, n_boot: int, template: str, out: Path, params: dict,
+                  title: str | None) -> None:
+    """One page: the template, retitled, executed with its parameters into ``out``."""
     import nbformat
 
     from backbone_bench.report.page import declared, execute
 
-    done = []
-    todo = [page for page in pages(preset) if only is None or page[0] in only]
-    for template, rel, params, title in tqdm(todo, desc="notebooks", unit="page", disable=not progress):
-        out = root / rel
-        out.parent.mkdir(parents=True, exist_ok=True)
-        nb = nbformat.read(NOTEBOOKS / f"{template}.ipynb", as_version=4)
-        if title:
-            _retitle(nb, title)
-        names = declared(template)
-        # folders relative to the page, so the executed page reads the same on every machine
-        params = {k: os.path.relpath(v, out.parent) if isinstance(v, Path) else v for k, v in params.items()}
-        params |= {k: v for k, v in dict(preset=preset, results=os.path.relpath(results, out.parent),
-                                         n_boot=n_boot, downloads="downloads").items() if k in names}
-        with results_env(results):
-            execute(nb, out, params, out.parent)
-        done.append(out)
-    return done
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.read(NOTEBOOKS / f"{template}.ipynb", as_version=4)
+    if title:
+        _retitle(nb, title)
+    names = declared(template)
+    # folders relative to the page, so the executed page reads the same on every machine
+    params = {k: os.path.relpath(v, out.parent) if isinstance(v, Path) else v for k, v in params.items()}
+    params |= {k: v for k, v in dict(preset=preset, results=os.path.relpath(results, out.parent),
+                                     n_boot=n_boot, downloads="downloads").items() if k in names}
+    with results_env(results):
+        execute(nb, out, params, out.parent)
 
 
 def _retitle(nb, title: str) -> None:

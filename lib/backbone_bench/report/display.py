@@ -1,8 +1,9 @@
 """Page output: figures as PNG, values glued into prose, long interactive tables, download links."""
 from __future__ import annotations
 
-import warnings
 import io
+import re
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +11,31 @@ from IPython.display import Image, Markdown, display
 
 warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation chatter, not findings
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
+
+
+#: What a table's HTML holds besides its text: style and script blocks whole, then single tags.
+_NOT_TEXT = re.compile(r"(<style\b.*?</style>|<script\b.*?</script>|<[^>]*>)", re.S | re.I)
+
+
+def breakable(html: str) -> str:
+    """A table's HTML whose text may wrap after an underscore (``<wbr>``): a column of names such
+    as tf_efficientnet_lite2 otherwise sets its width by the longest name, and a table of a few of
+    them is wider than the page. Tags, styles and scripts are left as they are."""
+    return "".join(part if _NOT_TEXT.fullmatch(part) else part.replace("_", "_<wbr>")
+                   for part in _NOT_TEXT.split(html))
+
+
+def _breakable_tables() -> None:
+    """Every table a page displays (frames and styled frames) rendered through ``breakable``."""
+    from IPython import get_ipython
+    from pandas.io.formats.style import Styler
+
+    shell = get_ipython()
+    if shell is None:  # imported outside a kernel: nothing displays HTML
+        return
+    html = shell.display_formatter.formatters["text/html"]
+    for kind in (pd.DataFrame, Styler):
+        html.for_type(kind, lambda table: breakable(table._repr_html_()))
 
 
 def show(fig) -> None:
@@ -86,3 +112,6 @@ def downloads(folder, results, tables: dict | None = None, runs: bool = True, co
         links.append(f"{{download}}`{name} <{path.as_posix()}>`")
     if links:
         display(Markdown("**Download the tables behind this page:** " + " · ".join(links)))
+
+
+_breakable_tables()

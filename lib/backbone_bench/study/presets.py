@@ -76,7 +76,7 @@ OFFLINE = Preset(
 PRESETS = {
     "quick": Preset(
         name="quick", datasets=("cifar10", "uc_merced", "brain_tumor_mri", "galaxy_zoo1"),
-        backbones=("tf_efficientnet_lite0", "mobilenetv2_100"), shots=(10,), modes=MODES, seeds=(0,),
+        backbones=("tf_efficientnet_lite0", "tf_mobilenetv3_small_100"), shots=(10,), modes=MODES, seeds=(0,),
         resolution=64, recipe=Recipe(batch_size=32, eval_every=10, patience=3, eval_batch=512,
                                      bn_reestimate_images=64, probe_cs=(0.1, 1.0), eval_limit=500),
         steps_by_shots={10: 40, 100: 80, 1000: 160}, lrs_by_mode={"finetune": (1e-3,), "scratch": (3e-3,)},
