@@ -11,12 +11,12 @@ one per (jobs, repeat) with wall seconds, pages, cores and whether the bytes mat
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 from backbone_bench import paths
 from backbone_bench.environment import device_name
@@ -49,16 +49,12 @@ def main() -> None:
                                  n_boot=args.n_boot, cores=os.cpu_count(), device=device_name(torch.device("cpu")),
                                  same_bytes=pages == first))
                 print(rows[-1])
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    base = {r["repeat"]: r["seconds"] for r in rows if r["jobs"] == 1}
-    for r in rows:
-        if r["jobs"] != 1 and r["repeat"] in base:
-            print(f"jobs {r['jobs']}: {base[r['repeat']] / r['seconds']:.2f}x the pace of one page at a time")
+    table = pd.DataFrame(rows)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, index=False)
+    seconds = table.pivot(index="repeat", columns="jobs", values="seconds")
+    for jobs in seconds.columns.drop(1) if 1 in seconds else ():  # the pace against one page at a time
+        print(f"jobs {jobs}: " + ", ".join(f"{x:.2f}x" for x in seconds[1] / seconds[jobs]) + " the pace of one at a time")
 
 
 if __name__ == "__main__":
