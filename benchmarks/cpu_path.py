@@ -120,7 +120,7 @@ def _beside_others(table: pd.DataFrame, out: Path) -> None:
     from backbone_bench.environment import processor
 
     if out.exists():
-        before = pd.read_csv(out)
+        before = pd.read_csv(out, float_precision="round_trip")  # other processors' rows unchanged to the digit
         mine = set(zip(table["device"].map(processor), table["backbone"]))
         kept = [k not in mine for k in zip(before["device"].map(processor), before["backbone"])]
         table = pd.concat([before[kept], table], ignore_index=True)

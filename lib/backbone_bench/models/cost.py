@@ -147,7 +147,7 @@ def measure(backbones, device: torch.device, results: Path | None = None, progre
     new = pd.DataFrame(rows)
     path = (results or paths.results_dir()) / "cost.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = pd.concat([pd.read_csv(path), new], ignore_index=True) if path.exists() else new
+    table = pd.concat([pd.read_csv(path, float_precision="round_trip"), new], ignore_index=True) if path.exists() else new
     table = table.drop_duplicates(subset=[c for c in SETUP if c in table], keep="last")
     tmp = path.with_suffix(".csv.tmp")
     table.to_csv(tmp, index=False)
