@@ -73,6 +73,22 @@ def test_the_plan_prints_its_projected_hours_before_it_starts(results, capsys):
     assert main(["run", "--preset", "quick", "--deadline", "0"]) == 2
 
 
+@requires_mirror
+def test_an_unmeasured_processor_is_told_how_to_measure_it_and_what_measured_ones_take(results, capsys, monkeypatch):
+    import backbone_bench.environment as environment
+    from backbone_bench.cli.main import main
+    from backbone_bench.study.budget import MEASURE_COMMAND, measured_devices, projected_hours
+    from backbone_bench.study.plan import build_plan
+
+    monkeypatch.setattr(environment, "device_name", lambda device: "CPU Imaginary Core (AVX2) x2 threads")
+    assert main(["run", "--preset", "cpu", "--datasets", "uc_merced", "--shots", "10", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "no projection:" in out and "Imaginary Core" in out and MEASURE_COMMAND in out
+    configs = build_plan("cpu", datasets=["uc_merced"], shots=[10]).configs
+    for device in measured_devices():
+        assert f"{projected_hours(configs, device)[0]:.1f} h on {device}" in out
+
+
 def test_a_run_paused_by_sigstop_does_not_count_its_pause():
     """The sweep is paused (SIGSTOP) while the tests need the cores: a record's total_seconds is the time
     the run took, the pause recorded beside it."""
@@ -148,3 +164,18 @@ def test_the_methods_say_which_of_budget_resolution_and_convergence_gave_way():
     over = _gave_way(16.5, 15.0, "It")
     assert "16.5 h, 1.5 h over the 15-hour budget" in over and "budget is what gives way" in over
     assert "past the 20 hours" in _gave_way(21.0, 15.0, "It")
+
+
+@requires_mirror
+def test_a_cpu_sweep_ends_its_log_with_the_editions_hours(results, capsys, monkeypatch):
+    """The log's last line is the edition's hours so far (its real total once the grid is whole), as
+    the book prints them."""
+    import backbone_bench.study.execute as execute_module
+    from backbone_bench.cli.main import main
+    from backbone_bench.report.costs import sweep_hours_text
+
+    monkeypatch.setattr(execute_module, "execute", lambda plan, *a, **k: {"ok": len(plan.configs)})
+    assert main(["run", "--preset", "cpu", "--datasets", "uc_merced", "--shots", "10", "--modes", "linear_probe",
+                 "--backbones", "regnetx_002", "--seeds", "0"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-2] == "finished: 1 ok" and out[-1] == sweep_hours_text(results, "cpu")

@@ -151,6 +151,10 @@ def cmd_run(args) -> int:
     counts = execute(plan, args.device, compile_model=args.compile, workers=args.workers, scheduler=args.scheduler,
                      cluster=cluster, deadline=args.deadline)
     print("finished: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) if counts else "nothing to run")
+    if counts and plan.preset == "cpu":  # the edition's hours so far, or its real total once the grid is whole
+        from backbone_bench.report.costs import sweep_hours_text
+
+        print(sweep_hours_text(None, plan.preset))
     return 0
 
 
@@ -160,12 +164,18 @@ def _print_projection(plan, device: str) -> None:
         return
     from backbone_bench.environment import device_name, pick_device
     from backbone_bench.study import store
-    from backbone_bench.study.budget import PATH_CSV, calibrated_hours, projected_hours
+    from backbone_bench.study.budget import (MEASURE_COMMAND, PATH_CSV, calibrated_hours, measured_devices,
+                                             projected_hours)
 
     name = device_name(pick_device(device))
     hours, unmeasured = projected_hours(plan.configs, name)
     if hours is None:
-        print(f"no projection: {PATH_CSV.name} has no measurement of these backbones on {name}")
+        # another processor's figure is not this one's (two named alike differed 1.9x), but it bounds the wait
+        elsewhere = {d: h for d in measured_devices() if (h := projected_hours(plan.configs, d)[0]) is not None}
+        print(f"no projection: {PATH_CSV.name} has no measurement of these backbones on {name} "
+              f"(`{MEASURE_COMMAND}` measures it, about 8 minutes on 2 cores)"
+              + ("; where measured, the same runs take " + ", ".join(f"{h:.1f} h on {d}" for d, h in elsewhere.items())
+                 if elsewhere else ""))
         return
     print(f"projected: {hours:.1f} h on {name} (full step budgets, which early stopping shortens; probe fits not "
           "counted)" + (f", {unmeasured} runs unmeasured and not counted" if unmeasured else ""))

@@ -83,6 +83,7 @@ def resolution_budget_text(results, budget_hours: float = BUDGET_HOURS) -> str:
     """Why the `cpu` edition runs at its resolution: its gradient runs' hours at the measured CPU
     training throughput (benchmarks/cpu_path.py), and the same grid at the next resolutions, scaled by
     pixel count (training cost grows with it)."""
+    from backbone_bench.study.budget import MEASURE_COMMAND
     from backbone_bench.study.presets import get_preset
 
     path = results_path(results) / "benchmarks" / "train_throughput_cpu_path.csv"
@@ -99,7 +100,7 @@ def resolution_budget_text(results, budget_hours: float = BUDGET_HOURS) -> str:
     others = "".join(f"; on {d} the same runs take {h:.1f} h" for d, h in hours.items() if d != first)
     return (f"At {px} px the `cpu` edition's fine-tune and scratch runs take {hours[first]:.1f} h on {first} at "
             f"their full step budgets (measured training throughput of each backbone on the chosen speed path, "
-            f"`python benchmarks/cpu_path.py`); training cost grows with the pixel count, so there "
+            f"`{MEASURE_COMMAND}`); training cost grows with the pixel count, so there "
             + " and ".join(f"{r} px would take about {h:.1f} h" for r, h in larger.items())
             + f" before evaluation and the linear probes. {chosen} px is the highest resolution, in steps of 16 px, "
             f"that keeps the grid within about {budget_hours:.0f} hours on the processor it was chosen on"

@@ -16,6 +16,18 @@ from backbone_bench.environment import processor
 from backbone_bench.paths import BENCHMARKS
 
 PATH_CSV = BENCHMARKS / "train_throughput_cpu_path.csv"
+#: what writes PATH_CSV's rows for the processor it runs on (about 8 minutes on 2 cores, the sweep stopped)
+MEASURE_COMMAND = ("python benchmarks/train_throughput.py --device cpu --variants --resolution 96 --batch 32 --steps 10 "
+                   "--out results/benchmarks/train_throughput_cpu.csv")
+
+
+def measured_devices() -> list[str]:
+    """The processors the committed measurement covers, as its rows name them, in the order measured."""
+    if not PATH_CSV.exists():
+        return []
+    import pandas as pd
+
+    return list(dict.fromkeys(pd.read_csv(PATH_CSV)["device"]))
 
 
 def measured_rates(device: str) -> dict:
