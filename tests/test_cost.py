@@ -5,6 +5,7 @@ import torch
 
 from backbone_bench.models import cost
 from backbone_bench.cli.main import main
+from conftest import requires_mirror
 
 
 def test_gmacs_match_the_published_count():
@@ -47,9 +48,31 @@ def test_training_time_per_run_divides_a_fused_group_and_takes_the_median():
     from backbone_bench import report
 
     table = pd.DataFrame(dict(status=["ok", "ok", "ok", "error"], device="cpu", mode="finetune", shots=10,
-                              backbone="a", total_seconds=[40.0, 60.0, 90.0, 1.0], group_members=[2, 2, 1, 1]))
+                              backbone="a", total_seconds=[40.0, 60.0, 90.0, 1.0], group_members=[2, 2, 1, 1],
+                              resolution=96))
     times = report.training_time(table)
-    assert times.to_dict("records") == [dict(device="cpu", mode="finetune", shots=10, backbone="a", seconds=30.0,
-                                             runs=3)]
+    assert times.to_dict("records") == [dict(device="cpu", resolution=96, mode="finetune", shots=10, backbone="a",
+                                             seconds=30.0, runs=3)]
     html = report.training_time_display(times, "cpu").to_html()
-    assert "30 s" in html and "fine-tune<br>10" in html and "3 runs" in html
+    assert "30 s" in html and "fine-tune<br>10" in html and "3 runs" in html and "cpu, 96 px" in html
+
+
+@requires_mirror
+def test_a_cpu_edition_sets_the_gpu_runs_cost_beside_its_own():
+    """The cost page of a CPU edition shows what the study's GPU runs took, from the 224 px edition's records."""
+    from conftest import REPO
+    from backbone_bench import report
+
+    results = REPO / "results"
+    gpu = report.load("offline", results)
+    gpu = gpu[gpu["device_type"] == "cuda"]
+    times, other = report.gpu_training_time("cpu", report.load("cpu", results), results)
+    assert int(times["runs"].sum()) == len(gpu[gpu["status"] == "ok"]) and other == "offline"
+    if len(gpu):
+        text = report.gpu_time_text(times, other)
+        assert f"{int(times['runs'].sum())} runs" in text and "224 px" in text and "`offline` edition" in text
+        fused = gpu[gpu["status"] == "ok"].iloc[0]
+        row = times[(times["backbone"] == fused["backbone"]) & (times["mode"] == fused["mode"])
+                    & (times["shots"] == fused["shots"])]
+        assert row["seconds"].iloc[0] < fused["total_seconds"]  # a fused run's share, not its group's time
+    assert report.gpu_time_text(times.iloc[0:0], other) == "No run of this study has been recorded on a GPU yet."

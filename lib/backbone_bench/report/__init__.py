@@ -27,7 +27,7 @@ from backbone_bench.report.checks import (  # noqa: F401
     clean_text, collapsed_text, failures, plausibility, plausibility_display, plausibility_text,
     pretrained_vs_scratch, probe_refit_text, sanity_display, sanity_text)
 from backbone_bench.report.costs import (  # noqa: F401
-    convergence, convergence_text, cost_display, cost_table, repeated_timings_text, resolution_budget_text,
-    sweep_hours_text, training_time, training_time_display)
+    convergence, convergence_text, cost_display, cost_table, gpu_time_text, gpu_training_time, repeated_timings_text,
+    resolution_budget_text, sweep_hours_text, training_time, training_time_display)
 from backbone_bench.report.datasets import (  # noqa: F401
     best_backbone, confusion_of_best, dataset_cards, fewer_than_asked)

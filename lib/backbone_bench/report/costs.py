@@ -8,6 +8,8 @@ from backbone_bench.report.load import results_path
 
 #: The design's sweep budget for the `cpu` edition, and how far it may grow before the resolution drops.
 BUDGET_HOURS, ALLOWED_HOURS = 15.0, 20.0
+#: The edition GPU time goes to (the 224 px design); CPU editions show its GPU runs' cost beside their own.
+GPU_EDITION = "offline"
 
 
 def cost_table(results) -> pd.DataFrame | None:
@@ -59,8 +61,36 @@ def training_time(table: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["device", "mode", "shots", "backbone", "seconds", "runs"])
     members = ok["group_members"].fillna(1).clip(lower=1) if "group_members" in ok else 1
     ok = ok.assign(seconds=ok["total_seconds"] / members)
-    out = ok.groupby(["device", "mode", "shots", "backbone"])["seconds"].agg(["median", "size"]).reset_index()
-    return out.rename(columns={"median": "seconds", "size": "runs"})
+    out = ok.groupby(["device", "resolution", "mode", "shots", "backbone"])["seconds"].agg(["median", "size"])
+    return out.reset_index().rename(columns={"median": "seconds", "size": "runs"})
+
+
+def gpu_training_time(preset: str, table: pd.DataFrame, results=None) -> tuple[pd.DataFrame, str | None]:
+    """(``training_time`` of the runs recorded on a GPU, the other edition they come from or None):
+    this edition's own, else those of the 224 px design (`offline`), where every GPU minute of the
+    study goes, so a reader with a GPU sees what one costs beside the CPU tables."""
+    from backbone_bench.report.load import load
+
+    def on_gpu(t):
+        return t[t["device_type"] == "cuda"] if len(t) and "device_type" in t else t.iloc[0:0]
+
+    own = on_gpu(table)
+    if len(own) or preset == GPU_EDITION:
+        return training_time(own), None
+    return training_time(on_gpu(load(GPU_EDITION, results))), GPU_EDITION
+
+
+def gpu_time_text(times: pd.DataFrame, other: str | None) -> str:
+    """What the GPU table holds, in words."""
+    if times.empty:
+        return "No run of this study has been recorded on a GPU yet."
+    modes = sorted(times["mode"].unique())
+    shots = ", ".join(str(s) for s in sorted(times["shots"].unique()))
+    return (f"From {f'the `{other}` edition' if other else 'this edition'}: {int(times['runs'].sum())} runs on a GPU "
+            f"({', '.join(SHORT_MODES.get(m, m) for m in modes)}; {shots} images per class) at "
+            f"{', '.join(f'{r} px' for r in sorted(times['resolution'].unique()))} on "
+            f"{', '.join(sorted(times['device'].unique()))}. A GPU trains several runs at once, side by side in one "
+            "network (Methods: fused groups), so a run's share of its group's time is what it costs there.")
 
 
 def training_time_display(times: pd.DataFrame, device: str):
@@ -69,13 +99,14 @@ def training_time_display(times: pd.DataFrame, device: str):
     from backbone_bench.study.hosts import described
 
     rows = times[times["device"] == device]
+    px = ", ".join(f"{r} px" for r in sorted(rows["resolution"].unique())) if "resolution" in rows else ""
     grid = rows.pivot_table(index="backbone", columns=["mode", "shots"], values="seconds")
     grid = grid[sorted(grid.columns, key=lambda c: (["finetune", "linear_probe", "scratch"].index(c[0])
                                                      if c[0] in ("finetune", "linear_probe", "scratch") else 9, c[1]))]
     grid.columns = [f"{SHORT_MODES.get(m, m)}<br>{s}" for m, s in grid.columns]
     grid.index.name = None
     return grid.style.format(lambda v: "" if v != v else f"{v:.0f} s" if v < 60 else f"{v / 60:.1f} min").set_caption(
-        f"{described(device)}: median wall time per run (data, training and every evaluation), {int(rows['runs'].sum())} runs; "
+        f"{described(device)}{', ' + px if px else ''}: median wall time per run (data, training and every evaluation), {int(rows['runs'].sum())} runs; "
         "columns: mode and labelled images per class")
 
 
