@@ -78,8 +78,18 @@ def test_the_224_px_probes_beside_the_cpu_edition_from_the_committed_records():
     assert set(zip(finetuned["dataset"], finetuned["shots"])) == {k for k, b in tuned if b.nunique() >= 3}
     assert set(finetuned["mode"]) <= {"finetune"} and set(agreement["mode"]) == {"linear_probe"}
     text = editions.agreement_text(finetuned, "offline_cpu", "offline", mode="finetune")
-    assert (f"Over the {len(finetuned)} dataset and shot cell" in text and "fine-tuned at both" in text if len(finetuned)
+    opening = "In the one dataset and shot cell" if len(finetuned) == 1 else f"Over the {len(finetuned)} dataset and shot cells"
+    assert (opening in text and "fine-tuned at both" in text if len(finetuned)
             else "fine-tuned at both resolutions yet" in text)
+    one = finetuned.head(1)
+    if len(one):  # a single cell is said with its own numbers
+        r = one.iloc[0]
+        text = editions.agreement_text(one, "offline_cpu", "offline", mode="finetune")
+        assert f"is {r['rho']:.2f} (95 % interval {r['lo']:.2f} to {r['hi']:.2f})" in text and "median" not in text
+        tuned_rows = editions.side_by_side(report.draws(page, results, 100), theirs, "finetune").head(1)
+        text = editions.summary_text(tuned_rows, "offline_cpu", "offline", "finetune")
+        t = tuned_rows.iloc[0]
+        assert text.startswith("In the one domain and shot cell") and f"{t['diff']:+.3f} [{t['diff_lo']:+.3f}" in text
 
 
 def test_rank_agreement_is_spearman_per_cell_with_an_interval_and_says_when_the_choice_agrees():
@@ -95,6 +105,23 @@ def test_rank_agreement_is_spearman_per_cell_with_an_interval_and_says_when_the_
     assert editions.rank_agreement(page, None).empty
     two = draws_of([("uc_merced", 10, b, probe, 0, acc, False) for b, acc in (("a", 0.5), ("b", 0.6))])
     assert editions.rank_agreement(two, two).empty               # two backbones: no rank correlation to speak of
+
+
+def test_the_agreement_figure_names_each_shot_level_once_and_fills_only_agreeing_cells():
+    from matplotlib.colors import to_rgba
+
+    from backbone_bench.report import plots
+
+    rows = pd.DataFrame(dict(domain="d", dataset=["a", "a", "b"], shots=[10, 100, 10], rho=[0.5, 0.2, -0.1],
+                             lo=[0.1, -0.3, -0.5], hi=[0.9, 0.6, 0.4], same=[True, False, False]))
+    ax = plots.rank_agreement(rows, "rho").axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["10 per class", "100 per class",
+                                                                  "other best backbone"]
+    from matplotlib.collections import PathCollection
+
+    faces = [[tuple(c) for c in col.get_facecolors()] for col in ax.collections if isinstance(col, PathCollection)]
+    white = to_rgba("white")  # per shot level: 10 has one filled marker and one hollow, 100 only a hollow one
+    assert [sum(c == white for c in f) for f in faces] == [1, 1] and [sum(c != white for c in f) for f in faces] == [1, 0]
 
 
 @requires_mirror

@@ -154,7 +154,7 @@ def test_the_book_sets_the_sweeps_measured_hours_against_their_projection(tmp_pa
     text = costs.sweep_hours_text(REPO / "results")
     for device in Counter(r["environment"]["device"] for r in records):  # each processor class on its own
         took, projected, n = recorded_against_projection(records, device)
-        assert f"{n} runs on {device} took {took:.1f} h" in text and f"{projected:.1f} h projected" in text
+        assert f"{n} run{'s' if n != 1 else ''} on {device} took {took:.1f} h" in text and f"{projected:.1f} h projected" in text
 
 
 def test_the_methods_say_which_of_budget_resolution_and_convergence_gave_way():
@@ -164,6 +164,25 @@ def test_the_methods_say_which_of_budget_resolution_and_convergence_gave_way():
     over = _gave_way(16.5, 15.0, "It")
     assert "16.5 h, 1.5 h over the 15-hour budget" in over and "budget is what gives way" in over
     assert "past the 20 hours" in _gave_way(21.0, 15.0, "It")
+
+
+@requires_mirror
+def test_the_methods_name_what_the_budget_cut_from_the_design():
+    """The cpu preset leaves out scratch twins at 1000 shots, and nothing else: the methods say so with
+    the count (uc_merced has no 1000-shot level of its own) and what it saved."""
+    from conftest import REPO
+    from backbone_bench.report.costs import resolution_budget_text
+    from backbone_bench.study.plan import cut_configs, grid_keys
+    from backbone_bench.study.presets import get_preset
+
+    cut = cut_configs("cpu")
+    p = get_preset("cpu")
+    assert {(c["mode"], c["shots"]) for c in cut} == {("scratch", 1000)}
+    assert len(cut) == (len(p.datasets) - 1) * len(p.backbones) * len(p.seeds)
+    assert not {store.config_key(c) for c in cut} & grid_keys("cpu")
+    text = resolution_budget_text(REPO / "results")
+    assert f"scratch twins at 1000 images per class ({len(cut)} runs, about" in text
+    assert cut_configs("offline") == []
 
 
 @requires_mirror

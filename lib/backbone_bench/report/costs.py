@@ -136,7 +136,26 @@ def resolution_budget_text(results, budget_hours: float = BUDGET_HOURS) -> str:
             + f" before evaluation and the linear probes. {chosen} px is the highest resolution, in steps of 16 px, "
             f"that keeps the grid within about {budget_hours:.0f} hours on the processor it was chosen on"
             + ("" if not fits else f" (by this scaling {max(fits)} px would fit too: the margin went to evaluation)")
-            + f"{others}.")
+            + f"{others}." + _cut_text("cpu", first))
+
+
+def _cut_text(preset: str, device: str) -> str:
+    """What the preset's cuts leave out of its design, and what they save on ``device``."""
+    from collections import Counter
+
+    from backbone_bench.report.labels import MODE_NAMES, listed
+    from backbone_bench.study.budget import projected_hours
+    from backbone_bench.study.plan import cut_configs
+
+    cut = cut_configs(preset)
+    if not cut:
+        return " The budget cut nothing from the design."
+    cells = Counter((c["mode"], c["shots"]) for c in cut)
+    what = listed([f"{MODE_NAMES.get(m, m)} at {k} images per class" for m, k in sorted(cells)])
+    hours = projected_hours(cut, device)[0]
+    saved = f", about {hours:.1f} h on {device} at full step budgets" if hours is not None else ""
+    return (f" To fit, the budget cut what the design names first: {what} ({len(cut)} runs{saved}), the least "
+            "informative comparison; every shot level and seed of fine-tuning and of the linear probes is run.")
 
 
 def sweep_hours_text(results, preset: str = "cpu", budget_hours: float = BUDGET_HOURS) -> str:
@@ -158,7 +177,7 @@ def sweep_hours_text(results, preset: str = "cpu", budget_hours: float = BUDGET_
         return f"No run of the `{preset}` edition has been recorded on a CPU yet."
     measured = {d: recorded_against_projection(records, d) for d, _ in devices.most_common()}
     took = sum(t for t, _, _ in measured.values())
-    per = "; ".join(f"{n} runs on {d} took {t:.1f} h" + (f" against {p:.1f} h projected for them ({t / p:.2f}x)" if p else
+    per = "; ".join(f"{n} run{'s' if n != 1 else ''} on {d} took {t:.1f} h" + (f" against {p:.1f} h projected for them ({t / p:.2f}x)" if p else
                                                      " (no projection measured for it)")
                     for d, (t, p, n) in measured.items())
     grid = build_plan(preset, results=results, skip_done=False).configs  # one plan, one read of the records

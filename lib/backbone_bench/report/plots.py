@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -117,22 +118,27 @@ def rank_agreement(rows: pd.DataFrame, xlabel: str):
     datasets = list(dict.fromkeys(rows.sort_values(["domain", "dataset"])["dataset"]))
     levels = sorted(rows["shots"].unique())
     colours = dict(zip(levels, sns.color_palette("viridis", len(levels))))
-    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(datasets) + 1.4))
+    fig, ax = plt.subplots(figsize=(7.6, 0.45 * len(datasets) + 1.4))
     for k, shots in enumerate(levels):
         r = rows[rows["shots"] == shots]
         y = np.array([datasets.index(d) for d in r["dataset"]]) + (k - (len(levels) - 1) / 2) * 0.22
         ax.errorbar(r["rho"], y, xerr=_spans(r["rho"], r["lo"], r["hi"]), fmt="none", ecolor=colours[shots], lw=1.2)
-        for same in (True, False):
-            m = (r["same"] == same).to_numpy()
-            ax.scatter(r["rho"][m], y[m], color=colours[shots] if same else "white", edgecolor=colours[shots],
-                       zorder=3, s=36, label=f"{shots} per class" if same or not r["same"].any() else None)
+        same = r["same"].to_numpy(bool)
+        ax.scatter(r["rho"], y, c=[colours[shots] if s else "white" for s in same], edgecolors=[colours[shots]],
+                   zorder=3, s=36)
     ax.axvline(0, color="0.5", lw=0.8)
     ax.set_yticks(range(len(datasets)), datasets, fontsize=11)
     ax.set_xlim(-1.05, 1.05)
     ax.invert_yaxis()
     ax.set_xlabel(xlabel, fontsize=11)
     ax.tick_params(axis="x", labelsize=11)
-    ax.legend(title="filled: same choice", fontsize=10, title_fontsize=10, loc="lower left", frameon=True)
+    # one entry per shot level (its colour) and one for the hollow marker: the data's own markers would
+    # list a level twice, or a filled marker no cell has
+    handles = [Line2D([], [], ls="none", marker="o", color=colours[s], label=f"{s} per class") for s in levels]
+    handles.append(Line2D([], [], ls="none", marker="o", markerfacecolor="white", markeredgecolor="0.35",
+                          label="other best backbone"))
+    ax.legend(handles=handles, title="filled: same best\nbackbone", fontsize=10, title_fontsize=10,
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 

@@ -89,6 +89,16 @@ def grid_cells(preset: str) -> list[dict]:
             for c in _grid(p, p.datasets, p.backbones, p.shots, p.modes, p.seeds, p.resolution, None, [])]
 
 
+def cut_configs(preset: str) -> list[dict]:
+    """The runs the preset's per-mode cuts (``shots_by_mode``, ``seeds_by_mode``) leave out of its
+    cross product: what its budget cost the design."""
+    p = get_preset(preset)
+    kept = grid_keys(preset)
+    whole = replace(p, shots_by_mode={}, seeds_by_mode={})
+    return [c for c in _grid(whole, p.datasets, p.backbones, p.shots, p.modes, p.seeds, p.resolution, None, [])
+            if store.config_key(c) not in kept]
+
+
 def _grid(p, datasets, backbones, shots, modes, seeds, resolution, steps, skipped_same):
     """The configs of the cross product, in sweep order (``skipped_same`` collects the shot
     levels left out because their subsets equal a smaller level's)."""
