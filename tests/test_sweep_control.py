@@ -152,9 +152,14 @@ def test_the_book_sets_the_sweeps_measured_hours_against_their_projection(tmp_pa
     if not records:
         return
     text = costs.sweep_hours_text(REPO / "results")
+    totals = []
     for device in Counter(r["environment"]["device"] for r in records):  # each processor class on its own
         took, projected, n = recorded_against_projection(records, device)
         assert f"{n} run{'s' if n != 1 else ''} on {device} took {took:.1f} h" in text and f"{projected:.1f} h projected" in text
+        totals.append((took, projected))
+    if "whole grid is recorded" in text:  # the real total, against the projection of the same runs
+        took, projected = map(sum, zip(*totals))
+        assert f"{took:.1f} h of sweep" in text and f"against {projected:.1f} h projected for the same runs" in text
 
 
 def test_the_methods_say_which_of_budget_resolution_and_convergence_gave_way():

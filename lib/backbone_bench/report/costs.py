@@ -184,8 +184,14 @@ def sweep_hours_text(results, preset: str = "cpu", budget_hours: float = BUDGET_
     done = store.done_keys(records=everything)  # as the planner counts: a run recorded by any preset is done
     missing = [c for c in grid if store.config_key(c) not in done]
     if not missing:
+        projected = sum(p for _, p, _ in measured.values())
+        first = next(iter(measured))  # the processor most of the grid ran on, as the budget was planned
+        whole = projected_hours(grid, first)[0]
         return (f"The `{preset}` edition's whole grid is recorded: {sum(n for _, _, n in measured.values())} runs took "
-                f"{took:.1f} h of sweep ({per}). {_gave_way(took, budget_hours, 'It')}")
+                f"{took:.1f} h of sweep ({per}), against {projected:.1f} h projected for the same runs on the processors "
+                f"that ran them ({took / projected:.2f}x)"
+                + (f"; the whole grid had been projected at {whole:.1f} h on {first}" if whole is not None else "")
+                + f". {_gave_way(took, budget_hours, 'It')}")
     wholes = " and ".join(f"{h:.1f} h on {d}" for d in measured if (h := projected_hours(grid, d)[0]) is not None)
     lefts = {d: h for d in measured if (h := calibrated_hours(missing, records, d)[0]) is not None}
     slowest = max(lefts.values()) if lefts else 0.0
