@@ -58,7 +58,7 @@ def training_time(table: pd.DataFrame) -> pd.DataFrame:
     runs that trained in it together. Tidy: one row per (device, mode, shots, backbone)."""
     ok = table[table["status"] == "ok"] if len(table) else table
     if ok.empty or "total_seconds" not in ok:
-        return pd.DataFrame(columns=["device", "mode", "shots", "backbone", "seconds", "runs"])
+        return pd.DataFrame(columns=["device", "resolution", "mode", "shots", "backbone", "seconds", "runs"])
     members = ok["group_members"].fillna(1).clip(lower=1) if "group_members" in ok else 1
     ok = ok.assign(seconds=ok["total_seconds"] / members)
     out = ok.groupby(["device", "resolution", "mode", "shots", "backbone"])["seconds"].agg(["median", "size"])
@@ -99,14 +99,14 @@ def training_time_display(times: pd.DataFrame, device: str):
     from backbone_bench.study.hosts import described
 
     rows = times[times["device"] == device]
-    px = ", ".join(f"{r} px" for r in sorted(rows["resolution"].unique())) if "resolution" in rows else ""
+    px = ", ".join(f"{r} px" for r in sorted(rows["resolution"].unique()))
     grid = rows.pivot_table(index="backbone", columns=["mode", "shots"], values="seconds")
     grid = grid[sorted(grid.columns, key=lambda c: (["finetune", "linear_probe", "scratch"].index(c[0])
                                                      if c[0] in ("finetune", "linear_probe", "scratch") else 9, c[1]))]
     grid.columns = [f"{SHORT_MODES.get(m, m)}<br>{s}" for m, s in grid.columns]
     grid.index.name = None
     return grid.style.format(lambda v: "" if v != v else f"{v:.0f} s" if v < 60 else f"{v / 60:.1f} min").set_caption(
-        f"{described(device)}{', ' + px if px else ''}: median wall time per run (data, training and every evaluation), {int(rows['runs'].sum())} runs; "
+        f"{described(device)}, {px}: median wall time per run (data, training and every evaluation), {int(rows['runs'].sum())} runs; "
         "columns: mode and labelled images per class")
 
 
@@ -188,8 +188,9 @@ def sweep_hours_text(results, preset: str = "cpu", budget_hours: float = BUDGET_
         first = next(iter(measured))  # the processor most of the grid ran on, as the budget was planned
         whole = projected_hours(grid, first)[0]
         return (f"The `{preset}` edition's whole grid is recorded: {sum(n for _, _, n in measured.values())} runs took "
-                f"{took:.1f} h of sweep ({per}), against {projected:.1f} h projected for the same runs on the processors "
-                f"that ran them ({took / projected:.2f}x)"
+                f"{took:.1f} h of sweep ({per})"
+                + (f", against {projected:.1f} h projected for the same runs on the processors that ran them "
+                   f"({took / projected:.2f}x)" if projected else "")
                 + (f"; the whole grid had been projected at {whole:.1f} h on {first}" if whole is not None else "")
                 + f". {_gave_way(took, budget_hours, 'It')}")
     wholes = " and ".join(f"{h:.1f} h on {d}" for d in measured if (h := projected_hours(grid, d)[0]) is not None)

@@ -152,10 +152,6 @@ def summary_text(rows: pd.DataFrame, preset: str, other: str | None, mode: str =
         return "Nothing to set beside this edition." if not other or same_resolution(preset, other) else \
             f"No domain and shot level has two or more backbones {report.MODE_RAN[mode]} in both editions yet."
     a, b = get_preset(other).resolution, get_preset(preset).resolution
-    same = rows[rows["same"]]
-    where = ", ".join(f"{report.SHORT_DOMAIN[r.domain]} at {r.shots} images per class" for r in same.itertuples())
-    above, below = rows[rows["diff_lo"] > 0], rows[rows["diff_hi"] < 0]
-    cells = "cell" if len(rows) == 1 else "cells"
     ran, runs = report.MODE_RAN[mode], report.MODE_RUNS[mode]
     if len(rows) == 1:  # one cell: its own numbers, not a range from a number to itself
         r = rows.iloc[0]
@@ -166,12 +162,15 @@ def summary_text(rows: pd.DataFrame, preset: str, other: str | None, mode: str =
                 f"backbones), {choice}; the {a} px choice is {'' if r['separable'] else 'not '}separable from its "
                 f"runner-up. Mean balanced accuracy, {a} px minus {b} px over the backbones: {r['diff']:+.3f} "
                 f"[{r['diff_lo']:+.3f}, {r['diff_hi']:+.3f}].")
-    return (f"Of the {len(rows)} domain and shot {cells} where both editions have two or more backbones {ran} on "
+    same = rows[rows["same"]]
+    where = ", ".join(f"{report.SHORT_DOMAIN[r.domain]} at {r.shots} images per class" for r in same.itertuples())
+    above, below = rows[rows["diff_lo"] > 0], rows[rows["diff_hi"] < 0]
+    return (f"Of the {len(rows)} domain and shot cells where both editions have two or more backbones {ran} on "
             f"the same datasets, the {a} px {runs} choose the {b} px edition's backbone in {len(same)}"
             f"{f' ({where})' if 0 < len(same) < len(rows) else ''}; the {a} px choice is separable from its "
             f"runner-up in {int(rows['separable'].sum())}. Mean balanced accuracy, {a} px minus {b} px over the "
             f"backbones: {rows['diff'].min():+.3f} to {rows['diff'].max():+.3f}; its interval lies above zero in "
-            f"{len(above)} and below zero in {len(below)} of the {len(rows)} {cells}.")
+            f"{len(above)} and below zero in {len(below)} of the {len(rows)} cells.")
 
 
 def rank_agreement(page: uncertainty.CellDraws, other: uncertainty.CellDraws | None,
@@ -212,8 +211,6 @@ def agreement_text(rows: pd.DataFrame, preset: str, other: str | None, mode: str
     if rows.empty:
         return f"No dataset and shot level has three or more backbones {report.MODE_RAN[mode]} at both resolutions yet."
     a, b = get_preset(preset).resolution, get_preset(other).resolution
-    above = int((rows["lo"] > 0).sum())
-    cells = "cell" if len(rows) == 1 else "cells"
     if len(rows) == 1:
         r = rows.iloc[0]
         return (f"In the one dataset and shot cell {report.MODE_RAN[mode]} at both {a} px and {b} px ({r['dataset']} at "
@@ -221,7 +218,8 @@ def agreement_text(rows: pd.DataFrame, preset: str, other: str | None, mode: str
                 f"{r['rho']:.2f} (95 % interval {r['lo']:.2f} to {r['hi']:.2f}), and the two resolutions pick "
                 + (f"the same best backbone, {r['choice']}." if r["same"] else
                    f"different best backbones: {r['choice']} at {a} px, {r['choice_other']} at {b} px."))
-    return (f"Over the {len(rows)} dataset and shot {cells} {report.MODE_RAN[mode]} at both {a} px and {b} px, the "
+    above = int((rows["lo"] > 0).sum())
+    return (f"Over the {len(rows)} dataset and shot cells {report.MODE_RAN[mode]} at both {a} px and {b} px, the "
             f"rank correlation of the backbones has median {rows['rho'].median():.2f} (from {rows['rho'].min():.2f} to "
             f"{rows['rho'].max():.2f}); its 95 % interval lies above zero in {above} of them, and the two "
             f"resolutions pick the same best backbone in {int(rows['same'].sum())} of {len(rows)}"

@@ -14,11 +14,14 @@ from __future__ import annotations
 from backbone_bench.data.registry import DATASETS
 from backbone_bench.environment import processor
 from backbone_bench.paths import BENCHMARKS
+from backbone_bench.study.presets import get_preset
 
 PATH_CSV = BENCHMARKS / "train_throughput_cpu_path.csv"
-#: what writes PATH_CSV's rows for the processor it runs on (about 8 minutes on 2 cores, the sweep stopped)
-MEASURE_COMMAND = ("python benchmarks/train_throughput.py --device cpu --variants --resolution 96 --batch 32 --steps 10 "
-                   "--out results/benchmarks/train_throughput_cpu.csv")
+_CPU = get_preset("cpu")
+#: what writes PATH_CSV's rows for the processor it runs on, at the cpu edition's resolution and batch
+#: (about 8 minutes on 2 cores, the sweep stopped)
+MEASURE_COMMAND = (f"python benchmarks/train_throughput.py --device cpu --variants --resolution {_CPU.resolution} "
+                   f"--batch {_CPU.recipe.batch_size} --steps 10 --out results/benchmarks/train_throughput_cpu.csv")
 
 
 def measured_devices() -> list[str]:
