@@ -40,15 +40,16 @@ def test_speed_options_follow_the_committed_gpu_measurement_of_this_fusion(tmp_p
     try:
         csv.write_text("backbone,variant,compiled,channels_last,fused_images_per_s,status\n" + rows)
         speed._gpu_measured.cache_clear()  # measured before fusions were named: the vmap engine's, not used
-        assert speed.speed_options("a", "cuda") == dict(compiled=False, channels_last=False, bf16=True, speed_from="default")
+        assert speed.speed_options("a", "cuda") == dict(compiled=False, channels_last=False, bf16=False, speed_from="default")
+        assert speed.speed_options("a", "cuda", precision="bf16-autocast")["bf16"] is True  # the recipe's, on a GPU too
         csv.write_text("backbone,variant,compiled,channels_last,fused_images_per_s,status,fusion\n"
                        + rows.replace("\n", f",{fused.FUSION}\n") + "c,plain,False,False,1000,ok,vmap\n")
         speed._gpu_measured.cache_clear()
-        assert speed.speed_options("a", "cuda") == dict(compiled=False, channels_last=True, bf16=True, speed_from="measured (variants.csv)")
+        assert speed.speed_options("a", "cuda") == dict(compiled=False, channels_last=True, bf16=False, speed_from="measured (variants.csv)")
         assert speed.speed_options("a", "cuda", compile_model=True)["compiled"] is True  # --compile: the best compiled one
-        assert speed.speed_options("b", "cuda") == dict(compiled=False, channels_last=False, bf16=True,
+        assert speed.speed_options("b", "cuda") == dict(compiled=False, channels_last=False, bf16=False,
                                                         speed_from="measured (variants.csv)")  # under 5 % faster
-        assert speed.speed_options("c", "cuda") == dict(compiled=False, channels_last=False, bf16=True,
+        assert speed.speed_options("c", "cuda") == dict(compiled=False, channels_last=False, bf16=False,
                                                         speed_from="default")  # another fusion's measurement
         speed._cpu_measured.cache_clear()  # a CPU nobody measured: fp32 in the default layout
         assert speed.speed_options("a", "cpu") == dict(compiled=False, channels_last=False, bf16=False, speed_from="default")
@@ -61,21 +62,29 @@ def test_cpu_speed_options_follow_the_committed_measurement_of_this_cpu(tmp_path
     csv = tmp_path / "cpu_variants.csv"
     monkeypatch.setattr(speed, "CPU_VARIANTS_CSV", csv)
     _variants_csv(csv, here, [("a", False, False, False, 100), ("a", True, False, False, 130), ("a", True, True, False, 170),
-                              ("a", True, True, True, 400),  # compiled: only on request (compile time not amortised)
+                              ("a", False, True, False, 120), ("a", True, True, True, 400),  # compiled: only on request (compile time not amortised)
                               ("b", False, False, False, 100), ("b", True, False, False, 103)])  # under MIN_GAIN
     _variants_csv(tmp_path / "other.csv", "CPU Other x64 threads", [])
-    for native in (True, False):
+    for native in (True, False):  # the precision is the recipe's: native bf16 or not, fp32 stays fp32
         speed._cpu_measured.cache_clear()
         monkeypatch.setattr(speed, "native_bf16", lambda: native)
         got = speed.speed_options("a", "cpu")
-        assert (got["channels_last"], got["bf16"], got["compiled"]) == ((True, True, False) if native else (True, False, False))
+        assert (got["channels_last"], got["bf16"], got["compiled"]) == (True, False, False)
         assert got["speed_from"] == "measured (cpu_variants.csv)"
     speed._cpu_measured.cache_clear()
     monkeypatch.setattr(speed, "native_bf16", lambda: True)
+    # a bf16 recipe picks among the bf16 rows only
+    assert speed.speed_options("a", "cpu", precision="bf16-autocast") == dict(
+        compiled=False, channels_last=True, bf16=True, speed_from="measured (cpu_variants.csv)")
     assert speed.speed_options("a", "cpu", compile_model=True)["compiled"] is True
     assert speed.speed_options("b", "cpu") == dict(compiled=False, channels_last=False, bf16=False,
                                                    speed_from="measured (cpu_variants.csv)")
     assert speed.speed_options("c", "cpu")["speed_from"] == "default"      # unmeasured backbone: safe default
+    monkeypatch.setattr(speed, "native_bf16", lambda: False)
+    with pytest.raises(RuntimeError, match="no native bf16"):
+        speed.speed_options("a", "cpu", precision="bf16-autocast")
+    with pytest.raises(ValueError, match="choose one of fp32"):
+        speed.speed_options("a", "cpu", precision="fp16")
     monkeypatch.setattr(speed, "device_name", lambda d: "CPU Other x64 threads")
     speed._cpu_measured.cache_clear()
     assert speed.speed_options("a", "cpu") == dict(compiled=False, channels_last=False, bf16=False, speed_from="default")
@@ -92,27 +101,42 @@ def test_a_channels_last_solo_network_gives_the_logits_of_nchw_in_fp32(backbone)
     assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * a.abs().max().item())
 
 
+def decision_margin() -> tuple[float, int]:
+    """How far the published decisions are from flipping: the smallest distance of a gap's 95 %
+    interval end from zero in the book's decision table (a cell's mean moved by more could turn
+    'within noise' into 'separable' or back), and the seeds a cell averages."""
+    import pandas as pd
+    from conftest import REPO
+
+    table = pd.read_csv(REPO / "book" / "downloads" / "decision.csv")
+    return float(table["gap_lo"].abs().min()), int(table["n_subsets"].min())
+
+
 @requires_mirror
-def test_a_bf16_cpu_run_scores_within_tolerance_of_the_fp32_run(results, monkeypatch):
-    """Same configs and seeds, once in fp32 and once under bf16 autocast: the stated tolerance is
-    0.05 balanced accuracy on validation and test (a 20-step run on 210 images; seeds alone move it
-    more) and 10 % of validation NLL."""
-    got = {}
-    for bf16 in (False, True):
-        monkeypatch.setattr("backbone_bench.study.run.speed_options",
-                            lambda b, d, c=False, bf16=bf16: dict(compiled=False, channels_last=bf16, bf16=bf16,
-                                                                 speed_from="test"))
-        plan = build_plan("quick", datasets=["uc_merced"], backbones=["regnetx_002"], shots=[10],
-                                seeds=[0], resolution=48, steps=20, modes=["finetune", "linear_probe"])
-        out = run_configs(plan.configs, "quick", torch.device("cpu"), dict(precision="?"))
-        got[bf16] = {r["config"]["mode"]: r for r, _ in out}
-    for mode in ("finetune", "linear_probe"):
-        fp32, bf16 = got[False][mode], got[True][mode]
-        assert fp32["environment"]["precision"] == "fp32" and bf16["environment"]["precision"] == "bf16-autocast"
-        for split in ("val", "test"):
-            assert abs(fp32["metrics"][split]["balanced_accuracy"] - bf16["metrics"][split]["balanced_accuracy"]) <= 0.05
-        assert abs(fp32["metrics"]["val"]["nll"] - bf16["metrics"]["val"]["nll"]) <= 0.1 * fp32["metrics"]["val"]["nll"]
-    assert got[True]["finetune"]["fused"]["channels_last"] is True
+def test_a_speed_option_moves_no_decision_the_book_makes():
+    """The layout (channels-last or not) is what the CPU speed path may vary; precision is the
+    recipe's. One network with its ImageNet weights, evaluated in both layouts in fp32 on real test
+    images (uc_merced): the share of predictions the layout changes bounds how far it can move a
+    balanced accuracy, and must stay below the published decision closest to flipping (about 0.002
+    today), not a fixed 0.05. (Training amplifies rounding as any host change does:
+    benchmarks/layout_noise.py measures that, like a seed, against the same margin.)"""
+    from backbone_bench.data.prepare import prepare
+    from backbone_bench.data.splits import load_splits
+    from backbone_bench.models.backbones import resolve_weights
+    from backbone_bench.study.run import _to_device
+
+    margin, _ = decision_margin()
+    prepared = prepare("uc_merced", progress=False)
+    test = _to_device(prepared, load_splits(prepared).test, 96, torch.device("cpu"))
+    weights = resolve_weights("regnetx_002")
+    net = create_model(weights).eval()
+    norms = [(weights.mean, weights.std)]
+    with torch.no_grad():
+        plain = train._predict(Stack([copy.deepcopy(net)]), test, norms, 64, torch.device("cpu"))[0]
+        nhwc = train._predict(Stack([copy.deepcopy(net)], channels_last=True), test, norms, 64, torch.device("cpu"))[0]
+    changed = float(np.mean(plain.argmax(1) != nhwc.argmax(1)))
+    assert changed < margin, f"channels-last changed {changed:.4f} of the predictions; the closest decision is {margin:.4f}"
+    assert np.abs(plain - nhwc).max() < 1e-3
 
 
 def _probe_data(rng, n=400, d=20, noise=3.0):

@@ -4,6 +4,7 @@ torch is imported where it is used, so that the planner and the book's pages, wh
 device names, start without it."""
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import re
@@ -62,18 +63,40 @@ def device_name(device: torch.device) -> str:
 
 @lru_cache(maxsize=1)
 def git_commit() -> str:
-    """The checkout's commit (+dirty when lib/ has changes); a copy without .git carried to another
-    machine names it in BACKBONE_BENCH_COMMIT (benchmarks/device/setup.sh does)."""
+    """The checkout's commit; with uncommitted changes to lib/, ``<commit>+dirty.<8 hex>`` naming the
+    diff (``package_diff``), which a sweep stores beside its records. A copy without .git carried to
+    another machine names it in BACKBONE_BENCH_COMMIT (benchmarks/device/setup.sh does)."""
     if os.environ.get("BACKBONE_BENCH_COMMIT"):
         return os.environ["BACKBONE_BENCH_COMMIT"]
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=paths.REPO_ROOT, text=True,
                                 capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "lib"],
-                               cwd=paths.REPO_ROOT, text=True, capture_output=True).stdout.strip()
-        return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    diff = package_diff()
+    return commit + (f"+dirty.{hashlib.sha256(diff.encode()).hexdigest()[:8]}" if diff else "")
+
+
+def package_diff() -> str:
+    """The package's uncommitted changes ('' when none, or no git): ``git diff HEAD -- lib``, then each
+    untracked (and not ignored) file under lib/ whole."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=paths.REPO_ROOT, text=True, capture_output=True, check=True).stdout
+
+    try:
+        diff = git("diff", "HEAD", "--", "lib")
+        new = git("ls-files", "--others", "--exclude-standard", "--", "lib").split()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    for name in new:
+        text = (paths.REPO_ROOT / name).read_text(errors="replace")
+        diff += f"--- /dev/null\n+++ b/{name}\n" + "".join(f"+{line}\n" for line in text.splitlines())
+    return diff
+
+
+def dirty(commit: str) -> bool:
+    """Whether a record's commit names uncommitted code (``+dirty`` alone: a diff nobody kept)."""
+    return "+dirty" in str(commit)
 
 
 def environment(device: torch.device) -> dict:
@@ -84,7 +107,7 @@ def environment(device: torch.device) -> dict:
 
     return dict(device=device_name(device), device_type=device.type, torch=torch.__version__,
                 timm=timm.__version__, backbone_bench=__version__, python=platform.python_version(),
-                git_commit=git_commit(), precision="bf16-autocast" if device.type == "cuda" else "fp32")
+                git_commit=git_commit(), precision="fp32")  # the run's own precision replaces it (study/run.py)
 
 
 def pick_device(name: str = "auto") -> torch.device:

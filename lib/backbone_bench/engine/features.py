@@ -41,13 +41,11 @@ class FeatureCache:
         """Features of ``prepared``'s rows ``index`` (``split`` holds those rows' images, in order)."""
         from backbone_bench.engine.speed import precision
 
-        import torch
-
         key = (weights.backbone, weights.provenance, weights.sha256, prepared.key, split.size, bool(bf16))
         if key not in self.entries:
             if len(self.entries) >= self.max_entries:
                 self.entries.pop(next(iter(self.entries)))
-            path = cache_path(weights, prepared.key, split.size, precision(dict(bf16=bf16), torch.device(device)))
+            path = cache_path(weights, prepared.key, split.size, precision(dict(bf16=bf16)))
             self.entries[key] = dict(path=path, model=None, **_load(path))
         entry = self.entries[key]
         index = np.asarray(index, dtype=np.int64)

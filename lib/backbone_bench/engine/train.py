@@ -62,10 +62,8 @@ class Fit:
 
 
 def autocast(device: torch.device, bf16: bool | None = None):
-    """bf16 autocast: always on a GPU; on a CPU where ``bf16`` (speed.speed_options chose it)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(bf16))
+    """bf16 autocast where the recipe computes in bf16 (``bf16``), on a GPU or a CPU; fp32 otherwise."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bool(bf16))
 
 
 def _score(probs, labels, num_classes):

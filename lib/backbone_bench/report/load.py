@@ -40,16 +40,43 @@ def load(preset: str, results: str | Path | None = None, run_missing: bool = Fal
     table = store.compile_table(results)
     if table.empty:
         return table
-    from backbone_bench.study.plan import grid_keys
-
-    # the preset's current grid only: records of configs it no longer asks for (a changed recipe,
-    # a superseded split) are kept in the store but never reported under its name
-    table = table[(table["preset"] == preset) & table["key"].isin(grid_keys(preset))]
+    table = reported(table, preset)
     for key, column in (("datasets", "dataset"), ("backbones", "backbone"), ("shots", "shots"), ("modes", "mode"),
                         ("seeds", "seed")):
         if grid.get(key):
             table = table[table[column].isin(grid[key])]
     return with_clean_scores(table.reset_index(drop=True), results)
+
+
+def reported(table: pd.DataFrame, preset: str) -> pd.DataFrame:
+    """The rows of ``table`` that an edition reports: the preset's current grid only. Records of configs
+    it no longer asks for (a changed recipe, a superseded split) are kept in the store but never
+    reported under its name; nor are outdated records (another precision than the recipe's, an older
+    engine, code in no commit), which count as missing until remade. Refuses a cell that mixes precisions."""
+    from backbone_bench.study.plan import grid_keys
+
+    current = table["outdated"].fillna("") == "" if "outdated" in table else True
+    table = table[(table["preset"] == preset) & table["key"].isin(grid_keys(preset)) & current]
+    check_one_precision(table)
+    return table
+
+
+def check_one_precision(table: pd.DataFrame) -> None:
+    """Every cell (dataset, shots, mode) of an edition computes in one precision, for every backbone;
+    a table that mixes them would rank backbones on how they were computed, so it is refused."""
+    if table.empty or "precision" not in table:
+        return
+    ok = table[table["status"] == "ok"]
+    mixed = ok.groupby(["dataset", "shots", "mode"])["precision"].nunique()
+    if (mixed > 1).any():
+        from backbone_bench.errors import BenchError
+
+        (d, k, m) = mixed[mixed > 1].index[0]
+        kinds = ok[(ok["dataset"] == d) & (ok["shots"] == k) & (ok["mode"] == m)].groupby("precision")["backbone"]
+        said = "; ".join(f"{p}: {', '.join(sorted(set(b)))}" for p, b in kinds)
+        raise BenchError(f"{int((mixed > 1).sum())} cells mix precisions, e.g. {d} at {k} shots, {m} ({said}); "
+                         "every run of an edition computes in its recipe's precision: remake the others with "
+                         "`backbone-bench run --preset <preset>` (outdated records are rerun)")
 
 
 def twins_left_out(table: pd.DataFrame) -> dict:

@@ -57,7 +57,7 @@ COLUMNS = {
     "device_from": "how the vector unit of such a CPU was inferred (its session's speed path; study/hosts.py)",
     "device_type": "cpu or cuda", "precision": "fp32 or bf16 autocast",
     "torch": "PyTorch version", "timm": "timm version", "backbone_bench": "this package's version",
-    "python": "Python version", "git_commit": "the commit of the code that made the run (+dirty: uncommitted lib/)",
+    "python": "Python version", "git_commit": "the commit of the code that made the run (+dirty.<hash>: uncommitted lib/, its diff in diffs/<commit>.patch)",
     "weights_provenance": "where the ImageNet weights came from", "weights_sha256": "checksum of the weights file",
     "weights_bn_folded": "BatchNorm folded into the convolutions in the shipped weights",
     "weights_int8_derived": "weights dequantised from an int8 model",

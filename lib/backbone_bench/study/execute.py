@@ -8,6 +8,7 @@ stops, so a killed driver never blocks a restart.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -71,12 +72,35 @@ def _here(plan, device: str, compile_model: bool, claims: Claims, bar, deadline:
             took[kind] = began.seconds()
 
 
+def check_provenance(results=None) -> None:
+    """Before any compute: a sweep into the repository's results/ refuses to start from uncommitted
+    changes to the package (its records would name code in no commit); into any other folder it
+    stores the diff it runs with there, as diffs/<commit>.patch, which its records name."""
+    from backbone_bench import paths
+    from backbone_bench.environment import dirty, git_commit, package_diff
+
+    commit = git_commit()
+    if not dirty(commit):
+        return
+    folder = (Path(results) if results else paths.results_dir()).resolve()
+    if folder == (paths.REPO_ROOT / "results").resolve():
+        from backbone_bench.errors import BenchError
+
+        raise BenchError(f"the package has uncommitted changes (`git status lib`), and records made now would name "
+                         f"code in no commit ({commit}): commit them first, or try them on another results folder "
+                         "(BACKBONE_BENCH_RESULTS=/tmp/results or --results where the command has it), where the "
+                         "diff is kept beside the records")
+    (folder / "diffs").mkdir(parents=True, exist_ok=True)
+    (folder / "diffs" / f"{commit}.patch").write_text(package_diff())
+
+
 def execute(plan, device: str = "auto", results=None, progress: bool = True, compile_model: bool = False,
             workers: int = 1, scheduler: str | None = None, cluster=None, deadline: float | None = None) -> dict:
     """Run every planned group, recording each run's outcome. Returns counts by status.
 
     ``workers`` > 1, a ``scheduler`` address or a dask ``cluster`` run the groups as Dask tasks;
     ``deadline`` (seconds, here only) stops before a group that would not finish in time."""
+    check_provenance(results)
     distributed = workers > 1 or scheduler or cluster is not None
     counts: dict[str, int] = {}
     bar = tqdm(total=len(plan.configs), desc=plan.label or f"sweep {plan.preset}", unit="run", disable=not progress)

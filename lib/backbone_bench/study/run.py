@@ -23,7 +23,8 @@ from backbone_bench.data.splits import load_splits
 from backbone_bench.errors import WeightsUnavailableError
 from backbone_bench.engine.features import FEATURES
 from backbone_bench.engine.metrics import classification_metrics, collapsed
-from backbone_bench.engine.speed import precision, speed_options
+from backbone_bench.engine.recipe import recipe_precision
+from backbone_bench.engine.speed import exact_fp32, precision, speed_options
 from backbone_bench.engine.train import DeviceLost, Diverged, Member, OutOfMemory, Recipe, Split, fit_runs, linear_probe
 
 FAILURES = ((WeightsUnavailableError, "unavailable"), (Diverged, "diverged"), (OutOfMemory, "oom"))
@@ -154,7 +155,11 @@ def run_configs(configs: list, preset: str, device: torch.device, env: dict, com
     from backbone_bench.clock import active_since, clock
 
     start = clock().now()
-    speed = speed_options(configs[0]["backbone"], device, compile_model)
+    wanted = {recipe_precision(c) for c in configs}
+    if len(wanted) > 1:  # a group computes in one precision: mixing them is a planning bug
+        raise ValueError(f"a group mixes precisions {sorted(wanted)}; every run of an edition computes in one")
+    exact_fp32(device, wanted.pop())
+    speed = speed_options(configs[0]["backbone"], device, compile_model, recipe_precision(configs[0]))
     if not any(map(store.gradient, configs)):  # probes: one frozen network, nothing to stack or compile
         speed = dict(speed, compiled=compile_model, channels_last=False)
     try:
@@ -167,7 +172,7 @@ def run_configs(configs: list, preset: str, device: torch.device, env: dict, com
     finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
     out = []
     for config, outcome in zip(configs, outcomes):
-        base = record_base(config, preset, env, speed["compiled"], precision(speed, device))
+        base = record_base(config, preset, env, speed["compiled"], precision(speed))
         if isinstance(outcome, BaseException):
             record, arrays = failure_record(base, outcome, tb), None
         else:

@@ -38,14 +38,43 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def write_record(record: dict, arrays: dict | None = None, results: Path | None = None) -> Path:
+    """Write ``record`` (and its arrays) under its key; an outdated record it replaces moves to
+    ``superseded/`` beside runs/ first, so what changed (precision, engine) can still be compared."""
     folder = runs_dir(results)
     folder.mkdir(parents=True, exist_ok=True)
     key = record["key"]
+    supersede(folder / f"{key}.json", record)
     if arrays:
         _atomic_write(folder / f"{key}.npz", lambda f: np.savez_compressed(f, **arrays))
     path = folder / f"{key}.json"
     _atomic_write(path, lambda f: f.write(json.dumps(record, indent=1, default=_jsonable).encode()))
     return path
+
+
+def superseded_dir(results: Path | None = None) -> Path:
+    return runs_dir(results).parent / "superseded"
+
+
+def supersede(path: Path, new: dict) -> None:
+    """Move the outdated record at ``path`` (JSON and arrays) to superseded/, unless ``new`` is the same
+    record rewritten (a relabelled host). Records that are not outdated are simply replaced."""
+    try:
+        old = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return
+    if old.get("finished_at") == new.get("finished_at") or old.get("status") != "ok" or not outdated(old):
+        return
+    target = superseded_dir(path.parent.parent)
+    target.mkdir(parents=True, exist_ok=True)
+    for part in (path.with_suffix(".npz"), path):  # the JSON last, like a write
+        if part.exists():
+            os.replace(part, target / part.name)
+
+
+def read_superseded(results: Path | None = None) -> list[dict]:
+    """The records a rerun replaced (their arrays beside them in superseded/)."""
+    folder = superseded_dir(results)
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
 
 
 def claim(key: str, results: Path | None = None) -> bool:
@@ -194,8 +223,25 @@ def gradient(config: dict) -> bool:
 
 
 def outdated(record: dict) -> bool:
-    """A fine-tune or scratch record made by an engine older than ENGINE: to be run again."""
-    return gradient(record["config"]) and record.get("engine", 1) < ENGINE
+    """A record to be made again: a fine-tune or scratch run of an engine older than ENGINE, a run
+    that computed in another precision than its recipe's (before precision was the recipe's, the
+    speed path chose bf16 for some backbones), or a run made by code in no commit."""
+    return bool(outdated_why(record))
+
+
+def outdated_why(record: dict) -> str:
+    """Why ``record`` is outdated, in words ('' when it is not)."""
+    from backbone_bench.engine.recipe import recipe_precision
+
+    if gradient(record["config"]) and record.get("engine", 1) < ENGINE:
+        return f"engine {record.get('engine', 1)} < {ENGINE}"
+    env = record.get("environment", {})
+    ran, wanted = env.get("precision"), recipe_precision(record["config"])
+    if ran is not None and ran != wanted:
+        return f"computed in {ran}, its recipe's precision is {wanted}"
+    if str(env.get("git_commit", "")).endswith("+dirty"):  # a diff nobody kept (today's names it: execute.py)
+        return f"made by uncommitted code that was not kept ({env['git_commit']})"
+    return ""
 
 
 #: Failures that are the run's answer (it diverged, did not fit, had no weights): rerunning the same
@@ -255,6 +301,7 @@ def flatten(record: dict) -> dict:
         row["fusion"] = record.get("fused", {}).get("fusion", "vmap" if row["group_members"] > 1 else "solo")
         row["last_eval_step"] = last_eval_step(record)
     row["finished_at"] = record.get("finished_at")
+    row["outdated"] = outdated_why(record)  # kept in the table, never reported as its config's run
     return row
 
 

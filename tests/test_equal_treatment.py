@@ -1,0 +1,92 @@
+"""Every backbone treated alike: one precision per edition, and no record from code in no commit.
+
+Records here are made by hand from real configs (the committed splits of uc_merced) with simulated
+outcomes; no network is trained.
+"""
+import numpy as np
+import pandas as pd
+import pytest
+
+from backbone_bench.engine.recipe import Recipe, recipe_precision
+from backbone_bench.errors import BenchError
+from backbone_bench.study import store
+from backbone_bench.study.plan import build_plan
+from backbone_bench.study.run import record_base
+from conftest import requires_mirror
+
+SMALL = dict(datasets=["uc_merced"], backbones=["tf_efficientnet_lite0", "tf_mobilenetv3_small_100"], shots=[10], seeds=[0],
+             modes=["linear_probe"])
+
+
+def _ok(config, precision="fp32", commit="abc123"):
+    record = record_base(config, "quick", dict(git_commit=commit), precision=precision)
+    record |= dict(status="ok", metrics=dict(test=dict(balanced_accuracy=0.5)), finished_at=precision + commit,
+                   effective_shots=10, subset_shared=False, collapsed=False)
+    arrays = dict(test_pred=np.zeros(3, np.uint8), test_label=np.zeros(3, np.uint8), test_index=np.arange(3))
+    store.write_record(record, arrays)
+    return record
+
+
+def test_precision_is_the_recipes_and_fp32_keeps_every_key():
+    assert Recipe().precision == "fp32" and "precision" not in Recipe().as_dict()  # the 1,560 keys unchanged
+    assert Recipe(precision="bf16-autocast").as_dict()["precision"] == "bf16-autocast"  # another precision: another key
+    with pytest.raises(ValueError, match="choose one of fp32, bf16-autocast"):
+        Recipe(precision="fp16")
+    assert recipe_precision(dict(recipe={})) == "fp32"
+
+
+@requires_mirror
+def test_a_run_in_another_precision_than_its_recipe_is_rerun_and_kept_aside(results):
+    bf16_config, fp32_config = build_plan("quick", **SMALL).configs
+    _ok(bf16_config, "bf16-autocast")
+    _ok(fp32_config, "fp32")
+    assert "computed in bf16-autocast" in store.outdated_why(store.read_records(keys=[store.config_key(bf16_config)])[0])
+    again = build_plan("quick", **SMALL)
+    assert again.configs == [bf16_config] and again.skipped_done == 1
+    rerun = _ok(bf16_config, "fp32")  # the fp32 rerun replaces it; the bf16 record moves to superseded/
+    assert store.read_records(keys=[rerun["key"]])[0]["environment"]["precision"] == "fp32"
+    kept = store.read_superseded()
+    assert [r["environment"]["precision"] for r in kept] == ["bf16-autocast"]
+    assert (store.superseded_dir() / f"{rerun['key']}.npz").exists()
+    assert build_plan("quick", **SMALL).configs == []
+
+
+@requires_mirror
+def test_a_cell_that_mixes_precisions_is_refused(results):
+    from backbone_bench.report.load import check_one_precision
+
+    table = pd.DataFrame([dict(dataset="uc_merced", shots=10, mode="finetune", backbone=b, status="ok", precision=p)
+                          for b, p in (("lite0", "fp32"), ("regnetx_002", "bf16-autocast"))])
+    with pytest.raises(BenchError, match="1 cells mix precisions, e.g. uc_merced at 10 shots, finetune "
+                                         r"\(bf16-autocast: regnetx_002; fp32: lite0\)"):
+        check_one_precision(table)
+    check_one_precision(table.assign(precision="fp32"))  # one precision: fine
+    # the loader never reports an outdated record: a bf16 run of an fp32 recipe counts as missing
+    from backbone_bench.report.load import reported
+
+    bf16_config, fp32_config = build_plan("quick", **SMALL).configs
+    _ok(bf16_config, "bf16-autocast")
+    _ok(fp32_config, "fp32")
+    loaded = reported(store.compile_table(), "quick")
+    assert list(loaded["backbone"]) == ["tf_mobilenetv3_small_100"] and set(loaded["precision"]) == {"fp32"}
+
+
+def test_a_sweep_into_the_repository_refuses_uncommitted_package_code(monkeypatch, tmp_path):
+    from backbone_bench import environment, paths
+    from backbone_bench.study import execute
+
+    monkeypatch.setattr(environment, "git_commit", lambda: "abc123+dirty.0a1b2c3d")
+    monkeypatch.setattr(environment, "package_diff", lambda: "--- a/lib/x.py\n+++ b/lib/x.py\n")
+    with pytest.raises(BenchError, match="uncommitted changes .* commit them first"):
+        execute.check_provenance(paths.REPO_ROOT / "results")
+    execute.check_provenance(tmp_path)  # elsewhere: the diff is kept beside the records, named by the commit
+    assert (tmp_path / "diffs" / "abc123+dirty.0a1b2c3d.patch").read_text().startswith("--- a/lib/x.py")
+    monkeypatch.setattr(environment, "git_commit", lambda: "abc123")
+    execute.check_provenance(paths.REPO_ROOT / "results")  # committed code: nothing to say
+
+
+def test_a_record_of_code_nobody_kept_is_outdated_and_one_with_its_diff_is_not():
+    config = dict(mode="linear_probe", recipe={})
+    assert "uncommitted code" in store.outdated_why(dict(config=config, environment=dict(git_commit="7b9262d7a0c5+dirty")))
+    assert not store.outdated(dict(config=config, environment=dict(git_commit="7b9262d7a0c5+dirty.0a1b2c3d")))
+    assert not store.outdated(dict(config=config, environment=dict(git_commit="7b9262d7a0c5", precision="fp32")))
