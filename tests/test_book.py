@@ -10,6 +10,7 @@ import pytest
 
 from conftest import REPO, requires_mirror
 
+from backbone_bench import report
 from backbone_bench.report.build import pages as STUDY_PAGES
 from backbone_bench.study.execute import execute
 from backbone_bench.study.plan import build_plan
@@ -74,6 +75,11 @@ def test_intro_answers_first_with_a_decision_table_and_a_figure(quick_book):
     intro = (html / "book" / "intro.html").read_text()
     answer, gains = intro.index('id="the-answer"'), intro.index('id="what-pretraining-is-worth')
     assert "separable?" in intro[answer:gains] and "images per class" in intro[answer:gains]
+    # the decision first: use, what it costs at most, within noise, the seeds that would split the top two
+    decision = intro.index("at most below best", answer)
+    assert decision < intro.index("separable?", answer)
+    assert "within noise" in intro[decision:gains] and "seeds to split top two" in intro[decision:gains]
+    assert "Training at 224 px?" in intro[answer:gains] and ">recommend</span>" in intro[answer:gains]
     assert answer < intro.index("<img", answer) < gains  # the figure comes with the answer
     assert "z-score" not in intro[answer:gains] and "(z " not in intro[answer:gains]  # no undefined z-scores up front
     assert "Show code cell source" not in intro and "About this edition" in intro and "Rerun this page" in intro
@@ -207,6 +213,14 @@ def test_a_partial_edition_builds_and_says_in_plain_sight_what_is_missing(tmp_pa
     assert "Partial edition: 0 of" in natural and "No finished runs to plot" in natural
     intro = nbformat.writes(nbformat.read(tmp_path / "book" / "intro.ipynb", as_version=4))
     assert f"Partial edition: {len(plan.configs)} of" in intro and "Not measured in this edition yet" in intro
+
+
+def test_a_missing_record_leaves_the_published_edition_partial_never_another_edition(tmp_path):
+    """One record of the published edition missing (quarantined, outdated or never run): the book
+    still publishes that edition, and its pages say it is partial (the banner of the test above)."""
+    from backbone_bench.study.published import PUBLISHED, edition
+
+    assert edition(tmp_path / "empty-results") == PUBLISHED == report.published_edition(tmp_path / "empty-results")
 
 
 def screenshot(url: str, path) -> np.ndarray:

@@ -38,13 +38,13 @@ def test_compare_names_each_editions_choice_and_the_mean_difference_with_its_int
 @requires_mirror
 def test_the_224_px_probes_beside_the_cpu_edition_from_the_committed_records():
     results = REPO / "results"
-    page = report.load("offline_cpu", results)
-    other = editions.records("offline_cpu", "offline", results)
-    assert editions.records("offline_cpu", None).empty
+    page = report.load("cpu", results)
+    other = editions.records("cpu", "offline", results)
+    assert editions.records("cpu", None).empty
     assert editions.records("offline", "offline", results).empty and editions.records("full", "offline", results).empty
     if other.empty or page.empty:
         pytest.skip("no committed records of both editions")
-    assert set(other["resolution"]) == {224} and set(page["resolution"]) == {80}
+    assert set(other["resolution"]) == {224} and set(page["resolution"]) == {96}
     theirs = editions.draws(other, results, 100)
     rows = editions.side_by_side(report.draws(page, results, 100), theirs)
     assert len(rows)
@@ -56,40 +56,60 @@ def test_the_224_px_probes_beside_the_cpu_edition_from_the_committed_records():
         cell = diff[(diff["domain"] == r.domain) & (diff["shots"] == r.shots)]
         assert r.diff == pytest.approx(cell["test_balanced_accuracy"].mean())
         assert r.diff_lo < r.diff < r.diff_hi
-    status = editions.status_text(other, "offline_cpu", "offline")
-    assert "80 px to 224 px" in status and "validation images 500 to all" in status and "still to run" in status
+    status = editions.status_text(other, "cpu", "offline")
+    assert "96 px to 224 px" in status and "validation images 500 to all" in status and "still to run" in status
     assert "probe_cs" not in status and "eval_limit" not in status  # words, not field names
     assert editions.status_text(other, "offline", "offline").startswith("This page is at the 224 px design's resolution")
-    text = editions.summary_text(rows, "offline_cpu", "offline")
-    assert f"Of the {len(rows)} domain and shot cells" in text and "224 px minus 80 px" in text
+    text = editions.summary_text(rows, "cpu", "offline")
+    assert f"Of the {len(rows)} domain and shot cells" in text and "224 px minus 96 px" in text
     assert "`" not in status + text
-    shown = editions.display(rows, "offline_cpu", "offline").to_html()
-    assert "224 px minus 80 px, mean over backbones" in shown and "the 224 px probes pick" in shown
+    regret = editions.resolution_regret(report.draws(page, results, 100), theirs)
+    assert len(regret) and (regret["regret"] >= 0).all() and (regret["random"] >= 0).all()
+    assert ((regret["pick"] == regret["best"]) == (regret["regret"] == 0)).all()
+    assert editions.regret_text(regret, "cpu", "offline").startswith(f"Over the {len(regret)} dataset and shot cells")
+    shown = editions.display(rows, "cpu", "offline").to_html()
+    assert "224 px minus 96 px, mean over backbones" in shown and "the 224 px probes pick" in shown and "this edition's 96 px probes pick" in shown
     assert any(word in shown for word in ("the same", "within noise of", "separable from"))
     assert isinstance(editions.together(page, other), pd.DataFrame)
     agreement = editions.rank_agreement(report.draws(page, results, 100), theirs)
     assert len(agreement) and (agreement["backbones"] >= 3).all()
     assert ((-1 <= agreement["lo"]) & (agreement["lo"] <= agreement["hi"]) & (agreement["hi"] <= 1)).all()
-    assert f"Over the {len(agreement)} dataset and shot cells probed at both 80 px and 224 px" in \
-        editions.agreement_text(agreement, "offline_cpu", "offline")
+    assert f"Over the {len(agreement)} dataset and shot cells probed at both 96 px and 224 px" in \
+        editions.agreement_text(agreement, "cpu", "offline")
     # fine-tuning too, where the 224 px design has fine-tunes of three or more of the same backbones
     finetuned = editions.rank_agreement(report.draws(page, results, 100), theirs, mode="finetune")
     tuned = other[(other["mode"] == "finetune") & (other["status"] == "ok")].groupby(["dataset", "shots"])["backbone"]
-    assert set(zip(finetuned["dataset"], finetuned["shots"])) == {k for k, b in tuned if b.nunique() >= 3}
-    assert set(finetuned["mode"]) <= {"finetune"} and set(agreement["mode"]) == {"linear_probe"}
-    text = editions.agreement_text(finetuned, "offline_cpu", "offline", mode="finetune")
+    assert (set(zip(finetuned["dataset"], finetuned["shots"])) if len(finetuned) else set()) == \
+        {k for k, b in tuned if b.nunique() >= 3}
+    assert (set(finetuned["mode"]) if len(finetuned) else set()) <= {"finetune"} and set(agreement["mode"]) == {"linear_probe"}
+    text = editions.agreement_text(finetuned, "cpu", "offline", mode="finetune")
     opening = "In the one dataset and shot cell" if len(finetuned) == 1 else f"Over the {len(finetuned)} dataset and shot cells"
     assert (opening in text and "fine-tuned at both" in text if len(finetuned)
             else "fine-tuned at both resolutions yet" in text)
     one = finetuned.head(1)
     if len(one):  # a single cell is said with its own numbers
         r = one.iloc[0]
-        text = editions.agreement_text(one, "offline_cpu", "offline", mode="finetune")
+        text = editions.agreement_text(one, "cpu", "offline", mode="finetune")
         assert f"is {r['rho']:.2f} (95 % interval {r['lo']:.2f} to {r['hi']:.2f})" in text and "median" not in text
         tuned_rows = editions.side_by_side(report.draws(page, results, 100), theirs, "finetune").head(1)
-        text = editions.summary_text(tuned_rows, "offline_cpu", "offline", "finetune")
+        text = editions.summary_text(tuned_rows, "cpu", "offline", "finetune")
         t = tuned_rows.iloc[0]
         assert text.startswith("In the one domain and shot cell") and f"{t['diff']:+.3f} [{t['diff_lo']:+.3f}" in text
+
+
+def test_the_regret_of_a_pick_at_the_other_resolution_is_its_best_minus_the_pick_beside_a_random_pick():
+    probe = "linear_probe"
+    page = draws_of([("uc_merced", 10, b, probe, s, acc, False) for b, acc in (("a", 0.6), ("b", 0.7), ("c", 0.5))
+                     for s in (0, 1)])
+    other = draws_of([("uc_merced", 10, b, probe, s, acc, False) for b, acc in (("a", 0.9), ("b", 0.8), ("c", 0.5))
+                      for s in (0, 1)])
+    row = editions.resolution_regret(page, other).iloc[0]
+    assert (row["pick"], row["best"]) == ("b", "a")
+    assert row["regret"] == pytest.approx(0.1) and row["random"] == pytest.approx((0 + 0.1 + 0.4) / 3)
+    assert row["regret_lo"] <= row["regret"] <= row["regret_hi"] and 0 <= row["floor"] < 0.05
+    assert editions.resolution_regret(page, None).empty
+    text = editions.regret_text(editions.resolution_regret(page, other), "cpu", "offline")
+    assert "costs 0.100" in text and "better than a random pick" in text
 
 
 def test_rank_agreement_is_spearman_per_cell_with_an_interval_and_says_when_the_choice_agrees():

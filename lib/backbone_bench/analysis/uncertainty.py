@@ -88,14 +88,22 @@ class CellDraws:
     """Per (dataset, shots, backbone, mode) cell: the point mean and its bootstrap replicates."""
     cells: pd.DataFrame     # CELL columns, mean, n_runs, n_subsets, subset_shared
     draws: np.ndarray       # (len(cells), B)
+    # (len(cells), B): the same test resamples with every seed of the cell kept (level 1 alone), so
+    # draws' variance splits into test-image noise and seed noise (analysis/decision.py: power)
+    test_draws: np.ndarray | None = None
 
     def interval(self, level: float = LEVEL) -> pd.DataFrame:
         lo, hi = quantiles(self.draws, level)
         return self.cells.assign(lo=lo, hi=hi)
 
+    def take(self, keep: np.ndarray) -> "CellDraws":
+        """The cells where ``keep`` (a boolean mask or positions), replicates kept."""
+        return CellDraws(self.cells[keep].reset_index(drop=True) if keep.dtype == bool
+                         else self.cells.iloc[keep].reset_index(drop=True), self.draws[keep],
+                         None if self.test_draws is None else self.test_draws[keep])
+
     def of(self, mode: str) -> "CellDraws":
-        keep = (self.cells["mode"] == mode).to_numpy()
-        return CellDraws(self.cells[keep].reset_index(drop=True), self.draws[keep])
+        return self.take((self.cells["mode"] == mode).to_numpy())
 
 
 def cell_draws(runs: pd.DataFrame, predictions: Predictions, n_boot: int = 1000, seed: int = 0,
@@ -103,7 +111,7 @@ def cell_draws(runs: pd.DataFrame, predictions: Predictions, n_boot: int = 1000,
     """Two-level replicates of every cell's seed mean (``runs``: successful runs only)."""
     runs = runs.reset_index(drop=True)
     per_run = run_draws(runs, predictions, n_boot, seed)
-    rows, draws = [], []
+    rows, draws, test_draws = [], [], []
     shared = runs["subset_shared"] if "subset_shared" in runs else pd.Series(False, index=runs.index)
     for key, group in runs.groupby(CELL, sort=True):
         members = group.index.to_numpy()
@@ -112,11 +120,13 @@ def cell_draws(runs: pd.DataFrame, predictions: Predictions, n_boot: int = 1000,
         rng = np.random.default_rng([seed, 1, int(hashlib.sha1(repr(tuple(map(str, key))).encode()).hexdigest()[:8], 16)])
         pick = rng.integers(0, len(members), size=(n_boot, len(members)))   # seeds, with replacement
         draws.append(per_run[members[pick], np.arange(n_boot)[:, None]].mean(1))
+        test_draws.append(per_run[members].mean(0))
         is_shared = bool(shared[members].fillna(False).any())
         rows.append(dict(zip(CELL, key), mean=group[metric].mean(), n_runs=len(members),
                          n_subsets=1 if is_shared else len(members), subset_shared=is_shared))
     cells = pd.DataFrame(rows, columns=CELL + ["mean", "n_runs", "n_subsets", "subset_shared"])
-    return CellDraws(cells, np.stack(draws) if draws else np.zeros((0, n_boot)))
+    empty = np.zeros((0, n_boot))
+    return CellDraws(cells, np.stack(draws) if draws else empty, np.stack(test_draws) if test_draws else empty)
 
 
 def resampled_means(values, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
@@ -196,11 +206,15 @@ def group_means(keys: pd.DataFrame, reps: np.ndarray, by, value: str = "diff") -
 def domain_means(draws: CellDraws, domains: dict) -> CellDraws:
     """Cells averaged over a domain's datasets: (domain, shots, backbone, mode) rows, replicates kept."""
     cells = draws.cells.assign(domain=draws.cells["dataset"].map(domains))
-    rows, reps = [], []
+    rows, reps, tests = [], [], []
     for key, idx in cells.groupby(["domain", "shots", "backbone", "mode"]).indices.items():
         rows.append(dict(zip(["domain", "shots", "backbone", "mode"], key), mean=cells["mean"].to_numpy()[idx].mean(),
                          datasets=len(idx), n_subsets=int(cells["n_subsets"].to_numpy()[idx].min()),
                          chance=cells["chance"].to_numpy()[idx].mean() if "chance" in cells else np.nan))
         reps.append(draws.draws[idx].mean(0))
+        if draws.test_draws is not None:
+            tests.append(draws.test_draws[idx].mean(0))
     frame = pd.DataFrame(rows, columns=["domain", "shots", "backbone", "mode", "mean", "datasets", "n_subsets", "chance"])
-    return CellDraws(frame, np.stack(reps) if reps else np.zeros((0, draws.draws.shape[1])))
+    empty = np.zeros((0, draws.draws.shape[1]))
+    return CellDraws(frame, np.stack(reps) if reps else empty,
+                     (np.stack(tests) if tests else empty) if draws.test_draws is not None else None)

@@ -5,7 +5,7 @@ The notebooks use ``from backbone_bench import report`` and call ``report.NAME``
 are that interface, each living in the module that owns its job (display.py: figures, glue, long
 tables, downloads; labels.py: words and formats; load.py: an edition's records, coverage and the
 About box; tables.py: the answer's tables and sentences; checks.py: sanity and plausibility;
-costs.py: the cost page; datasets.py: dataset cards). plots.py, editions.py, kernels.py,
+costs.py: the cost page; decision.py: the answer as a decision; datasets.py: dataset cards). plots.py, editions.py, kernels.py,
 citation.py (CITATION.cff and what is made from it), release.py (an edition as a checksummed folder),
 lab.py (the lab's two notebooks and its key) and build.py are imported by name.
 
@@ -15,7 +15,7 @@ from backbone_bench.report.display import (  # noqa: F401
     downloads, glue, long_table, show)
 from backbone_bench.report.labels import (  # noqa: F401
     COST_COLUMNS, DOMAINS_IN_ORDER, GAINS, METRIC, MODE_NAMES, MODE_RAN, MODE_RUNS, SHORT_DOMAIN, SHORT_MODES,
-    chance_of, domain_title, fmt_interval, interval_note, listed)
+    chance_of, domain_title, fmt_interval, interval_note, listed, short_name)
 from backbone_bench.report.load import (  # noqa: F401
     about, coverage, coverage_grid, coverage_text, draws, edition_line, flags_in_words, load, missing_runs,
     published_edition, rerun_command, results_path, successor_text, twins_left_out, with_clean_scores)
@@ -29,5 +29,7 @@ from backbone_bench.report.checks import (  # noqa: F401
 from backbone_bench.report.costs import (  # noqa: F401
     convergence, convergence_text, cost_display, cost_table, gpu_time_text, gpu_training_time, repeated_timings_text,
     resolution_budget_text, sweep_hours_text, training_time, training_time_display)
+from backbone_bench.report.decision import (  # noqa: F401
+    answer, answer_display, answer_text, cost_words, decision_csv, picks_display)
 from backbone_bench.report.datasets import (  # noqa: F401
     best_backbone, confusion_of_best, dataset_cards, fewer_than_asked)

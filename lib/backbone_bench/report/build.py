@@ -217,6 +217,9 @@ def _study(preset, root, results, run, device, build, n_boot, workers) -> Path |
     print(f"study {preset}: {plan.skipped_done} runs recorded and reused, {len(plan.configs)} not recorded"
           + ("" if not plan.configs else "; running them now" if run else
              f"; the book reports without them (run them: backbone-bench study --preset {preset} --run)"))
+    if plan.configs and not run:  # in plain sight in the terminal too: a partial edition never passes for whole
+        print(f"warning: the `{preset}` edition is partial ({plan.skipped_done} of "
+              f"{plan.skipped_done + len(plan.configs)} runs); every page says so in a banner")
     if run and plan.configs:
         execute(plan, device, results, **workers)  # workers: see sweep.execute (Dask options)
     if root.resolve() != paths.REPO_ROOT:

@@ -77,7 +77,8 @@ def gpu_training_time(preset: str, table: pd.DataFrame, results=None) -> tuple[p
     own = on_gpu(table)
     if len(own) or preset == GPU_EDITION:
         return training_time(own), None
-    return training_time(on_gpu(load(GPU_EDITION, results))), GPU_EDITION
+    # a run's cost does not depend on whether its precision is the edition's now (bf16 GPU runs are outdated)
+    return training_time(on_gpu(load(GPU_EDITION, results, outdated=True))), GPU_EDITION
 
 
 def gpu_time_text(times: pd.DataFrame, other: str | None) -> str:
@@ -239,3 +240,39 @@ def convergence_text(table: pd.DataFrame) -> str:
                       for r in g.itertuples())
     return (f"{total} chose their last validation pass, that is, were still improving when the step budget ran out "
             f"(the goal is at most a third); by mode and shot level: {parts}")
+
+
+def decision_costs(table: pd.DataFrame, mode: str = "finetune") -> tuple[dict, dict]:
+    """What a reader pays per run, from the records: (shots -> {backbone: median seconds per run},
+    shots -> the processor it was measured on). Per shot level, the processor class with the most
+    runs among those that ran every backbone of that level (timings of different processors are not
+    comparable); where none ran them all, the median over every processor, said so."""
+    times = training_time(table)
+    times = times[times["mode"] == mode]
+    seconds, where = {}, {}
+    for shots, part in times.groupby("shots"):
+        every = part["backbone"].nunique()
+        full = part.groupby("device").filter(lambda d: d["backbone"].nunique() == every)
+        if len(full):
+            device = full.groupby("device")["runs"].sum().idxmax()
+            chosen = full[full["device"] == device]
+            seconds[int(shots)] = dict(zip(chosen["backbone"], chosen["seconds"]))
+            where[int(shots)] = device
+        else:
+            seconds[int(shots)] = part.groupby("backbone")["seconds"].median().to_dict()
+            where[int(shots)] = "several processors (none ran every backbone)"
+    return seconds, where
+
+
+def inference_rates(results, resolution: int) -> tuple[dict, str | None]:
+    """({backbone: inference images/s}, the device) from the cost table at ``resolution`` on a CPU,
+    or ({}, None) where it has no CPU measurement at that resolution."""
+    cost = cost_table(results)
+    if cost is None or "resolution" not in cost:
+        return {}, None
+    rows = cost[(cost["resolution"] == resolution) & cost["device"].str.startswith("CPU")]
+    if rows.empty:
+        return {}, None
+    device = rows["device"].value_counts().idxmax()
+    rows = rows[rows["device"] == device]
+    return dict(zip(rows["backbone"], rows["infer_images_per_s"])), device

@@ -43,6 +43,16 @@ def fmt_interval(row, value="score", lo="score_lo", hi="score_hi") -> str:
     return uncertainty.fmt(row[value], row[lo], row[hi], digits=2, signed=True)
 
 
+#: The panel's names as a narrow table writes them (a phone screen has room for about 12 characters).
+SHORT_BACKBONE = {"tf_efficientnet_lite0": "lite0", "tf_efficientnet_lite1": "lite1", "tf_efficientnet_lite2": "lite2",
+                  "mobilenetv2_100": "mnv2", "tf_mobilenetv3_small_100": "mnv3-small", "regnetx_002": "regnetx-002",
+                  "mobilenetv1_100": "mnv1", "squeezenet1_1": "squeezenet1.1"}
+
+
+def short_name(backbone: str) -> str:
+    return SHORT_BACKBONE.get(backbone, backbone)
+
+
 SHORT_MODES = {"finetune": "fine-tune", "linear_probe": "probe", "scratch": "scratch"}
 
 

@@ -22,9 +22,10 @@ def results_path(results) -> Path:
 
 
 def load(preset: str, results: str | Path | None = None, run_missing: bool = False, device: str = "auto",
-         **grid) -> pd.DataFrame:
+         outdated: bool = False, **grid) -> pd.DataFrame:
     """The preset's records as a tidy table; with ``run_missing``, runs what is not recorded first.
-    ``results`` None: the repository's results/ (paths.results_dir), from any working directory."""
+    ``results`` None: the repository's results/ (paths.results_dir), from any working directory.
+    ``outdated``: keep outdated records too (what a run cost does not depend on its precision)."""
     results = results_path(results)
     if run_missing:
         import os
@@ -40,7 +41,7 @@ def load(preset: str, results: str | Path | None = None, run_missing: bool = Fal
     table = store.compile_table(results)
     if table.empty:
         return table
-    table = reported(table, preset)
+    table = reported(table, preset, outdated)
     for key, column in (("datasets", "dataset"), ("backbones", "backbone"), ("shots", "shots"), ("modes", "mode"),
                         ("seeds", "seed")):
         if grid.get(key):
@@ -48,16 +49,17 @@ def load(preset: str, results: str | Path | None = None, run_missing: bool = Fal
     return with_clean_scores(table.reset_index(drop=True), results)
 
 
-def reported(table: pd.DataFrame, preset: str) -> pd.DataFrame:
+def reported(table: pd.DataFrame, preset: str, outdated: bool = False) -> pd.DataFrame:
     """The rows of ``table`` that an edition reports: the preset's current grid only. Records of configs
     it no longer asks for (a changed recipe, a superseded split) are kept in the store but never
     reported under its name; nor are outdated records (another precision than the recipe's, an older
     engine, code in no commit), which count as missing until remade. Refuses a cell that mixes precisions."""
     from backbone_bench.study.plan import grid_keys
 
-    current = table["outdated"].fillna("") == "" if "outdated" in table else True
+    current = table["outdated"].fillna("") == "" if "outdated" in table and not outdated else True
     table = table[(table["preset"] == preset) & table["key"].isin(grid_keys(preset)) & current]
-    check_one_precision(table)
+    if not outdated:
+        check_one_precision(table)
     return table
 
 
@@ -193,9 +195,9 @@ def about(preset: str, table: pd.DataFrame, template: str = "summary", results=N
     if len(missing):  # in plain sight: a partial edition must never pass for a complete one
         display(Markdown(f":::{{warning}}\n**Partial edition: {len(table)} of {len(table) + len(missing)} runs of the "
                          f"`{preset}` grid{' for this domain' if datasets else ''} are recorded.** Not run yet: "
-                         f"{not_run_text(missing)}. "
-                         f"Every number here uses only the recorded runs; nothing is imputed. What exists:\n\n"
-                         f"{coverage_grid(table)}\n:::"))
+                         f"{not_run_text(missing)}. Every number here uses only the recorded runs; nothing is "
+                         f"imputed (what exists: *About this edition*). `backbone-bench run --preset {preset}` "
+                         "makes what is missing.\n:::"))
     display(Markdown(f":::{{admonition}} About this edition\n:class: dropdown note\n{text}\n:::"))
 
 

@@ -55,7 +55,8 @@ COLUMNS = {
     "device": "the device that ran it (a CPU: model, vector unit, threads)",
     "device_as_recorded": "the CPU's name as made before names carried the vector unit (empty: as recorded)",
     "device_from": "how the vector unit of such a CPU was inferred (its session's speed path; study/hosts.py)",
-    "device_type": "cpu or cuda", "precision": "fp32 or bf16 autocast",
+    "device_type": "cpu or cuda",
+    "precision": "what the run computed in (fp32 or bf16-autocast); an edition's recipe fixes it for every run",
     "torch": "PyTorch version", "timm": "timm version", "backbone_bench": "this package's version",
     "python": "Python version", "git_commit": "the commit of the code that made the run (+dirty.<hash>: uncommitted lib/, its diff in diffs/<commit>.patch)",
     "weights_provenance": "where the ImageNet weights came from", "weights_sha256": "checksum of the weights file",
@@ -66,6 +67,8 @@ COLUMNS = {
     "subset_shared": "the seeds' training subsets are the same images (the whole pool)",
     "collapsed": "one class got at least 98 % of the test predictions",
     "splits_digest": "digest of the split files the run read", "finished_at": "when the run finished (UTC)",
+    "outdated": "why the record is to be made again (another precision than its recipe's, an older engine, code in no "
+                "commit); empty for every record an edition reports",
     # cells.csv
     "mean": "the cell's mean over seeds", "n_runs": "runs in the cell", "lo": "lower end of the 95 % interval",
     "hi": "upper end of the 95 % interval",

@@ -115,7 +115,8 @@ def _with_chance(cells: uncertainty.CellDraws) -> uncertainty.CellDraws:
     """Cells with their chance level (report.draws adds it; cells made elsewhere get it here)."""
     if "chance" in cells.cells:
         return cells
-    return uncertainty.CellDraws(cells.cells.assign(chance=cells.cells["dataset"].map(chance_of)), cells.draws)
+    return uncertainty.CellDraws(cells.cells.assign(chance=cells.cells["dataset"].map(chance_of)), cells.draws,
+                                 cells.test_draws)
 
 
 def domain_summary(cells: uncertainty.CellDraws) -> uncertainty.CellDraws:
@@ -154,7 +155,7 @@ def decision_table(cells: uncertainty.CellDraws, domains=DOMAINS_IN_ORDER, modes
         "domain": [f"{SHORT_DOMAIN[d]}<br>(chance {c:.3f})" for d, c in zip(tidy["domain"], tidy["chance"])],
         "images per class": tidy["shots"],
         "mode": ["fine-tune" if m == "finetune" else "probe<br>(no fine-<br>tuning run)" for m in tidy["mode"]],
-        "use (balanced accuracy, 95% CI)": [
+        "best (balanced accuracy, 95% CI)": [
             f"{b}<br>{uncertainty.fmt(v, lo, hi)}"
             + ("<br>(one training subset: test images only)" if n <= 1 else "") + ("<br>reaches chance" if lo <= c else "")
             for b, v, lo, hi, n, c in zip(tidy["backbone"], tidy["balanced_accuracy"], tidy["lo"], tidy["hi"],
