@@ -4,10 +4,12 @@ Per backbone, at the CPU edition's resolution and batch:
   (a)  today's engine: solo, fp32, NCHW, eager (the engine before any CPU measurement);
   variants: the solo engine in each layout x precision (channels-last; bf16 autocast where the
        CPU has native bf16), and with --compile the best of them under torch.compile;
-  (b)  the path the engine now chooses from these rows (speed.py's rule, MIN_GAIN over plain);
-  (c)  the compute-only ceiling at the best layout and precision: fwd+bwd+AdamW of one model on
-       a synthetic batch, no data path, no evaluation;
-  feature extraction images/s (a probe's cost) in fp32 and bf16.
+  (b)  the path the engine now chooses from these rows (speed.py's rule, MIN_GAIN over plain),
+       among the fp32 layouts: every CPU preset computes in fp32 (recipe.PRECISIONS), so a bf16
+       row, measured with --bf16, informs and never chooses;
+  (c)  the compute-only ceiling at the best fp32 layout: fwd+bwd+AdamW of one model on a synthetic
+       batch, no data path, no evaluation;
+  feature extraction images/s (a probe's cost) in fp32 (and bf16 with --bf16).
 Writes OUT_variants.csv (what the engine reads: speed.CPU_VARIANTS_CSV) and OUT_path.csv (a, b, c,
 b/a, b/c, extraction, and the projected hours of the `cpu` preset's gradient runs at b and at a).
 Every row names the device it was measured on (CPU model, vector unit and thread count); a run
@@ -53,7 +55,8 @@ def cpu_variants(names, images, labels, args, device, classes, env) -> int:
     variants_out, path_out = out.with_name(out.stem + "_variants.csv"), out.with_name(out.stem + "_path.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     bf16_ok = native_bf16()
-    layouts = {k: v for k, v in LAYOUTS.items() if bf16_ok or not v[1]}
+    with_bf16 = bf16_ok and getattr(args, "bf16", False)
+    layouts = {k: v for k, v in LAYOUTS.items() if with_bf16 or not v[1]}
     rows, paths = [], []
     for name in tqdm(names, desc="CPU path", unit="backbone"):
         rates, measured = {}, {v: [] for v in layouts}
@@ -75,7 +78,8 @@ def cpu_variants(names, images, labels, args, device, classes, env) -> int:
                 row |= dict(status="ok", spread=(max(measured[variant]) - min(measured[variant])) / rates[variant])
             rows.append(row)
         plain = rates.get("plain")
-        best = max(rates, key=rates.get) if rates else None
+        fp32 = {v: r for v, r in rates.items() if not LAYOUTS[v][1]}  # the recipe's precision chooses
+        best = max(fp32, key=fp32.get) if fp32 else None
         chosen = best if plain and rates[best] >= MIN_GAIN * plain else "plain"
         if args.compile and chosen in rates:
             channels_last, bf16 = LAYOUTS[chosen]
@@ -95,20 +99,19 @@ def cpu_variants(names, images, labels, args, device, classes, env) -> int:
         table["over_plain"] = table["images_per_s"] / table["backbone"].map(
             table[table["variant"] == "plain"].set_index("backbone")["images_per_s"])
         _beside_others(table, variants_out)  # each backbone as it lands
-        ceiling = max(compute_rate(name, args, device, classes, args.batch, True, bf16_ok),
-                      compute_rate(name, args, device, classes, args.batch, True, False))
+        ceiling = compute_rate(name, args, device, classes, args.batch, True, False)
         path = dict(backbone=name, device=env["device"], resolution=args.resolution, batch=args.batch,
                     torch=env["torch"], git_commit=env["git_commit"], native_bf16=bf16_ok, chosen=chosen,
                     a_images_per_s=plain, b_images_per_s=rates.get(chosen), c_images_per_s=ceiling,
                     extract_fp32_images_per_s=extraction_rate(name, images, args, device, classes, False),
-                    extract_bf16_images_per_s=extraction_rate(name, images, args, device, classes, True) if bf16_ok else None)
+                    extract_bf16_images_per_s=extraction_rate(name, images, args, device, classes, True) if with_bf16 else None)
         path["b_over_a"] = path["b_images_per_s"] / plain if plain else None
         path["b_over_c"] = path["b_images_per_s"] / ceiling if path["b_images_per_s"] else None
         paths.append(path)
         tqdm.write(f"{name}: a {plain:.1f}, b {path['b_images_per_s']:.1f} ({chosen}), c {ceiling:.1f} img/s; "
                    f"b/a {path['b_over_a']:.2f}, b/c {path['b_over_c']:.2f}")
         _beside_others(pd.DataFrame(paths), path_out)
-    table = _with_projection(pd.DataFrame(paths))
+    table = _with_projection(_same_processor(pd.DataFrame(paths), path_out))  # the total over every backbone measured here
     _beside_others(table, path_out)
     print(f"b/a median {table['b_over_a'].median():.2f}, min {table['b_over_a'].min():.2f}; b/c min "
           f"{table['b_over_c'].min():.2f}; wrote {variants_out} and {path_out}")
@@ -125,6 +128,19 @@ def _beside_others(table: pd.DataFrame, out: Path) -> None:
         kept = [k not in mine for k in zip(before["device"].map(processor), before["backbone"])]
         table = pd.concat([before[kept], table], ignore_index=True)
     table.to_csv(out, index=False)
+
+
+def _same_processor(table: pd.DataFrame, out: Path) -> pd.DataFrame:
+    """``table`` with the rows ``out`` already holds for this processor's other backbones (not its
+    total), so that a run measuring some backbones keeps a projection of all."""
+    from backbone_bench.environment import processor
+
+    if not out.exists():
+        return table
+    before = pd.read_csv(out, float_precision="round_trip")
+    here = set(table["device"].map(processor))
+    others = before[before["device"].map(processor).isin(here) & ~before["backbone"].isin(set(table["backbone"]) | {"all"})]
+    return pd.concat([others.drop(columns=[c for c in others if c.startswith("cpu_grid_")]), table], ignore_index=True)
 
 
 def _with_projection(table: pd.DataFrame) -> pd.DataFrame:

@@ -292,6 +292,8 @@ def main(argv=None):
                    help="GPU: only the fused engine, per backbone with and without channels-last stacks and "
                         "torch.compile, into OUT_variants.csv; CPU: the CPU path (cpu_path.py): the solo engine per "
                         "layout and precision, its ceiling and feature extraction, into OUT_variants.csv")
+    p.add_argument("--bf16", action="store_true", help="CPU --variants: measure bf16 autocast too (informs only: "
+                   "every CPU preset computes in fp32)")
     p.add_argument("--rounds", type=int, default=3, help="CPU --variants: alternating rounds, the median kept")
     p.add_argument("--out", default="results/benchmarks/train_throughput.csv")
     p.add_argument("--project", metavar="CSV", help="only write the projection of a CSV this script wrote")

@@ -1,4 +1,5 @@
-"""The six local ImageNet models load exactly, get the right head, and fail clearly otherwise."""
+"""The eight local ImageNet models (timm's and torchvision's) load exactly, get the right head, and fail
+clearly otherwise."""
 import json
 import shutil
 
@@ -28,7 +29,13 @@ def test_local_weights_reproduce_the_state_dict_function(name):
     x = torch.randn(2, 3, 224, 224)
     model = create_model(weights).eval()
     # the reference: a fresh network evaluated with the file's tensors as its parameters
-    reference_net = timm.create_model(name, pretrained=False, **manifest["create_kwargs"]).eval()
+    if manifest.get("library", "timm") == "torchvision":  # torchvision's own network, not the study's adapter
+        import torchvision
+
+        reference_net = getattr(torchvision.models, name)(weights=None, **manifest["create_kwargs"]).eval()
+    else:
+        reference_net = timm.create_model(name, pretrained=False, **manifest["create_kwargs"]).eval()
+    assert weights.library == manifest.get("library", "timm")
     state = {k: v.float() for k, v in load_file(SHARED / "weights" / manifest["file"]).items()}
     with torch.no_grad():
         ours = model(x)
@@ -40,11 +47,16 @@ def test_local_weights_reproduce_the_state_dict_function(name):
         assert not torch.allclose(reference_net(x), reference, atol=1e-2)
 
     head = create_model(weights, num_classes=7)
-    assert head.get_classifier().out_features == 7
+    last = head.get_classifier()
+    assert (last.out_features if isinstance(last, torch.nn.Linear) else last.out_channels) == 7
+    assert head(x[:1]).shape == (1, 7)
+    head.reset_classifier(0)  # the probes' frozen features: pooled, one vector per image
+    assert head(x[:1]).shape == (1, getattr(head, "head_hidden_size", None) or head.num_features)
 
 
 @requires_weights
-@pytest.mark.parametrize("name", [n for n in PANELS["offline"] if n in ("mobilenetv2_100", "regnetx_002")])
+@pytest.mark.parametrize("name", [n for n in PANELS["offline"] if n in ("mobilenetv2_100", "regnetx_002",
+                                                                        "mobilenetv1_100")])
 def test_folded_batchnorm_is_reestimated_to_an_identity_in_train_mode(name):
     weights = resolve_weights(name)
     assert weights.bn_folded
@@ -95,12 +107,14 @@ def test_panels_are_what_the_study_asks_for():
     """Every panel name is one timm knows (check_backbone accepts them without asking timm)."""
     import timm
 
-    assert len(PANELS["offline"]) == 6
+    from backbone_bench.models.torchvision_models import TORCHVISION
+
+    assert len(PANELS["offline"]) == 8 and {"mobilenetv1_100", "squeezenet1_1"} <= set(PANELS["offline"])
     assert len(PANELS["lightweight"]) >= 20
     assert len(PANELS["seed"]) == 9
     for name in PANELS["lightweight"] + PANELS["seed"]:
         assert name in timm.list_pretrained(name), name
-    assert set(PANELS["offline"]) <= set(timm.list_models())
+    assert set(PANELS["offline"]) - set(TORCHVISION) <= set(timm.list_models())
 
 
 @requires_weights
@@ -116,6 +130,47 @@ def test_scratch_twin_is_the_same_network_with_the_same_normalisation(name):
     assert [(k, v.shape) for k, v in a.state_dict().items()] == [(k, v.shape) for k, v in b.state_dict().items()]
     x = torch.randn(1, 3, 64, 64)
     assert not torch.allclose(a.eval()(x), b.eval()(x))  # and really other weights
+
+
+def test_squeezenets_head_is_its_1x1_convolution_and_a_new_one_keeps_the_published_structure():
+    """SqueezeNet has no reset_classifier of its own: the adapter replaces classifier.1 (512 -> classes)
+    between the dropout and the ReLU + pool, and with 0 classes returns the pooled conv output."""
+    from backbone_bench.models.backbones import scratch_twin
+
+    net = create_model(scratch_twin("squeezenet1_1"), 10).eval()
+    assert [type(m).__name__ for m in net.classifier] == ["Dropout", "Conv2d", "ReLU", "AdaptiveAvgPool2d"]
+    assert net.classifier[1].in_channels == 512 and net.classifier[1].out_channels == 10
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        pooled = net.features(x).mean((2, 3))
+        net.reset_classifier(0)
+        assert torch.allclose(net(x), pooled, atol=1e-6)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+
+
+def test_a_torchvision_backbone_without_a_local_file_asks_torchvision_for_its_own_weights(monkeypatch, tmp_path):
+    """Users with internet get torchvision's own SqueezeNet 1.1 weights (other weights than the local
+    file's, and said so); offline, a clear error, never a random network."""
+    import torchvision.models as tvm
+
+    from backbone_bench import paths
+    from backbone_bench.models import torchvision_models
+    from backbone_bench.models.backbones import create_model as build
+
+    monkeypatch.setattr(paths, "weights_folders", lambda: [tmp_path])
+    state = torchvision_models.SqueezeNet11().state_dict()
+    monkeypatch.setattr(tvm.SqueezeNet1_1_Weights.IMAGENET1K_V1, "get_state_dict", lambda **kw: state, raising=False)
+    weights = resolve_weights("squeezenet1_1")
+    assert (weights.provenance, weights.library, weights.source) == ("hub", "torchvision",
+                                                                    "torchvision:squeezenet1_1.IMAGENET1K_V1")
+    assert weights.mean == (0.485, 0.456, 0.406)
+    assert torch.equal(build(weights).features[0].weight, state["features.0.weight"])
+
+    def offline(**kw):
+        raise OSError("no internet")
+    monkeypatch.setattr(tvm.SqueezeNet1_1_Weights.IMAGENET1K_V1, "get_state_dict", offline, raising=False)
+    with pytest.raises(WeightsUnavailableError, match="torchvision could not download its own"):
+        resolve_weights("squeezenet1_1")
 
 
 def test_scratch_twin_of_a_hub_backbone_takes_the_hub_normalisation(monkeypatch):

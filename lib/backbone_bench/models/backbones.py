@@ -15,6 +15,7 @@ import torch
 from backbone_bench import paths
 from backbone_bench.errors import WeightsUnavailableError
 from backbone_bench.models.panels import check_backbone
+from backbone_bench.models.torchvision_models import TORCHVISION
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Weights:
     bn_folded: bool = False
     int8_derived: bool = False
     reported_top1: float | None = None
+    library: str = "timm"            # which library builds the network: "timm" or "torchvision"
 
     def row(self) -> dict:
         d = asdict(self)
@@ -66,7 +68,7 @@ def _local(backbone: str) -> Weights | None:
                                           f"({entry['sha256'][:12]}..); the file is damaged or replaced. Restore it.")
         return Weights(backbone, "local", entry.get("source", ""), digest, str(file), entry.get("create_kwargs", {}),
                        tuple(entry["mean"]), tuple(entry["std"]), bool(entry.get("bn_folded")),
-                       bool(entry.get("int8_derived")), entry.get("reported_top1"))
+                       bool(entry.get("int8_derived")), entry.get("reported_top1"), entry.get("library", "timm"))
     return None
 
 
@@ -78,6 +80,8 @@ def resolve_weights(backbone: str, pretrained: bool = True) -> Weights:
     local = _local(backbone)
     if local is not None:
         return local
+    if backbone in TORCHVISION:
+        return _torchvision_download(backbone)
     import timm
 
     try:  # timm goes to the Hub, or to its cache when HF_HUB_OFFLINE is set
@@ -93,6 +97,23 @@ def resolve_weights(backbone: str, pretrained: bool = True) -> Weights:
                    std=tuple(cfg["std"]))
 
 
+def _torchvision_download(backbone: str) -> Weights:
+    """torchvision's own ImageNet weights (download.pytorch.org, checked by torchvision's hash), for a
+    torchvision backbone with no local file: other weights than the local file's, and said so."""
+    from backbone_bench.models import torchvision_models
+
+    try:
+        torchvision_models.create(backbone, pretrained_download=True)
+    except Exception as err:
+        folders = ", ".join(map(str, paths.weights_folders())) or "(BACKBONE_BENCH_WEIGHTS is not set)"
+        raise WeightsUnavailableError(
+            f"{backbone}: no ImageNet weights. Not in the local weights folders ({folders}) and torchvision could "
+            f"not download its own ({type(err).__name__}: {str(err)[:160]}). Connect to the internet, or add "
+            f"{backbone}.safetensors with a weights.json entry.") from None
+    mean, std = torchvision_models.download_normalisation(backbone)
+    return Weights(backbone, "hub", f"torchvision:{backbone}.IMAGENET1K_V1", mean=mean, std=std, library="torchvision")
+
+
 def scratch_twin(backbone: str) -> Weights:
     """Random init of the very network the pretrained run fine-tunes: the same create_kwargs
     (e.g. mobilenetv2_100's ``pad_type="same"``) and the same input normalisation, so the
@@ -100,7 +121,13 @@ def scratch_twin(backbone: str) -> Weights:
     local = _local(backbone)
     if local is not None:
         return Weights(backbone, "random", f"random init; twin of {local.source or local.file}",
-                       create_kwargs=local.create_kwargs, mean=local.mean, std=local.std)
+                       create_kwargs=local.create_kwargs, mean=local.mean, std=local.std, library=local.library)
+    if backbone in TORCHVISION:
+        from backbone_bench.models import torchvision_models
+
+        mean, std = torchvision_models.download_normalisation(backbone)
+        return Weights(backbone, "random", f"random init; twin of torchvision:{backbone}.IMAGENET1K_V1", mean=mean,
+                       std=std, library="torchvision")
     from timm.models import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(backbone)  # the Hub weights' normalisation, known without downloading
@@ -116,6 +143,8 @@ def size_kwargs(backbone: str, resolution: int | None) -> dict:
     Convolutional networks take any size; transformers with position embeddings or fixed
     windows must be built for it (timm resamples pretrained position embeddings on load).
     """
+    if backbone in TORCHVISION:  # convolutional: any size
+        return {}
     from timm.models import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(backbone)
@@ -126,10 +155,15 @@ def size_kwargs(backbone: str, resolution: int | None) -> dict:
 
 def create_model(weights: Weights, num_classes: int | None = None, resolution: int | None = None) -> torch.nn.Module:
     """The network with the resolved weights loaded; with ``num_classes``, a fresh head of that size."""
-    import timm
-
     kwargs = weights.create_kwargs | size_kwargs(weights.backbone, resolution)
-    model = timm.create_model(weights.backbone, pretrained=weights.provenance == "hub", **kwargs)
+    if weights.library == "torchvision":
+        from backbone_bench.models import torchvision_models
+
+        model = torchvision_models.create(weights.backbone, pretrained_download=weights.provenance == "hub", **kwargs)
+    else:
+        import timm
+
+        model = timm.create_model(weights.backbone, pretrained=weights.provenance == "hub", **kwargs)
     if weights.provenance == "local":
         from safetensors.torch import load_file
 

@@ -1,4 +1,5 @@
-"""The backbone panels (timm names) and the check that a name is one timm knows.
+"""The backbone panels (timm names, and torchvision's where timm lacks one) and the check that a name
+is one timm (or the study's torchvision adapter) knows.
 
 Kept apart from backbones.py, which imports torch: a typo in a command line is answered before
 anything heavy is imported.
@@ -12,9 +13,10 @@ from functools import lru_cache
 from backbone_bench.errors import unknown_name
 
 PANELS: dict[str, tuple[str, ...]] = {
-    # The six models with ImageNet weights in ../shared/weights (see its README for the flags).
+    # The eight models with ImageNet weights in ../shared/weights (see its README for the flags): six
+    # 2018-2020 mobile designs, then MobileNetV1 (2017) and SqueezeNet 1.1 (2016, torchvision's).
     "offline": ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2",
-                "mobilenetv2_100", "tf_mobilenetv3_small_100", "regnetx_002"),
+                "mobilenetv2_100", "tf_mobilenetv3_small_100", "regnetx_002", "mobilenetv1_100", "squeezenet1_1"),
     # Under ~30 M parameters, across families; each with its exact pretrained tag.
     "lightweight": (
         "resnet18.tv_in1k", "resnet50.tv_in1k", "mobilenetv2_100.ra_in1k", "mobilenetv3_large_100.ra_in1k",

@@ -197,10 +197,14 @@ def sweep_hours_text(results, preset: str = "cpu", budget_hours: float = BUDGET_
     wholes = " and ".join(f"{h:.1f} h on {d}" for d in measured if (h := projected_hours(grid, d)[0]) is not None)
     lefts = {d: h for d in measured if (h := calibrated_hours(missing, records, d)[0]) is not None}
     slowest = max(lefts.values()) if lefts else 0.0
+    unmeasured = max((projected_hours(missing, d)[1] for d in measured), default=0)
+    left = (("need about " + " or ".join(f"{h:.1f} h at the pace recorded on {d}" for d, h in lefts.items())
+             + ", mode by mode") if lefts else "have no measured pace on these processors yet")
+    if lefts and unmeasured:
+        left += f" ({unmeasured} of them of backbones not measured on it, not counted)"
     return (f"So far the `{preset}` edition's runs took {took:.1f} h of sweep: {per}. Its whole grid was projected at "
-            f"{wholes or 'no measured rate'}; its {len(missing)} runs still to do need about "
-            + " or ".join(f"{h:.1f} h at the pace recorded on {d}" for d, h in lefts.items())
-            + ", mode by mode. " + _gave_way(took + slowest, budget_hours, "At the slower pace the whole grid"))
+            f"{wholes or 'no measured rate'}; its {len(missing)} runs still to do {left}. "
+            + _gave_way(took + slowest, budget_hours, "At the slower pace the whole grid"))
 
 
 def _gave_way(hours: float, budget: float, subject: str) -> str:
