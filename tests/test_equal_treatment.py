@@ -90,3 +90,10 @@ def test_a_record_of_code_nobody_kept_is_outdated_and_one_with_its_diff_is_not()
     assert "uncommitted code" in store.outdated_why(dict(config=config, environment=dict(git_commit="7b9262d7a0c5+dirty")))
     assert not store.outdated(dict(config=config, environment=dict(git_commit="7b9262d7a0c5+dirty.0a1b2c3d")))
     assert not store.outdated(dict(config=config, environment=dict(git_commit="7b9262d7a0c5", precision="fp32")))
+
+
+@requires_mirror
+def test_a_sweep_remakes_outdated_records_before_it_adds_new_cells(results):
+    first, second = build_plan("quick", **SMALL).configs
+    _ok(second, "bf16-autocast")  # recorded in another precision: remade before the run never made
+    assert build_plan("quick", **SMALL).configs == [second, first]

@@ -65,7 +65,9 @@ def build_plan(preset: str, datasets=None, backbones=None, shots=None, modes=Non
     """Every parameter is checked first (presets.narrow), before any compute; a bad one raises naming itself."""
     g = narrow(preset, datasets, backbones, shots, modes, seeds, resolution, steps, group_members)
     p = g.preset
-    done = store.done_keys(results, include_failed=not retry_failed) if skip_done else set()
+    records = store.read_records(results) if skip_done else []
+    done = store.done_keys(include_failed=not retry_failed, records=records) if skip_done else set()
+    remakes = {r["key"] for r in records if store.outdated(r)}  # recorded, but to be made again
     configs, skipped_done, skipped_same = [], 0, []
     for config in _grid(p, g.datasets, g.backbones, g.shots, g.modes, g.seeds, g.resolution, steps, skipped_same):
         if store.config_key(config) in done:
@@ -74,6 +76,9 @@ def build_plan(preset: str, datasets=None, backbones=None, shots=None, modes=Non
             configs.append(config)
     if p.shots_first:  # stable: datasets, backbones, modes and seeds keep their order within a level
         configs.sort(key=lambda c: (c["mode"] != "linear_probe", c["shots"]))
+    # remakes first (a record in another precision, of an older engine or of code in no commit): they
+    # make an edition's existing cells equal before new cells (a new backbone) are added to it
+    configs.sort(key=lambda c: store.config_key(c) not in remakes)
     return Plan(preset, configs, skipped_done, skipped_same, group_members=group_members)
 
 
