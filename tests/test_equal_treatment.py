@@ -97,3 +97,18 @@ def test_a_sweep_remakes_outdated_records_before_it_adds_new_cells(results):
     first, second = build_plan("quick", **SMALL).configs
     _ok(second, "bf16-autocast")  # recorded in another precision: remade before the run never made
     assert build_plan("quick", **SMALL).configs == [second, first]
+
+
+@requires_mirror
+def test_the_224_px_preset_differs_from_the_published_edition_in_resolution_only():
+    from backbone_bench.study.presets import get_preset
+
+    cpu, wide = get_preset("cpu"), get_preset("cpu224")
+    assert (wide.resolution, cpu.resolution) == (224, 96) and wide.modes == ("finetune", "linear_probe")
+    assert (wide.datasets, wide.backbones, wide.shots, wide.seeds) == (cpu.datasets, cpu.backbones, cpu.shots, cpu.seeds)
+    for mode in wide.modes:
+        for shots in wide.shots:
+            assert wide.recipe_for(mode, shots) == cpu.recipe_for(mode, shots)  # precision (fp32) included
+    plan = build_plan("cpu224", datasets=["uc_merced"], backbones=["regnetx_002"], seeds=[0])
+    levels = [(c["shots"], c["mode"]) for c in plan.configs]  # a shot level whole before the next
+    assert levels == [(10, "linear_probe"), (10, "finetune"), (100, "linear_probe"), (100, "finetune")]

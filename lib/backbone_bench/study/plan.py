@@ -76,6 +76,8 @@ def build_plan(preset: str, datasets=None, backbones=None, shots=None, modes=Non
             configs.append(config)
     if p.shots_first:  # stable: datasets, backbones, modes and seeds keep their order within a level
         configs.sort(key=lambda c: (c["mode"] != "linear_probe", c["shots"]))
+    if p.level_first:  # each shot level whole before the next: a finished level is a complete answer
+        configs.sort(key=lambda c: (c["shots"], c["mode"] != "linear_probe"))
     # remakes first (a record in another precision, of an older engine or of code in no commit): they
     # make an edition's existing cells equal before new cells (a new backbone) are added to it
     configs.sort(key=lambda c: store.config_key(c) not in remakes)
