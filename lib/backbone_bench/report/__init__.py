@@ -20,7 +20,7 @@ from backbone_bench.report.load import (  # noqa: F401
     about, coverage, coverage_grid, coverage_text, draws, edition_line, flags_in_words, load, missing_runs,
     published_edition, rerun_command, results_path, successor_text, twins_left_out, with_clean_scores)
 from backbone_bench.report.tables import (  # noqa: F401
-    cell_table, cells_where, decision_table, decision_text, domain_ranking, domain_summary, gains_display,
+    cell_display, cell_table, cells_where, decision_table, decision_text, domain_ranking, domain_summary, gains_display,
     gains_summary, interval_scope, range_text, ranking_table, recommendation, separable)
 from backbone_bench.report.checks import (  # noqa: F401
     REFERENCES, chance_display, chance_levels, class_weighting_text, clean_differences, clean_display,

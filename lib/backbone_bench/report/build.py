@@ -69,36 +69,60 @@ def _weights_text(p) -> str:
 
 
 def write_recipe_page(root: Path) -> Path:
-    """book/generated/presets.md: every preset's grid and recipe, straight from presets.py."""
+    """book/generated/presets.md: every preset's grid and recipe, straight from presets.py, as one
+    table with a column per preset and a row per setting (a row per preset ran to 14 wide columns of
+    long lists, wider than any page)."""
     from dataclasses import fields
 
     from backbone_bench.engine.recipe import Recipe
+    from backbone_bench.models.panels import PANELS
+    from backbone_bench.study.presets import STUDY_DATASETS
 
-    lines = ["| preset | datasets | backbones | shots | modes | seeds | narrower for | px | steps by shots | "
-             "learning rates | class weight |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for p in PRESETS.values():
-        narrower = "; ".join([f"{m}: shots {', '.join(map(str, v))}" for m, v in p.shots_by_mode.items()]
-                             + [f"{m}: seeds {', '.join(map(str, v))}" for m, v in p.seeds_by_mode.items()]) or "-"
-        lines.append(f"| `{p.name}` | {', '.join(p.datasets)} | {', '.join(p.backbones)} | "
-                     f"{', '.join(map(str, p.shots))} | {', '.join(p.modes)} | {', '.join(map(str, p.seeds))} | "
-                     f"{narrower} | {p.resolution} | {', '.join(f'{k}: {v}' for k, v in p.steps_by_shots.items())} | "
-                     f"{'; '.join(f'{m}: {v}' for m, v in p.lrs_by_mode.items())} | {_weights_text(p)} |")
-    names = [f.name for f in fields(Recipe) if f.name not in ("steps", "lrs", "class_weight")]
-    lines += ["", "Recipe fields shared by the runs of each preset (``Recipe`` in `lib/backbone_bench/engine/recipe.py`; "
-              "a preset with validation passes per run sets `eval_every` per shot level):", "",
-              "| preset | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for p in PRESETS.values():
-        probe = p.recipe_for("linear_probe", min(p.shots))
-        values = [getattr(probe if k.startswith("probe") else p.recipe, k) for k in names]
-        if p.eval_passes:
-            values[names.index("eval_every")] = f"steps / {p.eval_passes}"
-        lines.append(f"| `{p.name}` | " + " | ".join("-" if v is None else str(list(v) if isinstance(v, tuple) else v)
-                                                      for v in values) + " |")
+    def listing(names, named):
+        for label, members in named.items():
+            if tuple(names) == tuple(members):
+                return f"{label} ({len(members)})"
+        return ", ".join(names)
+
+    def value(v):
+        if isinstance(v, (tuple, list)):
+            if len(v) > 4 and all(isinstance(x, float) for x in v):
+                return f"{min(v):g} to {max(v):g} ({len(v)} values)"
+            return ", ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v)
+        return "-" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+    presets = list(PRESETS.values())
+    rows = {
+        "datasets": [listing(p.datasets, {"the study's six": STUDY_DATASETS}) for p in presets],
+        "backbones": [listing(p.backbones, {f"panel `{k}`": v for k, v in PANELS.items()}) for p in presets],
+        "images per class": [value(p.shots) for p in presets],
+        "modes": [", ".join(p.modes) for p in presets],
+        "seeds": [value(p.seeds) for p in presets],
+        "narrower for": ["; ".join([f"{m}: shots {value(v)}" for m, v in p.shots_by_mode.items()]
+                                   + [f"{m}: seeds {value(v)}" for m, v in p.seeds_by_mode.items()]) or "-"
+                         for p in presets],
+        "input px": [str(p.resolution) for p in presets],
+        "steps by shots": ["; ".join(f"{k}: {v}" for k, v in p.steps_by_shots.items()) for p in presets],
+        "learning rates": ["; ".join(f"{m}: {value(v)}" for m, v in p.lrs_by_mode.items()) for p in presets],
+        "class weight": [_weights_text(p) for p in presets],
+    }
+    for f in fields(Recipe):
+        if f.name in ("steps", "lrs", "class_weight"):
+            continue
+        cells = []
+        for p in presets:
+            recipe = p.recipe_for("linear_probe", min(p.shots)) if f.name.startswith("probe") else p.recipe
+            cells.append(f"steps / {p.eval_passes}" if f.name == "eval_every" and p.eval_passes
+                         else value(getattr(recipe, f.name)))
+        rows[f"`{f.name}`"] = cells
+    lines = ["| | " + " | ".join(f"`{p.name}`" for p in presets) + " |", "|---" * (len(presets) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows.items()]
+    lines += ["", "Rows in code font are the fields of ``Recipe`` (`lib/backbone_bench/engine/recipe.py`) shared by "
+              "the runs of each preset; a preset with validation passes per run sets `eval_every` per shot level."]
     path = root / "book" / "generated" / "presets.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
-
 
 
 def execute_notebooks(preset: str, root: Path, results: Path, n_boot: int = 1000, progress: bool = True,

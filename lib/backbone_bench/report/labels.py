@@ -61,8 +61,14 @@ def chance_of(dataset: str) -> float:
     return 1 / len(get_dataset(dataset).classes)
 
 
+#: The marks of a cell whose interval holds test images only (pages explain them above their tables):
+#: one seed, or seeds that share one training subset (a class has fewer images than the shot level).
+ONE_SEED, SHARED_SUBSET = "†", "‡"
+
+
 def interval_note(n_subsets: int, shared: bool = False, runs: int = 1) -> str:
-    """What a cell's interval holds, for a table cell."""
+    """What a cell's interval holds, for a table cell: n independent training subsets, marked where
+    there is one († one seed, ‡ seeds sharing one subset), so the interval holds test images only."""
     if shared:
-        return f"n=1: {runs} seeds share one subset; test images only"
-    return "n=1: one seed; test images only" if n_subsets <= 1 else f"n={n_subsets}"
+        return f"n=1{SHARED_SUBSET}"
+    return f"n=1{ONE_SEED}" if n_subsets <= 1 else f"n={n_subsets}"

@@ -89,15 +89,21 @@ def ranking_intervals(table: pd.DataFrame, title: str):
 
 
 def heatmap(cells: pd.DataFrame, value: str = "mean", title: str = ""):
-    """Backbone x (dataset, shots) heatmap of the seed-mean primary metric."""
-    wide = cells.assign(cell=cells["dataset"] + " @" + cells["shots"].astype(str)).pivot(
-        index="backbone", columns="cell", values=value)
-    fig, ax = plt.subplots(figsize=(min(0.75 * wide.shape[1] + 3, 12), 0.45 * wide.shape[0] + 2))
-    sns.heatmap(wide, annot=wide.shape[1] <= 14, fmt=".2f", cmap="viridis", ax=ax, annot_kws={"fontsize": 9},
+    """(dataset, shots) x backbone heatmap of the seed-mean primary metric: a row per cell, labels
+    written horizontally, a column per backbone under its short name, every value printed."""
+    from backbone_bench.report.labels import short_name
+
+    cells = cells.sort_values(["dataset", "shots"])
+    wide = cells.assign(cell=cells["dataset"] + ", " + cells["shots"].astype(str) + "/class",
+                        name=cells["backbone"].map(short_name)).pivot(index="cell", columns="name", values=value)
+    wide = wide.reindex(list(dict.fromkeys(cells["dataset"] + ", " + cells["shots"].astype(str) + "/class")))
+    fig, ax = plt.subplots(figsize=(min(0.95 * wide.shape[1] + 3.2, 11), 0.36 * wide.shape[0] + 1.6))
+    sns.heatmap(wide, annot=wide.shape[1] <= 12, fmt=".2f", cmap="viridis", ax=ax, annot_kws={"fontsize": 9},
                 cbar_kws={"label": "balanced accuracy"})
     ax.set(xlabel="", ylabel="", title=title)
-    ax.tick_params(axis="x", rotation=45, labelsize=9)
-    ax.tick_params(axis="y", labelsize=10)
+    ax.tick_params(axis="x", rotation=0, labelsize=9)
+    ax.tick_params(axis="y", rotation=0, labelsize=9)
+    ax.xaxis.tick_top()
     fig.tight_layout()
     return fig
 

@@ -17,11 +17,21 @@ def cell_table(cells: uncertainty.CellDraws) -> pd.DataFrame:
     reaches chance says so."""
     t = _with_chance(cells).interval()
     notes = [interval_note(n, bool(shared), runs) for n, shared, runs in zip(t["n_subsets"], t["subset_shared"], t["n_runs"])]
-    t["text"] = [uncertainty.fmt(m, lo, hi) + f" ({note})" + (", reaches chance" if lo <= c else "")
+    t["text"] = [uncertainty.fmt(m, lo, hi) + f" {note}" + (" ≤chance" if lo <= c else "")
                  for m, lo, hi, note, c in zip(t["mean"], t["lo"], t["hi"], notes, t["chance"])]
     wide = t.set_index(["dataset", "shots", "backbone", "mode"])["text"].unstack("mode").fillna("").rename_axis(columns=None)
     chance = t.drop_duplicates("dataset").set_index("dataset")["chance"]
     return wide.assign(chance=[f"{chance[d]:.3f}" for d in wide.index.get_level_values("dataset")])
+
+
+def cell_display(cells: uncertainty.CellDraws) -> pd.DataFrame:
+    """``cell_table`` as a page shows it: short backbone names and mode headings, so that the three
+    modes fit beside each other (the long names and headings left the last column 10 px wide)."""
+    from backbone_bench.report.labels import SHORT_MODES, short_name
+
+    t = cell_table(cells).reset_index()
+    t["backbone"] = t["backbone"].map(short_name)
+    return t.rename(columns=SHORT_MODES)
 
 
 def domain_ranking(table: pd.DataFrame, cells: uncertainty.CellDraws, mode: str = "finetune") -> pd.DataFrame | None:
@@ -33,7 +43,9 @@ def domain_ranking(table: pd.DataFrame, cells: uncertainty.CellDraws, mode: str 
 
 
 def ranking_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Scores and mean ranks, the overall ranking first (the page's answer), then each domain."""
     t = scores.copy()
+    t = t.assign(first=t["domain"] != "overall").sort_values(["first", "domain", "score"], ascending=[True, True, False])
     t["score [95% CI]"] = t.apply(fmt_interval, axis=1)
     t["mean rank [95% CI]"] = t.apply(lambda r: uncertainty.fmt(r["mean_rank"], r["rank_lo"], r["rank_hi"], 2), axis=1)
     return t[["domain", "backbone", "score [95% CI]", "mean rank [95% CI]"]].set_index(["domain", "backbone"])
