@@ -134,3 +134,33 @@ def test_a_cells_interval_does_not_depend_on_the_other_cells_of_the_page():
     one = uncertainty.cell_draws(runs[runs["dataset"] == "uc_merced"], preds, n_boot=200).interval()
     both = every[every["dataset"] == "uc_merced"].reset_index(drop=True)
     pd.testing.assert_frame_equal(both[["backbone", "lo", "hi"]], one[["backbone", "lo", "hi"]])
+
+
+def test_seeds_that_share_images_count_as_fewer_and_widen_only_the_seed_part_of_the_interval():
+    runs, preds = make_runs([("galaxy_zoo1", 1000, "a", "finetune", s, acc, False)
+                             for s, acc in enumerate((0.6, 0.7, 0.8))])
+    free = uncertainty.cell_draws(runs, preds, n_boot=2000)
+    shared = uncertainty.cell_draws(runs, preds, n_boot=2000, overlap={("galaxy_zoo1", 1000): 0.71})
+    assert free.cells.loc[0, "n_effective"] == 3 and shared.cells.loc[0, "n_effective"] == pytest.approx(3 / 2.42)
+    assert np.array_equal(free.test_draws, shared.test_draws)  # the test images' part is the same
+    seed_part = lambda c: np.std(c.draws - c.test_draws)  # noqa: E731
+    assert seed_part(shared) == pytest.approx(seed_part(free) * np.sqrt(2.42), rel=1e-6)
+    lo, hi = shared.interval().loc[0, ["lo", "hi"]]
+    flo, fhi = free.interval().loc[0, ["lo", "hi"]]
+    assert hi - lo > fhi - flo
+    text = report.cell_table(shared).iloc[0, 0]
+    assert "n=3≈1.2 (71% shared)" in text
+
+
+def test_the_committed_subsets_of_galaxy_zoo1_at_1000_shots_share_most_of_their_images():
+    from conftest import requires_mirror  # noqa: F401 (the splits are committed; the labels need the mirror)
+    from backbone_bench.data.prepare import prepare
+    from backbone_bench.data.splits import load_splits
+    from backbone_bench.errors import DataMissingError
+
+    try:
+        splits = load_splits(prepare("galaxy_zoo1", progress=False))
+    except DataMissingError:
+        pytest.skip("no dataset mirror")
+    assert splits.subset_overlap(1000) == pytest.approx(0.713, abs=0.01)
+    assert splits.subset_overlap(10) < 0.1 and not splits.shared_subset(1000)

@@ -11,7 +11,12 @@ finite sample of the domain). One bootstrap replicate resamples both, from the s
 
 A cell with one seed, or whose seeds share one training subset (the shot level exceeds what a
 class has), still carries test-set uncertainty; its ``n_subsets`` says how many independent
-training subsets stand behind it. Intervals are percentile intervals of the replicates.
+training subsets stand behind it. Seeds whose subsets share part of their images (a share rho of
+each, when a class has not many more images than the shot level) are not independent either: their
+mean varies as that of n_eff = n / (1 + (n - 1) rho) independent seeds (the design effect of
+equally correlated draws), so the seed part of such a cell's replicates (the replicate minus the
+same test resample's mean over all its seeds) is widened by sqrt(n / n_eff). Intervals are
+percentile intervals of the replicates.
 """
 from __future__ import annotations
 
@@ -106,9 +111,15 @@ class CellDraws:
         return self.take((self.cells["mode"] == mode).to_numpy())
 
 
+def effective_seeds(n: int, overlap: float) -> float:
+    """Independent seeds that ``n`` seeds sharing a share ``overlap`` of their images are worth."""
+    return n / (1 + (n - 1) * overlap) if n > 1 else float(n)
+
+
 def cell_draws(runs: pd.DataFrame, predictions: Predictions, n_boot: int = 1000, seed: int = 0,
-               metric: str = "test_balanced_accuracy") -> CellDraws:
-    """Two-level replicates of every cell's seed mean (``runs``: successful runs only)."""
+               metric: str = "test_balanced_accuracy", overlap: dict | None = None) -> CellDraws:
+    """Two-level replicates of every cell's seed mean (``runs``: successful runs only); ``overlap``:
+    (dataset, shots) -> the share of training images its seeds' subsets share (default none)."""
     runs = runs.reset_index(drop=True)
     per_run = run_draws(runs, predictions, n_boot, seed)
     rows, draws, test_draws = [], [], []
@@ -119,12 +130,19 @@ def cell_draws(runs: pd.DataFrame, predictions: Predictions, n_boot: int = 1000,
         # every page whatever other cells the page holds (one bootstrap per edition)
         rng = np.random.default_rng([seed, 1, int(hashlib.sha1(repr(tuple(map(str, key))).encode()).hexdigest()[:8], 16)])
         pick = rng.integers(0, len(members), size=(n_boot, len(members)))   # seeds, with replacement
-        draws.append(per_run[members[pick], np.arange(n_boot)[:, None]].mean(1))
-        test_draws.append(per_run[members].mean(0))
+        seeds_part = per_run[members[pick], np.arange(n_boot)[:, None]].mean(1)
+        test_part = per_run[members].mean(0)
         is_shared = bool(shared[members].fillna(False).any())
+        rho = 0.0 if is_shared else float((overlap or {}).get((key[0], key[1]), 0.0))
+        n_eff = effective_seeds(len(members), rho)
+        # seeds that share images vary less than independent ones: widen the seed part to n_eff seeds
+        draws.append(test_part + (seeds_part - test_part) * np.sqrt(len(members) / n_eff))
+        test_draws.append(test_part)
         rows.append(dict(zip(CELL, key), mean=group[metric].mean(), n_runs=len(members),
-                         n_subsets=1 if is_shared else len(members), subset_shared=is_shared))
-    cells = pd.DataFrame(rows, columns=CELL + ["mean", "n_runs", "n_subsets", "subset_shared"])
+                         n_subsets=1 if is_shared else len(members), subset_shared=is_shared, overlap=rho,
+                         n_effective=1.0 if is_shared else n_eff))
+    cells = pd.DataFrame(rows, columns=CELL + ["mean", "n_runs", "n_subsets", "subset_shared", "overlap",
+                                               "n_effective"])
     empty = np.zeros((0, n_boot))
     return CellDraws(cells, np.stack(draws) if draws else empty, np.stack(test_draws) if test_draws else empty)
 

@@ -64,6 +64,15 @@ class Splits:
             rank[labels == c] = np.arange((labels == c).sum())
         return np.sort(order[rank < shots])
 
+    def subset_overlap(self, shots: int, seeds=None) -> float:
+        """The share of a seed's training images that another seed's subset also holds, averaged over
+        pairs of the committed seeds (0: disjoint subsets; 1: one subset, ``shared_subset``)."""
+        import itertools
+
+        subsets = [set(self.train(shots, seed).tolist()) for seed in (seeds or sorted(self.order))]
+        pairs = list(itertools.combinations(subsets, 2))
+        return float(np.mean([len(a & b) / len(a) for a, b in pairs])) if pairs else 0.0
+
     def effective_shots(self, shots: int) -> int:
         """The largest class's subset size at ``shots``: equal values mean identical subsets."""
         return int(min(shots, np.bincount(self.labels[self.pool]).max()))

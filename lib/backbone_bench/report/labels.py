@@ -66,9 +66,19 @@ def chance_of(dataset: str) -> float:
 ONE_SEED, SHARED_SUBSET = "†", "‡"
 
 
-def interval_note(n_subsets: int, shared: bool = False, runs: int = 1) -> str:
+#: Seeds whose subsets share at least this share of their images are flagged (n_eff beside n).
+FLAG_OVERLAP = 0.1
+
+
+def interval_note(n_subsets: int, shared: bool = False, runs: int = 1, overlap: float = 0.0,
+                  n_effective: float | None = None) -> str:
     """What a cell's interval holds, for a table cell: n independent training subsets, marked where
-    there is one († one seed, ‡ seeds sharing one subset), so the interval holds test images only."""
+    there is one († one seed, ‡ seeds sharing one subset), so the interval holds test images only;
+    where the seeds share part of their images, the seeds they are worth (≈n_eff, the share)."""
     if shared:
         return f"n=1{SHARED_SUBSET}"
-    return f"n=1{ONE_SEED}" if n_subsets <= 1 else f"n={n_subsets}"
+    if n_subsets <= 1:
+        return f"n=1{ONE_SEED}"
+    if overlap >= FLAG_OVERLAP and n_effective is not None:
+        return f"n={n_subsets}≈{n_effective:.1f} ({overlap:.0%} shared)"
+    return f"n={n_subsets}"

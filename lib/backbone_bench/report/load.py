@@ -81,6 +81,21 @@ def check_one_precision(table: pd.DataFrame) -> None:
                          "`backbone-bench run --preset <preset>` (outdated records are rerun)")
 
 
+def subset_overlaps(table: pd.DataFrame) -> dict:
+    """(dataset, shots) -> the share of training images the committed seeds' subsets share, for the
+    cells of ``table`` (Splits.subset_overlap; the bootstrap counts such seeds as fewer)."""
+    from backbone_bench.data.prepare import prepare
+    from backbone_bench.data.splits import load_splits
+
+    out = {}
+    for dataset, part in table.groupby("dataset") if len(table) else ():
+        splits = load_splits(prepare(dataset, progress=False))
+        seeds = sorted(part["subset_seed"].unique()) if "subset_seed" in part else None
+        for shots in part["shots"].unique():
+            out[(dataset, int(shots))] = splits.subset_overlap(int(shots), seeds)
+    return out
+
+
 def twins_left_out(table: pd.DataFrame) -> dict:
     """Dataset -> prepared indices of its test twins (data/twins.py), for the datasets of ``table``:
     from the committed files, computed once from the prepared data where one is missing."""
@@ -274,6 +289,7 @@ def draws(table: pd.DataFrame, results, n_boot: int = 1000) -> uncertainty.CellD
     with each cell's chance level (1 / classes) beside its mean."""
     ok = table[table["status"] == "ok"] if len(table) else table
     exclude = twins_left_out(ok) if f"{METRIC}_full" in ok else None  # scored on the clean subset (with_clean_scores)
-    cells = uncertainty.cell_draws(ok, uncertainty.stored_predictions(results_path(results), exclude), n_boot)
+    cells = uncertainty.cell_draws(ok, uncertainty.stored_predictions(results_path(results), exclude), n_boot,
+                                   overlap=subset_overlaps(ok))
     cells.cells["chance"] = cells.cells["dataset"].map(chance_of)
     return cells

@@ -16,7 +16,10 @@ def cell_table(cells: uncertainty.CellDraws) -> pd.DataFrame:
     independent training subsets, or test images only), and chance beside it; a cell whose interval
     reaches chance says so."""
     t = _with_chance(cells).interval()
-    notes = [interval_note(n, bool(shared), runs) for n, shared, runs in zip(t["n_subsets"], t["subset_shared"], t["n_runs"])]
+    overlap = t["overlap"] if "overlap" in t else pd.Series(0.0, index=t.index)
+    n_eff = t["n_effective"] if "n_effective" in t else t["n_subsets"].astype(float)
+    notes = [interval_note(n, bool(shared), runs, o, e)
+             for n, shared, runs, o, e in zip(t["n_subsets"], t["subset_shared"], t["n_runs"], overlap, n_eff)]
     t["text"] = [uncertainty.fmt(m, lo, hi) + f" {note}" + (" ≤chance" if lo <= c else "")
                  for m, lo, hi, note, c in zip(t["mean"], t["lo"], t["hi"], notes, t["chance"])]
     wide = t.set_index(["dataset", "shots", "backbone", "mode"])["text"].unstack("mode").fillna("").rename_axis(columns=None)
