@@ -41,18 +41,21 @@ def near_duplicate_counts(prepared: Prepared, splits: Splits) -> dict:
 
 
 def twin_counts(prepared: Prepared, splits: Splits) -> dict:
-    """Test and validation images with a near-twin, as is or mirrored, in what a model learns from
-    (data/twins.py): per rule (and how many matched only mirrored), and either rule's union."""
+    """Test and validation images with a near-twin in what a model learns from (data/twins.py), by the
+    dataset's rules: per rule (and how many matched mirrored; 'off' where the rule does not apply to
+    the dataset), and the union of the rules."""
     from backbone_bench.data import twins
 
     found = twins.load_twins(prepared, splits)
+    words = twins.rule_words(prepared.spec)
     out = {}
     for split, against in (("test", "pool or val"), ("val", "pool")):
         for rule in twins.RULES:
             d = found[split][rule]
-            out[f"{split} twins in {against}, {rule} rule (mirrored)"] = f"{len(d['index'])} ({int(d['mirrored'].sum())})"
-        either = twins.left_out(found, split)
-        out[f"{split} twins in {against}, either rule"] = f"{len(either)} of {len({'test': splits.test, 'val': splits.val}[split])}"
+            out[f"{split} twins in {against}, {rule} rule (mirrored)"] = (
+                "off" if words[rule] == "off" else f"{len(d['index'])} ({int(d['mirrored'].sum())})")
+        every = twins.left_out(found, split)
+        out[f"{split} twins in {against}, any rule"] = f"{len(every)} of {len({'test': splits.test, 'val': splits.val}[split])}"
     return out
 
 

@@ -29,6 +29,12 @@ class DatasetSpec:
     citation: str = ""
     licence: str = ""
     prepared_root: str = ""          # where its prepared arrays go ("": the cache's prepared/)
+    # near-twins of evaluation images in the training images (data/twins.py), per dataset: the
+    # thumbnail rule's cosine (None: off, its pairs were not the same picture), whether the
+    # package's phash rule applies, and a catalogue identity that names one object in two images
+    twin_cosine: float | None = 0.985
+    twin_package: bool = True
+    catalogue: str = ""
 
     def __post_init__(self):
         if self.domain not in DOMAINS + (USER_DOMAIN,):
@@ -46,10 +52,11 @@ class DatasetSpec:
         return len(self.classes)
 
 
-def _medmnist(name, mirror_file, classes, md5, what, source_citation, curation) -> DatasetSpec:
+def _medmnist(name, mirror_file, classes, md5, what, source_citation, curation, twin_cosine) -> DatasetSpec:
     """A MedMNIST v2 set: the mirror's .npz first, then the official file from Zenodo."""
     return DatasetSpec(
         name=name, domain="medical", channels=1, flip_ok=True, storage_size=28, classes=classes,
+        twin_cosine=twin_cosine,
         sources=(MirrorNpz(f"medmnist/{mirror_file}", classes),
                  UrlNpz(f"https://zenodo.org/records/10519652/files/{name}.npz", classes, md5)),
         description=f"{what}, MedMNIST v2, 28 px, binary.",
@@ -69,7 +76,7 @@ EUROSAT_CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "I
 
 _ENTRIES = [
     DatasetSpec(
-        name="cifar10", domain="natural", classes=CIFAR10_CLASSES, flip_ok=True,
+        name="cifar10", domain="natural", classes=CIFAR10_CLASSES, flip_ok=True, twin_cosine=0.97,
         storage_size=32, sources=(MirrorParquet("cifar10", {"train": "train.parquet", "test": "test.parquet"}),
                                   HubParquet("uoft-cs/cifar10", {"train": "train", "test": "test"},
                                              image_column="img")),
@@ -79,7 +86,7 @@ _ENTRIES = [
         curation="None. The mirror re-saved the official pixels as JPEG, so results are close to, "
                  "not identical with, results on the original pixels."),
     DatasetSpec(
-        name="uc_merced", domain="remote_sensing", classes=UC_MERCED_CLASSES, flip_ok=True,
+        name="uc_merced", domain="remote_sensing", classes=UC_MERCED_CLASSES, flip_ok=True, twin_cosine=0.98,
         storage_size=256, sources=(MirrorParquet("uc_merced", {"train": "train.parquet", "test": "test.parquet"}),),
         description="USGS aerial orthoimagery tiles, 256 px, 21 land-use classes.",
         citation="Yang and Newsam, Bag-of-Visual-Words and Spatial Extensions for Land-Use "
@@ -87,7 +94,7 @@ _ENTRIES = [
         licence="USGS imagery, public domain.",
         curation="None; the mirror's 80/20 per-class split is used as the test split."),
     DatasetSpec(
-        name="brain_tumor_mri", domain="medical", channels=1, flip_ok=True, storage_size=256,
+        name="brain_tumor_mri", domain="medical", channels=1, flip_ok=True, storage_size=256, twin_cosine=0.98,
         classes=("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor"),
         sources=(MirrorParquet("brain_tumor_mri", {"train": "train.parquet", "test": "test.parquet"}),),
         description="Brain MRI slices (T1 contrast), four classes; stored grayscale at 256 px.",
@@ -98,6 +105,7 @@ _ENTRIES = [
                  "out of test. The authors' test split is known to be shifted from train."),
     DatasetSpec(
         name="galaxy_zoo1", domain="galaxy", flip_ok=False, storage_size=212,
+        twin_cosine=None, twin_package=False, catalogue="sdss_objid",
         classes=("edge_on", "elliptical", "merger", "spiral"),
         label_map={"spiral_cw": "spiral", "spiral_acw": "spiral", "dont_know": None},
         sources=(MirrorParquet("galaxy_zoo1", {"train": "train.parquet"}),),
@@ -108,11 +116,11 @@ _ENTRIES = [
                  "are off: they swap the handedness the source labels encode."),
     _medmnist("breastmnist", "breastmnist.npz", ("malignant", "normal_or_benign"),
               "md5:750601b1f35ba3300ea97c75c52ff8f6", "Breast ultrasound", "Al-Dhabyani et al. 2020",
-              "None; the official train/val/test splits are used."),
+              "None; the official train/val/test splits are used.", 0.97),
     _medmnist("pneumoniamnist", "pneumoniamnist_subsampled.npz", ("normal", "pneumonia"),
               "md5:28209eda62fecd6e6a2d98b1501bb15f", "Paediatric chest X-ray", "Kermany et al. 2018",
               "The mirror's train split was subsampled by its uploader (3,882 of 4,708); "
-              "official validation and test splits. The download is the full official set."),
+              "official validation and test splits. The download is the full official set.", 0.98),
     # ---- served only by the public internet -------------------------------------------
     DatasetSpec(
         name="eurosat", domain="remote_sensing", classes=EUROSAT_CLASSES, flip_ok=True,

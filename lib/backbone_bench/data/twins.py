@@ -1,21 +1,28 @@
-"""Near-twins of evaluation images in the images a model learns from, found as is and mirrored.
+"""Near-twins of evaluation images in the images a model learns from, by a rule per dataset.
 
 The splits (splits.py) already take out of test every image with a near-duplicate in training or
-validation under the package's rule (dedup.py). Training flips images horizontally, so a test
-image whose *mirror* is in the pool is as good as seen, and an independent check found such pairs
-with a second rule. Both rules are applied here, each to the image and to its mirror:
+validation under the package's rule (dedup.py). What is left to find are twins the split's rule
+misses: a thumbnail match, and where training flips a dataset's images, a mirrored match (a
+mirrored twin is as good as seen there, and nowhere else). Three rules, each on or off per dataset
+(registry: ``twin_package``, ``twin_cosine``, ``catalogue``), each threshold set by looking at the
+pairs it would flag band by band (benchmarks/twin_pairs.py writes results/twins/<dataset>_pairs.png):
 
     package     phash Hamming <= dedup.PHASH_BITS and 32x32 thumbnail correlation >= dedup.MIN_CORRELATION
-    thumbnail   16x16 grayscale, mean-centred cosine >= THUMB_COSINE (the independent check's rule)
+    thumbnail   16x16 grayscale, mean-centred cosine >= the dataset's ``twin_cosine``
+    catalogue   the same catalogue identity in both images (galaxy_zoo1: the SDSS objID its files are
+                named by): one object photographed twice, whatever the pixels
 
-A test image is a twin when either rule pairs it with a pool or validation image; a validation
-image when either pairs it with a pool image. The splits stay as they are (every record stays
-valid): runs are scored on the full test set and on the *clean* subset without the test twins
-(analysis/uncertainty.py), and the counts per rule go on the data cards. The result is committed
-beside the split (results/splits/<dataset>.twins.npz): prepared indices, so it is small and a
-rebuild reads it instead of recomputing it.
+Mirrored matches count only where the dataset's training flips (``flip_ok``). A test image is a
+twin when a rule pairs it with a pool or validation image; a validation image when a rule pairs it
+with a pool image. The splits stay as they are (every record stays valid): runs are scored on the
+full test set and on the *clean* subset without the test twins (analysis/uncertainty.py), model
+selection scores validation on its clean subset where a recipe asks for it, and the counts per rule
+go on the data cards. The result is committed beside the split (results/splits/<dataset>.twins.npz):
+prepared indices, so it is small and a rebuild reads it instead of recomputing it.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -23,12 +30,21 @@ from backbone_bench.data import dedup
 from backbone_bench.data.prepare import Prepared
 from backbone_bench.data.splits import Splits
 
-THUMB_COSINE = 0.985  # reproduces the independent check's counts (breastmnist 14 vs 15, brain_tumor_mri 6 vs 6)
 SMALL_THUMB = 16
-RULES = {"package": f"phash Hamming <= {dedup.PHASH_BITS} and {dedup.THUMB}x{dedup.THUMB} thumbnail correlation >= "
-                    f"{dedup.MIN_CORRELATION}, the image or its mirror",
-         "thumbnail": f"{SMALL_THUMB}x{SMALL_THUMB} grayscale cosine >= {THUMB_COSINE}, the image or its mirror"}
-VERSION = 1
+RULES = ("package", "thumbnail", "catalogue")
+VERSION = 2  # 1: one thumbnail cosine (0.985) for every dataset, mirrored matches everywhere
+#: How a catalogue names the object in an image, from the image's source name (Prepared.meta["names"]).
+CATALOGUES = {"sdss_objid": lambda name: Path(name.rpartition(":")[2]).stem}
+
+
+def rule_words(spec) -> dict:
+    """Each rule as it applies to ``spec``'s dataset, in words ('off' where it does not)."""
+    mirror = ", the image or its mirror" if spec.flip_ok else " (no mirrored match: training does not flip it)"
+    return {"package": (f"phash Hamming <= {dedup.PHASH_BITS} and {dedup.THUMB}x{dedup.THUMB} thumbnail correlation "
+                        f">= {dedup.MIN_CORRELATION}{mirror}") if spec.twin_package else "off",
+            "thumbnail": (f"{SMALL_THUMB}x{SMALL_THUMB} grayscale cosine >= {spec.twin_cosine}{mirror}"
+                          if spec.twin_cosine is not None else "off"),
+            "catalogue": f"the same {spec.catalogue} in both images" if spec.catalogue else "off"}
 
 
 def _mirrored(images: np.ndarray) -> np.ndarray:
@@ -64,34 +80,44 @@ def _package_pairs(q_hash, q_thumb, r_hash, r_thumb, chunk: int = 1024) -> tuple
 
 
 def find_twins(prepared: Prepared, splits: Splits) -> dict:
-    """Per evaluation split ('test' against pool and validation, 'val' against pool): the prepared
-    indices each rule flags, with the index of the matching image and whether it matched mirrored."""
-    images = prepared.images
+    """Per evaluation split ('test' against pool and validation, 'val' against pool) and rule: the
+    prepared indices the dataset's rule flags, with the index of the matching image and whether it
+    matched mirrored (a rule that is off for the dataset flags nothing)."""
+    spec, images = prepared.spec, prepared.images
     pool, val, test = splits.pool, splits.val, splits.test
-    sigs = {name: dedup.signatures(images[index]) for name, index in (("pool", pool), ("val", val), ("test", test))}
-    mirrored = {name: dedup.signatures(_mirrored(images[index])) for name, index in (("pool", pool), ("val", val))}
-    small = {name: _small(images[index]) for name, index in (("pool", pool), ("val", val), ("test", test))}
-    small_m = {name: _small(_mirrored(images[index])) for name, index in (("pool", pool), ("val", val))}
+    parts = {"pool": pool, "val": val, "test": test}
+    views = [False, True] if spec.flip_ok else [False]  # mirrored matches only where training flips
+    sigs = {(n, m): dedup.signatures(_mirrored(images[i]) if m else images[i]) for n, i in parts.items() for m in views
+            if spec.twin_package and (n != "test" or not m)}
+    small = {(n, m): _small(_mirrored(images[i]) if m else images[i]) for n, i in parts.items() for m in views
+             if spec.twin_cosine is not None and (n != "test" or not m)}
+    names = prepared.meta.get("names") if spec.catalogue else None
+    ident = np.array([CATALOGUES[spec.catalogue](n) for n in names]) if names is not None else None
     out = {}
     for split, refs in (("test", ("pool", "val")), ("val", ("pool",))):
-        ref_index = np.concatenate([{"pool": pool, "val": val}[r] for r in refs])
-        q_hash, q_thumb = sigs[split]
+        ref_index = np.concatenate([parts[r] for r in refs])
+        index, n = parts[split], len(parts[split])
         flags = {}
         for rule in RULES:
-            hit = np.zeros(len(q_hash), bool)
-            match, mirror = np.zeros(len(q_hash), np.int64), np.zeros(len(q_hash), bool)
-            for is_mirror, (ref_sigs, ref_small) in enumerate(((sigs, small), (mirrored, small_m))):
-                if rule == "package":
-                    r_hash = np.concatenate([ref_sigs[r][0] for r in refs])
-                    r_thumb = np.concatenate([ref_sigs[r][1] for r in refs])
-                    h, m = _package_pairs(q_hash, q_thumb, r_hash, r_thumb)
+            hit, match, mirror = np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n, bool)
+            for is_mirror in views:
+                if rule == "package" and spec.twin_package:
+                    q_hash, q_thumb = sigs[(split, False)]
+                    h, m = _package_pairs(q_hash, q_thumb, np.concatenate([sigs[(r, is_mirror)][0] for r in refs]),
+                                          np.concatenate([sigs[(r, is_mirror)][1] for r in refs]))
+                elif rule == "thumbnail" and spec.twin_cosine is not None:
+                    score, m = _best(small[(split, False)], np.concatenate([small[(r, is_mirror)] for r in refs]))
+                    h = score >= spec.twin_cosine
+                elif rule == "catalogue" and ident is not None and not is_mirror:
+                    where = {k: i for i, k in enumerate(ident[ref_index])}
+                    m = np.array([where.get(k, -1) for k in ident[index]])
+                    h = m >= 0
+                    m = np.maximum(m, 0)
                 else:
-                    score, m = _best(small[split], np.concatenate([ref_small[r] for r in refs]))
-                    h = score >= THUMB_COSINE
+                    continue
                 new = h & ~hit
                 match[new], mirror[new] = m[new], bool(is_mirror)
                 hit |= h
-            index = {"test": test, "val": val}[split]
             flags[rule] = dict(index=index[hit], match=ref_index[match[hit]], mirrored=mirror[hit])
         out[split] = flags
     return out
@@ -139,6 +165,6 @@ def load_twins(prepared: Prepared, splits: Splits) -> dict:
 
 
 def left_out(twins: dict, split: str = "test") -> np.ndarray:
-    """Prepared indices of the ``split`` images either rule flags (for test: what the clean subset
+    """Prepared indices of the ``split`` images any rule flags (for test: what the clean subset
     leaves out)."""
-    return np.union1d(twins[split]["package"]["index"], twins[split]["thumbnail"]["index"])
+    return np.unique(np.concatenate([np.asarray(twins[split][rule]["index"], dtype=np.int64) for rule in RULES]))
