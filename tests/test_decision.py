@@ -98,3 +98,19 @@ def test_a_backbone_within_noise_replaces_the_pick_only_when_it_saves_a_measurab
     assert row["use"] == "a" and row["at_most"] == 0.0  # 5 % faster is within timing noise: keep the best
     row = decision.decide(cells, {"d": "d"}, seconds={10: dict(a=100.0, b=80.0)}).iloc[0]
     assert row["use"] == "b" and row["trains_faster"] == 1.25
+
+
+def test_the_shifted_test_set_of_brain_tumor_mri_is_said_from_the_records():
+    """Methods' statement of what brain_tumor_mri measures is made from the committed records."""
+    from conftest import REPO, requires_mirror  # noqa: F401
+
+    from backbone_bench import report
+
+    table = report.load("cpu", REPO / "results", datasets=["brain_tumor_mri"], modes=["finetune", "scratch"])
+    if table.empty:
+        import pytest
+
+        pytest.skip("no committed brain_tumor_mri runs")
+    text = report.shift_text(table, REPO / "results")
+    assert "validation balanced accuracy exceeds test by 0.3" in text and "below chance (0.25)" in text
+    assert "glioma tumor test images" in text and "`" not in text  # glued as plain text into Methods
