@@ -112,3 +112,59 @@ def test_the_224_px_preset_differs_from_the_published_edition_in_resolution_only
     plan = build_plan("cpu224", datasets=["uc_merced"], backbones=["regnetx_002"], seeds=[0])
     levels = [(c["shots"], c["mode"]) for c in plan.configs]  # a shot level whole before the next
     assert levels == [(10, "linear_probe"), (10, "finetune"), (100, "linear_probe"), (100, "finetune")]
+
+
+def test_clean_validation_is_what_a_probes_selection_sees():
+    """Validation images with a twin in the pool are predicted but never chosen on: the C picked is
+    the best on the others, and the record says what all of validation would have picked."""
+    from backbone_bench.engine import train
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(20, 3))
+    feats, labels = {}, {}
+    for split, n in (("train", 60), ("val", 200), ("test", 200)):
+        x = rng.normal(size=(n, 20))
+        feats[split], labels[split] = x, np.argmax(x @ w + 2.0 * rng.normal(size=(n, 3)), 1)
+    # 100 "twins" in validation that only a nearly unregularised head gets right: copies of training rows
+    feats["val"][:100] = np.repeat(feats["train"], 2, axis=0)[:100] * 1.0
+    labels["val"][:100] = np.repeat(labels["train"], 2)[:100]
+    select = np.arange(200) >= 100
+    recipe = Recipe(probe_cs=(1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0))
+    clean = train.linear_probe(feats, labels, recipe, 3, 0, 0.0, select)
+    whole = train.linear_probe(feats, labels, recipe, 3, 0, 0.0)
+    scores = {}
+    for c in recipe.probe_cs:  # the clean choice is the best C on the selected images alone
+        scores[c] = clean.chosen["candidates"][c]["val_score"]
+    assert clean.chosen["C"] == max(scores, key=scores.get)
+    assert clean.chosen["on_all_val"]["C"] == whole.chosen["C"]
+    assert clean.probs_val.shape == (200, 3)  # every validation image is still predicted
+
+
+@requires_mirror
+def test_a_study_probe_selects_on_clean_validation_where_the_dataset_has_twins(results):
+    from backbone_bench.study.execute import execute
+
+    plan = build_plan("quick", datasets=["uc_merced"], backbones=["tf_efficientnet_lite0"], modes=["linear_probe"],
+                      resolution=32)
+    assert plan.configs[0]["recipe"]["val_select"] == "clean"  # uc_merced's validation holds one twin
+    assert execute(plan, "cpu", progress=False) == {"ok": 1}
+    record = store.read_records()[0]
+    assert record["n_val_selected"] == record["n_val"] - 1 and "on_all_val" in record["chosen"]
+    galaxy = build_plan("quick", datasets=["galaxy_zoo1"], backbones=["tf_efficientnet_lite0"], modes=["linear_probe"])
+    assert "val_select" not in galaxy.configs[0]["recipe"]  # no twin: the whole validation set, the same key
+
+
+@requires_mirror
+def test_a_fine_tune_asked_to_select_on_clean_validation_scores_its_passes_there_and_says_what_all_would_pick(results):
+    import torch
+
+    from backbone_bench.study.run import run_configs
+
+    config = build_plan("quick", datasets=["uc_merced"], backbones=["tf_efficientnet_lite0"], modes=["finetune"],
+                        resolution=32, steps=6).configs[0]
+    config["recipe"] = dict(config["recipe"], val_select="clean", eval_every=2)
+    (record, _), = run_configs([config], "quick", torch.device("cpu"), {})
+    assert record["status"] == "ok" and record["n_val_selected"] == record["n_val"] - 1
+    assert all("val_clean_balanced_accuracy" in c and "val_balanced_accuracy" in c for c in record["curves"])
+    best = max(record["curves"], key=lambda c: (c["val_clean_balanced_accuracy"], -c["val_clean_nll"]))
+    assert record["chosen"]["step"] == best["step"] and set(record["chosen"]["on_all_val"]) == {"lr", "step"}

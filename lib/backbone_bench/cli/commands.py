@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 # the preset names, without importing torch (presets.py does): --help answers at once
-PRESET_NAMES = ("quick", "cpu", "offline_cpu", "offline", "full")
+PRESET_NAMES = ("quick", "cpu", "cpu224", "offline_cpu", "offline", "full")
 
 
 def csv_list(kind, what: str = "value"):

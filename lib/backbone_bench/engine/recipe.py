@@ -34,10 +34,13 @@ class Recipe:
     test_limit: int | None = None         # test's own cap (0 = all); None: eval_limit caps test too
     probe_extend: int = 0                 # decades the probe's C grid may grow past an edge validation picked
     precision: str = "fp32"               # the arithmetic of every forward and backward pass (PRECISIONS)
+    val_select: str = "all"               # "clean": selection scores validation without its twins in the pool
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if self.val_select not in ("all", "clean"):
+            raise ValueError(f"val_select {self.val_select!r}: choose all or clean")
 
     @property
     def test_cap(self) -> int:
@@ -55,7 +58,7 @@ class Recipe:
 
 
 #: Options added after the first records, left out of a config (and its key) at these values.
-NEUTRAL = dict(class_weight="none", test_limit=None, probe_extend=0, precision="fp32")
+NEUTRAL = dict(class_weight="none", test_limit=None, probe_extend=0, precision="fp32", val_select="all")
 
 
 def recipe_precision(config: dict) -> str:

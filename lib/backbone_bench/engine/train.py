@@ -46,6 +46,13 @@ class Split:
     images: torch.Tensor   # (N, C, S, S) uint8, S = min(storage size, size)
     labels: torch.Tensor   # (N,) int64
     size: int              # the network's input resolution; batches are resized to it
+    # validation: the images model selection scores (None: all); the others (twins of training
+    # images) are still predicted and reported, never chosen on
+    select: np.ndarray | None = None
+
+
+def _selected(probs: np.ndarray, labels: np.ndarray, select: np.ndarray | None):
+    return (probs, labels) if select is None else (probs[select], labels[select])
 
 
 @dataclass
@@ -99,6 +106,7 @@ class Trained:
     group_size: int = 1
     fusion: str = "solo"
     seconds: float = 0.0
+    full_best: tuple | None = None         # (key, step) selection on every validation image would have kept
 
 
 class OutOfMemory(RuntimeError):
@@ -158,7 +166,12 @@ def fit_runs(members: list, val: Split, test: Split, recipe: Recipe, num_classes
         for i, run in enumerate(runs):
             ts, best = by_run[run], chosen[run]
             candidates = {t.member.lr: dict(val_score=t.key[0], val_nll=-t.key[1], step=t.step) for t in ts}
-            out[run] = Fit(best.val_probs, test_probs[i], dict(lr=best.member.lr, step=best.step, candidates=candidates),
+            picked = dict(lr=best.member.lr, step=best.step, candidates=candidates)
+            if val.select is not None:  # what selecting on the whole validation set would have picked
+                full = max((t for t in ts if t.full_best is not None), key=lambda t: t.full_best[0], default=None)
+                if full is not None:
+                    picked["on_all_val"] = dict(lr=full.member.lr, step=full.full_best[1])
+            out[run] = Fit(best.val_probs, test_probs[i], picked,
                            [c for t in ts for c in t.curves], best.seconds, sum(t.images_seen for t in ts),
                            min(t.micro_batch for t in ts), max(t.group_size for t in ts),
                            max(ts, key=lambda t: t.group_size).fusion)
@@ -285,8 +298,15 @@ def _train_together(members, val, recipe, num_classes, device, micro_batch, prog
                 if i in leaving:
                     continue
                 key, metrics = _score(probs[j], val_labels, num_classes)
-                out[i].curves.append(dict(lr=members[i].lr, step=step + 1, train_loss=float(np.mean(losses[i])),
-                                          **{f"val_{k}": v for k, v in metrics.items()}))
+                curve = dict(lr=members[i].lr, step=step + 1, train_loss=float(np.mean(losses[i])),
+                             **{f"val_{k}": v for k, v in metrics.items()})
+                if val.select is not None:  # selection scores the clean subset; the full one stays in the curve
+                    full_key = key
+                    key, clean = _score(*_selected(probs[j], val_labels, val.select), num_classes)
+                    curve |= {f"val_clean_{k}": v for k, v in clean.items()}
+                    if out[i].full_best is None or full_key > out[i].full_best[0]:
+                        out[i].full_best = (full_key, step + 1)
+                out[i].curves.append(curve)
                 losses[i] = []
                 if best[i] is None or key > best[i][0]:
                     best[i], waiting[i] = (key, step + 1, stack.state(j), probs[j]), 0
@@ -395,14 +415,16 @@ def extract_features(model, split: Split, mean, std, batch, device, bf16: bool =
     return torch.cat(out).cpu().numpy()
 
 
-def linear_probe(feats: dict, labels: dict, recipe: Recipe, num_classes: int, seed: int, extract_seconds: float) -> Fit:
+def linear_probe(feats: dict, labels: dict, recipe: Recipe, num_classes: int, seed: int, extract_seconds: float,
+                 select: np.ndarray | None = None) -> Fit:
     """A logistic-regression head on standardised frozen features, one per C of the grid;
     validation picks C. Where it picks an edge of the grid, the grid grows a decade at a time past
     that edge (up to ``recipe.probe_extend`` decades) until validation's choice is interior; the
     record says how far it grew and whether the choice still sits on an edge.
 
     ``feats`` and ``labels`` map "train", "val", "test" to arrays (features come from the
-    frozen backbone, extracted once; see features.FeatureCache)."""
+    frozen backbone, extracted once; see features.FeatureCache); ``select``: the validation images
+    C is chosen on (None: all; the clean subset where the recipe asks for it)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -412,11 +434,16 @@ def linear_probe(feats: dict, labels: dict, recipe: Recipe, num_classes: int, se
     balanced = "balanced" if recipe.class_weight == "balanced" else None
     heads, candidates = {}, {}
 
+    full_keys = {}
+
     def fit(c):
         head = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight=balanced).fit(
             feats["train"], labels["train"])
-        key, _ = _score(_full_probs(head, feats["val"], num_classes), labels["val"], num_classes)
+        probs = _full_probs(head, feats["val"], num_classes)
+        key, _ = _score(*_selected(probs, labels["val"], select), num_classes)  # clean validation, if asked
         heads[c], candidates[c] = (key, head), dict(val_score=key[0], val_nll=-key[1])
+        if select is not None:
+            full_keys[c] = _score(probs, labels["val"], num_classes)[0]
 
     for c in recipe.probe_cs:
         fit(c)
@@ -433,6 +460,8 @@ def linear_probe(feats: dict, labels: dict, recipe: Recipe, num_classes: int, se
     chosen = dict(C=c, candidates=candidates)
     if recipe.probe_extend:
         chosen |= dict(grid_extended=grown, at_edge=c in (min(heads), max(heads)))
+    if select is not None:  # what the whole validation set would have chosen among the Cs tried
+        chosen["on_all_val"] = dict(C=max(full_keys, key=full_keys.get))
     return Fit(_full_probs(head, feats["val"], num_classes), _full_probs(head, feats["test"], num_classes),
                chosen, [], extract_seconds + watch.seconds(), len(labels["train"]))
 

@@ -110,7 +110,9 @@ def _grid(p, datasets, backbones, shots, modes, seeds, resolution, steps, skippe
     """The configs of the cross product, in sweep order (``skipped_same`` collects the shot
     levels left out because their subsets equal a smaller level's)."""
     for dataset in datasets:
-        splits = load_splits(prepare(dataset, progress=False))
+        prepared = prepare(dataset, progress=False)
+        splits = load_splits(prepared)
+        val_twins = _has_val_twins(prepared, splits)
         previous = None
         for k in sorted(shots):
             effective = splits.effective_shots(k)
@@ -125,8 +127,17 @@ def _grid(p, datasets, backbones, shots, modes, seeds, resolution, steps, skippe
                     recipe = p.recipe_for(mode, k)
                     if steps is not None:
                         recipe = replace(recipe, steps=steps)
+                    if recipe.val_select == "clean" and not val_twins:  # the same computation: the same key
+                        recipe = replace(recipe, val_select="all")
                     for seed in [s for s in seeds if s in p.seeds_by_mode.get(mode, seeds)]:
                         yield make_config(dataset, k, seed, backbone, mode, resolution, recipe)
+
+
+def _has_val_twins(prepared, splits) -> bool:
+    """Whether any validation image of the dataset has a twin in its pool (data/twins.py)."""
+    from backbone_bench.data import twins
+
+    return len(twins.left_out(twins.load_twins(prepared, splits), "val")) > 0
 
 
 def make_config(dataset: str, shots: int, seed: int, backbone: str, mode: str, resolution: int, recipe) -> dict:

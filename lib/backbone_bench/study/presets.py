@@ -39,7 +39,9 @@ CLASS_WEIGHT_BY_MODE = {"linear_probe": "balanced"}
 PROBE_CS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 #: Every edition's probes use it; the editions made before it have their probes refitted from cached
 #: features (results/benchmarks/probe_refit.csv compares the two), their gradient runs unchanged.
-WIDE_PROBE = dict(probe_cs=PROBE_CS, probe_extend=2)
+#: Their C is chosen on clean validation (no image with a twin in the pool; data/twins.py); on a
+#: dataset whose validation has no twin that is the whole of it, and the config says "all" (plan._grid).
+WIDE_PROBE = dict(probe_cs=PROBE_CS, probe_extend=2, val_select="clean")
 STUDY_DATASETS = ("cifar10", "uc_merced", "brain_tumor_mri", "galaxy_zoo1", "breastmnist", "pneumoniamnist")
 
 
@@ -107,7 +109,7 @@ PRESETS = {
         recipe=Recipe(batch_size=32, patience=4, eval_limit=500, test_limit=2000, bn_reestimate_images=128,
                       probe_cs=PROBE_CS, probe_extend=2),
         steps_by_shots={10: 150, 100: 300, 1000: 600}, eval_passes=10, shots_first=True,
-        lrs_by_mode={"finetune": (1e-3,), "scratch": (3e-3,)},
+        lrs_by_mode={"finetune": (1e-3,), "scratch": (3e-3,)}, probe_recipe=dict(val_select="clean"),
         shots_by_mode={"scratch": (10, 100)},  # the budget's cut: scratch twins at 1000 shots (least informative)
         note="CPU edition: 96 px, three seeds; fine-tuning and linear probes at 10, 100 and 1000 images per class, "
              "scratch twins at 10 and 100; 150 / 300 / 600 steps of 32 images with one learning rate per mode; "

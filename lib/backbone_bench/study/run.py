@@ -51,6 +51,11 @@ class _Data:
             if limit and len(self.index[part]) > limit:
                 self.index[part] = np.sort(np.random.default_rng(0).permutation(self.index[part])[:limit])
         self.split = {k: _to_device(self.prepared, v, self.resolution, device) for k, v in self.index.items()}
+        if recipe.val_select == "clean":  # selection never scores a validation image with a twin in the pool
+            from backbone_bench.data import twins
+
+            found = twins.load_twins(self.prepared, self.splits)
+            self.split["val"].select = ~np.isin(self.index["val"], twins.left_out(found, "val"))
         self._train: dict = {}
 
     def train(self, subset_seed: int) -> tuple[np.ndarray, Split]:
@@ -71,7 +76,8 @@ def _probe(config: dict, data: _Data, weights, recipe: Recipe, device, bf16: boo
     split = dict(data.split, train=train_split)
     feats = {k: FEATURES.get(weights, data.prepared, index[k], split[k], recipe.eval_batch, device, bf16) for k in index}
     labels = {k: data.prepared.labels[v].astype(np.int64) for k, v in index.items()}
-    return linear_probe(feats, labels, recipe, data.spec.num_classes, config["seed"], watch.seconds())
+    return linear_probe(feats, labels, recipe, data.spec.num_classes, config["seed"], watch.seconds(),
+                        data.split["val"].select)
 
 
 def _member_factory(weights, data: _Data, train: Split, recipe: Recipe, device):
@@ -118,6 +124,8 @@ def _fields(config: dict, fit, weights, data: _Data):
     gradient = config["mode"] != "linear_probe"
     record = dict(metrics=metrics, chosen=fit.chosen, curves=fit.curves, weights=weights.row(),
                   n_train=len(data.train(config["subset_seed"])[0]), n_val=len(data.index["val"]),
+                  n_val_selected=int(data.split["val"].select.sum()) if data.split["val"].select is not None
+                  else len(data.index["val"]),
                   n_test=len(data.index["test"]), effective_shots=splits.effective_shots(config["shots"]),
                   micro_batch=fit.micro_batch if gradient else None,
                   subset_shared=bool(splits.shared_subset(config["shots"])), splits_digest=splits.digest(),
