@@ -215,6 +215,28 @@ def test_a_partial_edition_builds_and_says_in_plain_sight_what_is_missing(tmp_pa
     assert f"Partial edition: {len(plan.configs)} of" in intro and "Not measured in this edition yet" in intro
 
 
+@pytest.mark.parametrize("args, says", [
+    (["-p", "domain", "medicine"], "unknown domain 'medicine'. Did you mean: medical?"),
+    (["-p", "n_boot", "abc"], "n_boot takes a positive whole number"),
+    (["-y", "shots: ten"], "shots takes a list of numbers: -y 'shots: [10]'"),
+    (["-y", "datasets: [cifar100]"], "unknown dataset 'cifar100'"),
+])
+def test_a_page_checks_parameter_values_before_a_kernel_starts_and_writes_nothing(tmp_path, args, says):
+    bench = REPO / ".venv" / "bin" / "backbone-bench"
+    result = subprocess.run([str(bench), "page", "domain", str(tmp_path / "page"), *args], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "page").exists()
+
+
+def test_a_single_shot_level_is_taken_as_a_list_of_one():
+    from backbone_bench.report.page import check
+
+    params = dict(shots=10, domain="medical")
+    check("domain", params)
+    assert params["shots"] == [10]
+
+
 def test_a_missing_record_leaves_the_published_edition_partial_never_another_edition(tmp_path):
     """One record of the published edition missing (quarantined, outdated or never run): the book
     still publishes that edition, and its pages say it is partial (the banner of the test above)."""

@@ -141,3 +141,19 @@ def test_near_duplicates_need_both_hash_and_correlation():
     assert [p[:2] for p in pairs] == [[0, 1]]
     assert dedup.pixel_hash(picture) != dedup.pixel_hash(brighter)
     assert dedup.pixel_hash(picture) == dedup.pixel_hash(picture.copy())
+
+
+@requires_mirror
+def test_data_export_takes_a_split_and_the_help_lists_it(tmp_path):
+    import subprocess
+    import sys
+
+    from backbone_bench.data.export import export
+    from backbone_bench.errors import InvalidParameterError
+
+    written = export("breastmnist", tmp_path / "test", per_class=3, split="test")
+    assert dict(written) == {"malignant": 3, "normal_or_benign": 3}
+    with pytest.raises(InvalidParameterError, match="galaxy_zoo1 has no test images in its source"):
+        export("galaxy_zoo1", tmp_path / "none", per_class=1, split="test")
+    helped = subprocess.run([sys.executable, "-m", "backbone_bench", "--help"], capture_output=True, text=True).stdout
+    assert "list, prepare, card, export" in helped

@@ -133,6 +133,19 @@ def test_bad_inputs_are_refused_with_the_fix(clean_folder, tmp_path):
     out = cli("recommend", text, check=False)
     assert out.returncode == 2 and "not an input this command reads" in out.stderr
 
+    out = cli("recommend", clean_folder, "--out", text, check=False)  # a file where a folder goes: one line
+    assert out.returncode == 2 and f"--out {text} is a file" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+@requires_mirror
+def test_a_screen_only_run_takes_fewer_backbones_than_top(clean_folder, tmp_path):
+    """--top says how many to fine-tune; a screen fine-tunes none, so it is not held against the panel."""
+    out = cli("recommend", clean_folder, "--out", tmp_path / "screen", "--screen-only", "--top", "3", "--backbones",
+              "regnetx_002", "--resolution", "32", "--device", "cpu", "--n-boot", "50", "--no-report", check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--top" not in out.stderr
+
 
 @requires_mirror
 def test_csv_names_missing_files_and_reads_splits(clean_folder, tmp_path):

@@ -71,7 +71,7 @@ def cmd_data_card(args) -> int:
 def cmd_data_export(args) -> int:
     from backbone_bench.data.export import export
 
-    written = export(args.name, args.out, args.per_class, args.classes.split(",") if args.classes else None)
+    written = export(args.name, args.out, args.per_class, args.classes.split(",") if args.classes else None, args.split)
     print(f"wrote {sum(written.values())} images in {len(written)} class folders under {args.out}")
     return 0
 
@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="backbone-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    data = sub.add_parser("data", help="datasets: list, prepare, card").add_subparsers(dest="action", required=True)
+    data = sub.add_parser("data", help="datasets: list, prepare, card, export").add_subparsers(dest="action",
+                                                                                            required=True)
     data.add_parser("list", help="the dataset registry").set_defaults(func=cmd_data_list)
     p = data.add_parser("prepare", help="decode once into cached uint8 arrays and write the split files")
     p.add_argument("names", nargs="+")
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out")
     p.add_argument("--per-class", type=int, help="at most this many images per class (the source's first)")
     p.add_argument("--classes", help="comma-separated classes to export (default: all)")
+    p.add_argument("--split", choices=("train", "val", "test"), help="only the images the source puts in this split")
     p.set_defaults(func=cmd_data_export)
 
     from backbone_bench.cli import commands  # the study's subcommands: run, cost, study

@@ -55,8 +55,11 @@ def recommend(path, out=None, panel: str = "offline", backbones=None, top: int =
     names = s.backbones or list(panel_of(s.panel))
     for name in names:
         check_backbone(name)
-    if s.top > len(names):
+    if s.top > len(names) and not screen_only:        # a screen fine-tunes nothing: --top is not read there
         raise InvalidParameterError(f"--top {s.top}: the panel has {len(names)} backbones; give at most {len(names)}")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise InvalidParameterError(f"--out {out} is a file: give a folder (created if missing) for the report, "
+                                    "the prepared images and the runs")
     listing = userdata.scan(path)                      # refuses bad input before anything is decoded
     s.out = str(out or f"recommend-{userdata.slug(path).removeprefix('user_')}")  # as typed: the rerun command
     out = Path(s.out).resolve()

@@ -59,6 +59,39 @@ def check(template: str, params: dict) -> None:
 
         if params["preset"] not in PRESETS:
             raise unknown_name("preset", str(params["preset"]), PRESETS)
+    check_values(params)
+
+
+#: Parameters that take a list of names or numbers (`-y "shots: [10]"`), and what each element must be.
+LISTS = {"shots": int, "seeds": int, "datasets": str, "backbones": str, "modes": str}
+
+
+def check_values(params: dict) -> None:
+    """The values, before a kernel starts: a domain the registry has, lists where lists are taken
+    (a single number is taken as a list of one), positive whole numbers where counts are asked."""
+    from backbone_bench.data.registry import DATASETS, DOMAINS
+    from backbone_bench.errors import InvalidParameterError, unknown_name
+
+    if "domain" in params and params["domain"] not in DOMAINS:
+        raise unknown_name("domain", str(params["domain"]), DOMAINS)
+    for name, kind in LISTS.items():
+        v = params.get(name)
+        if v is None:
+            continue
+        if isinstance(v, (int, str)) and not isinstance(v, bool):  # `-p shots 10`: what people type
+            params[name] = v = [v]
+        if not isinstance(v, list) or not all(isinstance(x, kind) and not isinstance(x, bool) for x in v):
+            example = "[10]" if kind is int else "[cifar10]" if name == "datasets" else "[regnetx_002]"
+            raise InvalidParameterError(f"{name} takes a list of {'numbers' if kind is int else 'names'}: "
+                                        f"-y '{name}: {example}' (got {v!r})")
+    if "datasets" in params and params["datasets"]:
+        for d in params["datasets"]:
+            if d not in DATASETS:
+                raise unknown_name("dataset", d, DATASETS)
+    for name in ("n_boot",):
+        v = params.get(name)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise InvalidParameterError(f"{name} takes a positive whole number, e.g. -p {name} 200 (got {v!r})")
 
 
 def finish(path: Path) -> None:
