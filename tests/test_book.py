@@ -327,3 +327,12 @@ def test_a_shot_level_short_of_images_is_said_in_few_words():
     assert _short_classes(np.array([72] * 21), names, 100) == "72 in every class"
     assert _short_classes(np.array([50] * 5 + [100] * 16), names, 100) == "50 in 5 of its 21 classes"
     assert _short_classes(np.array([100, 120]), names[:2], 100) == ""
+
+
+def test_a_pages_rerun_line_repeats_the_parameters_it_was_made_with():
+    from backbone_bench.report.load import page_params, rerun_command
+
+    made = page_params("domain", dict(domain="medical", n_boot=200, shots=[10], seeds=None, downloads="x", preset="cpu"))
+    assert made == dict(domain="medical", n_boot=200, shots=[10])  # defaults, where it writes and the preset left out
+    line = rerun_command("cpu", "domain", made)
+    assert line == "backbone-bench page domain /tmp/domain -p preset cpu -p domain medical -y 'shots: [10]' -p n_boot 200"

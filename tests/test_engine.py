@@ -258,3 +258,26 @@ def test_results_says_which_folder_it_wrote(results):
                          env=dict(os.environ, BACKBONE_BENCH_RESULTS=str(results)))
     assert out.returncode == 0, out.stderr
     assert f"{results / 'runs.csv'}" in out.stdout and (results / "runs.csv").exists()
+
+
+def test_warnings_print_as_one_plain_line():
+    import subprocess
+    import sys
+
+    code = ("import warnings, sys; from backbone_bench.cli.main import plain_warning; warnings.formatwarning = plain_warning;"
+            " warnings.warn('the record x was moved aside')")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stderr
+    assert err == "warning: the record x was moved aside\n"
+
+
+@requires_mirror
+def test_a_backbone_with_no_weights_fails_its_dry_run_with_the_reason(monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = subprocess.run([sys.executable, "-m", "backbone_bench", "run", "--preset", "quick", "--datasets", "uc_merced",
+                          "--backbones", "resnet18.tv_in1k,tf_efficientnet_lite0", "--dry-run"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "resnet18.tv_in1k: no ImageNet weights" in out.stderr
+    assert "Run the others: --backbones tf_efficientnet_lite0" in out.stderr and "finished" not in out.stdout

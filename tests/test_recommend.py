@@ -147,6 +147,14 @@ def test_a_screen_only_run_takes_fewer_backbones_than_top(clean_folder, tmp_path
     assert "--top" not in out.stderr
 
 
+def test_a_csv_whose_rows_all_name_missing_files_says_so(tmp_path):
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\na.jpg,x\nb.jpg,y\n")
+    out = cli("recommend", csv, check=False)
+    assert out.returncode == 2 and "2 of 2 rows name files that do not exist" in out.stderr
+    assert "suffixes read" not in out.stderr
+
+
 @requires_mirror
 def test_csv_names_missing_files_and_reads_splits(clean_folder, tmp_path):
     from backbone_bench.data.userdata import scan

@@ -127,6 +127,7 @@ def cmd_run(args) -> int:
     check_execution_options(args)
     paths.check_results(write=not args.dry_run)  # a dry run writes nothing, but a bad path is still named
     plan = plan_from_args(args)
+    check_weights(plan.configs)  # before any compute, dry run or not: a backbone with no weights says why
     print(f"preset {plan.preset}: {len(plan.configs)} runs to do, {plan.skipped_done} already recorded"
           + (f", {len(plan.skipped_same)} shot levels skipped (same images as a smaller level: "
              f"{', '.join(f'{d}@{k}' for d, k in plan.skipped_same)})" if plan.skipped_same else ""))
@@ -156,6 +157,28 @@ def cmd_run(args) -> int:
 
         print(sweep_hours_text(None, plan.preset))
     return 0
+
+
+def check_weights(configs: list) -> None:
+    """Every backbone the plan fine-tunes or probes resolves to ImageNet weights (a local file, or the
+    Hub); else one error naming each that does not, why, and how to leave it out."""
+    from backbone_bench.errors import BenchError, WeightsUnavailableError
+
+    wanted = list(dict.fromkeys(c["backbone"] for c in configs if c.get("pretrained")))
+    if not wanted:
+        return
+    from backbone_bench.models.backbones import resolve_weights
+
+    missing = {}
+    for name in wanted:
+        try:
+            resolve_weights(name)
+        except WeightsUnavailableError as err:
+            missing[name] = str(err)
+    if missing:
+        left = [b for b in wanted if b not in missing]
+        raise BenchError("; ".join(m.rstrip(".") for m in missing.values())
+                         + (f". Run the others: --backbones {','.join(left)}" if left else "."))
 
 
 def _print_projection(plan, device: str) -> None:

@@ -110,11 +110,20 @@ def _terminated(signum, frame):
     raise SystemExit(128 + signum)
 
 
+def plain_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as the terminal shows it: one line, ``warning: ...``, not Python's category and the
+    source line that raised it (a reader acts on the message, not on our file and line)."""
+    return f"warning: {message}\n"
+
+
 def main(argv=None) -> int:
     import signal
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `backbone-bench ... | head` ends quietly
     signal.signal(signal.SIGTERM, _terminated)       # a stopped sweep unwinds: claims released, records whole
+    import warnings
+
+    warnings.formatwarning = plain_warning
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

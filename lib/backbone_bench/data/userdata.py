@@ -136,6 +136,10 @@ def _scan_csv(file: Path, _=None) -> Listing:
             split = splits.iloc[i] if splits is not None and isinstance(splits.iloc[i], str) else "train"
             listing.items.append((split, row["label"].strip(), image))
             listing.labels[row["label"].strip()] += 1
+    if len(table) and not listing.items and len(listing.missing) == len(table):
+        raise InputError(f"{file}: {len(table)} of {len(table)} rows name files that do not exist (e.g. "
+                         f"{listing.missing[0]}); paths are read as written, relative ones from the CSV's folder "
+                         f"({file.parent}).")
     return listing
 
 

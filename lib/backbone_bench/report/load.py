@@ -174,18 +174,61 @@ def published_edition(results=None) -> str:
     return edition(results_path(results))
 
 
+def commits_text(ok: pd.DataFrame) -> str:
+    """The code behind an edition's records in a few words: one commit, or how many and the range from
+    the first record's to the last's (``git log A^..B`` lists them), not every hash."""
+    if not len(ok) or "git_commit" not in ok:
+        return "-"
+    order = ok.sort_values("finished_at") if "finished_at" in ok else ok
+    commits = list(dict.fromkeys(order["git_commit"].astype(str)))
+    if len(commits) == 1:
+        return f"`{commits[0]}`"
+    return (f"{len(commits)} commits, the first record's `{commits[0]}` to the last's `{commits[-1]}` "
+            f"(each record names its own)")
+
+
 def rerun_command(preset: str, template: str, params: dict) -> str:
     """The page rerun and rendered (report/page.py): papermill's parameters, a page to open."""
-    args = "".join(f" -p {k} {v}" for k, v in params.items())
+    args = "".join(f" -y '{k}: [{', '.join(map(str, v))}]'" if isinstance(v, (list, tuple)) else f" -p {k} {v}"
+                   for k, v in params.items())
     return f"backbone-bench page {template} /tmp/{template} -p preset {preset}{args}"
 
 
-def about(preset: str, table: pd.DataFrame, template: str = "summary", results=None, **params) -> None:
+#: Parameters a rerun line never repeats: where a page writes its tables, and how a run is started.
+NOT_REPEATED = ("preset", "results", "downloads", "device")
+
+
+def page_params(template: str, scope: dict) -> dict:
+    """The parameters this page was made with that differ from its template's defaults (``scope``:
+    the page's globals), so that its rerun line makes the same page."""
+    import ast
+
+    import nbformat
+
+    from backbone_bench.report.page import NOTEBOOKS
+
+    nb = nbformat.read(NOTEBOOKS / f"{template}.ipynb", as_version=4)
+    cell = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    out = {}
+    for node in ast.parse(cell).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            default = ast.literal_eval(node.value)
+            if name not in NOT_REPEATED and name in scope and scope[name] != default:
+                out[name] = scope[name]
+    return out
+
+
+def about(preset: str, table: pd.DataFrame, template: str = "summary", results=None, scope: dict | None = None,
+          **params) -> None:
     """The block on every page: what made it (preset, resolution, device, code), the edition's
     coverage, the weights flags in words, and the command that reruns the page (with the results
-    folder it read, where that is not the repository's own)."""
+    folder it read, where that is not the repository's own, and, given the page's globals as
+    ``scope``, every parameter it was made with that is not its template's default)."""
     from backbone_bench import paths
 
+    if scope is not None:
+        params = page_params(template, scope) | params
     p = get_preset(preset)
     if results is not None and Path(results).resolve() != paths.results_dir().resolve():
         params = dict(params, results=Path(results).resolve())
@@ -194,14 +237,16 @@ def about(preset: str, table: pd.DataFrame, template: str = "summary", results=N
 
     devices = listed([described(d) for d in sorted(ok["device"].unique())]) if len(ok) else "none yet"
     resolutions = ", ".join(f"{r} px" for r in sorted(ok["resolution"].unique())) if len(ok) else f"{p.resolution} px"
-    commits = ", ".join(sorted(ok["git_commit"].unique())) if len(ok) else "-"
+    commits = commits_text(ok)
     from backbone_bench.report.page import declared
 
-    train = "`-p run_missing True` to train what is missing, " if "run_missing" in declared(template) else ""
+    train = (" To train what is missing first, add `-p run_missing True`: the runs land in the results folder the page "
+             "reads (`-p results DIR` keeps them apart from the tracked ones, and a new DIR starts empty, so the page "
+             "then trains its whole grid)." if "run_missing" in declared(template) else "")
     text = (f"Preset `{preset}` at {resolutions}; {len(ok)} runs on {devices}; code {commits}.\n\n"
             f"{coverage_grid(table)}\n\n{flags_in_words(ok)}\n\n"
-            f"**Rerun this page** as HTML (add {train}`-p results /tmp/results` to keep the tracked results "
-            f"untouched): `{rerun_command(preset, template, params)}`. "
+            f"**Rerun this page** as HTML, with the parameters it was made with: "
+            f"`{rerun_command(preset, template, params)}`.{train} "
             f"The whole book: `backbone-bench study --preset {preset}`.")
     if preset == "quick":
         display(Markdown(f":::{{warning}}\n**Quick preset: a pipeline check, not a result.** {p.note}\n:::"))
