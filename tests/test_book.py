@@ -336,3 +336,28 @@ def test_a_pages_rerun_line_repeats_the_parameters_it_was_made_with():
     assert made == dict(domain="medical", n_boot=200, shots=[10])  # defaults, where it writes and the preset left out
     line = rerun_command("cpu", "domain", made)
     assert line == "backbone-bench page domain /tmp/domain -p preset cpu -p domain medical -y 'shots: [10]' -p n_boot 200"
+
+
+@requires_mirror
+def test_a_domain_page_reads_only_its_own_domains_data(monkeypatch):
+    """Without the CIFAR-10 mirror, the medical page's loading, coverage and bootstrap still work."""
+    from backbone_bench.data import prepare as prepare_module
+    from backbone_bench.errors import DataMissingError
+    from backbone_bench.study import plan
+
+    real = prepare_module.prepare
+
+    def without_cifar(name, *args, **kwargs):
+        if name == "cifar10":
+            raise DataMissingError("no cifar10 mirror here")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(prepare_module, "prepare", without_cifar)
+    monkeypatch.setattr(plan, "prepare", without_cifar)
+    medical = ["brain_tumor_mri", "breastmnist", "pneumoniamnist"]
+    table = report.load("cpu", REPO / "results", datasets=medical)
+    assert set(table["dataset"]) <= set(medical)
+    missing = report.missing_runs("cpu", table, medical)
+    assert set(missing["dataset"]) <= set(medical)
+    cells = report.draws(table[table["mode"] == "finetune"], REPO / "results", 20)
+    assert len(cells.cells)

@@ -41,7 +41,7 @@ def load(preset: str, results: str | Path | None = None, run_missing: bool = Fal
     table = store.compile_table(results)
     if table.empty:
         return table
-    table = reported(table, preset, outdated)
+    table = reported(table, preset, outdated, grid.get("datasets"))
     for key, column in (("datasets", "dataset"), ("backbones", "backbone"), ("shots", "shots"), ("modes", "mode"),
                         ("seeds", "seed")):
         if grid.get(key):
@@ -49,7 +49,7 @@ def load(preset: str, results: str | Path | None = None, run_missing: bool = Fal
     return with_clean_scores(table.reset_index(drop=True), results)
 
 
-def reported(table: pd.DataFrame, preset: str, outdated: bool = False) -> pd.DataFrame:
+def reported(table: pd.DataFrame, preset: str, outdated: bool = False, datasets=None) -> pd.DataFrame:
     """The rows of ``table`` that an edition reports: the preset's current grid only. Records of configs
     it no longer asks for (a changed recipe, a superseded split) are kept in the store but never
     reported under its name; nor are outdated records (another precision than the recipe's, an older
@@ -57,7 +57,7 @@ def reported(table: pd.DataFrame, preset: str, outdated: bool = False) -> pd.Dat
     from backbone_bench.study.plan import grid_keys
 
     current = table["outdated"].fillna("") == "" if "outdated" in table and not outdated else True
-    table = table[(table["preset"] == preset) & table["key"].isin(grid_keys(preset)) & current]
+    table = table[(table["preset"] == preset) & table["key"].isin(grid_keys(preset, datasets)) & current]
     if not outdated:
         check_one_precision(table)
     return table
@@ -266,7 +266,7 @@ def missing_runs(preset: str, table: pd.DataFrame, datasets=None) -> pd.DataFram
     from backbone_bench.study.plan import grid_cells
 
     recorded = set(table["key"]) if len(table) else set()
-    cells = pd.DataFrame(grid_cells(preset), columns=["key", "dataset", "shots", "mode"])
+    cells = pd.DataFrame(grid_cells(preset, datasets), columns=["key", "dataset", "shots", "mode"])
     cells = cells[~cells["key"].isin(recorded)]
     return cells[cells["dataset"].isin(datasets)] if datasets is not None else cells
 

@@ -84,16 +84,18 @@ def build_plan(preset: str, datasets=None, backbones=None, shots=None, modes=Non
     return Plan(preset, configs, skipped_done, skipped_same, group_members=group_members)
 
 
-def grid_keys(preset: str) -> set[str]:
-    """The keys of every run the preset asks for, recorded or not: what its book reports."""
-    return {cell["key"] for cell in grid_cells(preset)}
+def grid_keys(preset: str, datasets=None) -> set[str]:
+    """The keys of every run the preset asks for (of ``datasets``: all), recorded or not: what its book reports."""
+    return {cell["key"] for cell in grid_cells(preset, datasets)}
 
 
-def grid_cells(preset: str) -> list[dict]:
-    """Every run the preset asks for as (key, dataset, shots, mode): what its book counts as missing."""
+def grid_cells(preset: str, datasets=None) -> list[dict]:
+    """Every run the preset asks for as (key, dataset, shots, mode), of ``datasets`` (None: all of the
+    preset's): what its book counts as missing. A page of one domain reads only its datasets' data."""
     p = get_preset(preset)  # not build_plan: its name checks import timm, whose tqdm warns inside the book's kernels
+    names = [d for d in p.datasets if datasets is None or d in datasets]
     return [dict(key=store.config_key(c), dataset=c["dataset"], shots=c["shots"], mode=c["mode"])
-            for c in _grid(p, p.datasets, p.backbones, p.shots, p.modes, p.seeds, p.resolution, None, [])]
+            for c in _grid(p, names, p.backbones, p.shots, p.modes, p.seeds, p.resolution, None, [])]
 
 
 def cut_configs(preset: str) -> list[dict]:
