@@ -78,3 +78,10 @@ def test_the_instructor_notebook_runs_from_its_folder_and_every_check_passes(tmp
     runs = sorted(p.stem for p in (work / "lab-results" / "runs").glob("*.json"))
     assert set(runs) == set(reuse) | set(committed["key"])  # the one missing run made, nothing run twice
     assert set(committed["key"]) <= set(runs)
+    # the key and the fresh run agree: the step the class's seed 2 chose is the key's seed 2
+    import json
+
+    fresh = committed[(committed["mode"] == "finetune") & (committed["seed"] == 2)]["key"].iloc[0]
+    step = json.loads((work / "lab-results" / "runs" / f"{fresh}.json").read_text())["chosen"]["step"]
+    text = lab.key_text("ex-selection")
+    assert f"seed 2 step {step}" in text and text.index("seed 0") < text.index("seed 1") < text.index("seed 2")

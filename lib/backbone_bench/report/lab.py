@@ -110,10 +110,12 @@ def key_text(label: str, runs: pd.DataFrame | None = None) -> str:
     if label == "ex-chance":
         return (f"scratch twin {_span(by['scratch'])} over {seeds}, against chance 0.100; the lowest seed's "
                 f"score is {by['scratch'].min() - 0.1:+.3f} from chance.")
-    if label == "ex-selection":
-        steps = [json.loads((RECORDS / "runs" / f"{k}.json").read_text())["chosen"]["step"]
-                 for k in t.loc[t["mode"] == "finetune", "key"]]
-        return f"the chosen steps over {seeds}: {', '.join(map(str, sorted(steps)))} (of evaluations every 10 steps)."
+    if label == "ex-selection":  # in seed order, as the student's table shows them
+        tuned = t[t["mode"] == "finetune"].sort_values("seed")
+        steps = {int(s): json.loads((RECORDS / "runs" / f"{k}.json").read_text())["chosen"]["step"]
+                 for s, k in zip(tuned["seed"], tuned["key"])}
+        return ("the chosen steps, by seed: " + ", ".join(f"seed {s} step {n}" for s, n in steps.items())
+                + " (of evaluations every 10 steps).")
     raise KeyError(label)
 
 
