@@ -85,3 +85,17 @@ def test_the_instructor_notebook_runs_from_its_folder_and_every_check_passes(tmp
     step = json.loads((work / "lab-results" / "runs" / f"{fresh}.json").read_text())["chosen"]["step"]
     text = lab.key_text("ex-selection")
     assert f"seed 2 step {step}" in text and text.index("seed 0") < text.index("seed 1") < text.index("seed 2")
+
+
+def test_a_failed_self_check_says_what_was_expected_and_what_the_cell_produced():
+    import pandas as pd
+
+    checks = [c.source for c in nbformat.read(lab.SOURCE, as_version=4).cells if "check" in c.metadata.get("tags", [])]
+    wrong = dict(ex1=pd.DataFrame(dict(mode=["finetune"], test_balanced_accuracy=[0.5])),
+                 ex3=pd.DataFrame(dict(seed=[0, 1], mode=["finetune", "finetune"])), spread=0.1)
+    with pytest.raises(AssertionError, match=r"expected one fine-tune and one scratch run .*ex1 holds modes \['finetune'\]"):
+        exec(checks[0], dict(wrong))
+    with pytest.raises(AssertionError, match=r"expected fine-tunes of seeds 0, 1 and 2; ex3 holds seeds \[0, 1\]"):
+        exec(checks[2], dict(wrong))
+    for source in checks:  # every assertion carries a message saying what it got
+        assert all(' f"' in part.split("\nassert")[0] for part in source.split("assert ")[1:]), source
