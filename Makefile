@@ -6,6 +6,7 @@ BENCH   := $(VENV)/bin/backbone-bench
 PRESET  ?=
 PRESET_ARG = $(if $(PRESET),--preset $(PRESET),)
 SHARED  ?= $(abspath ../shared)
+TORCH_INDEX ?=
 
 # The offline mirror and weights beside the checkout (set them yourself elsewhere).
 export BACKBONE_BENCH_DATA    ?= $(SHARED)/data
@@ -16,8 +17,9 @@ export BACKBONE_BENCH_WEIGHTS ?= $(SHARED)/weights
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first and pinned: pip takes this build from the local wheel cache where there is one
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	# torch first and pinned: pip takes this build from the local wheel cache where there is one;
+	# TORCH_INDEX (the CI workflow: https://download.pytorch.org/whl/cpu) takes the CPU build, not CUDA's
+	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),) torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
