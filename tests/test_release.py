@@ -72,11 +72,18 @@ def test_the_workflow_installs_cpu_torch_keeps_a_deployment_and_hides_no_failed_
 
 
 @requires_mirror
-def test_release_writes_the_edition_its_datasheet_and_checksums(tmp_path):
+def test_release_writes_the_edition_its_datasheet_and_checksums(tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.setenv("BACKBONE_BENCH_REPOSITORY_URL", "https://github.com/you/backbone-bench")
     out = release("offline_cpu", tmp_path / "edition", REPO / "results", n_boot=50)
     names = {p.name for p in out.iterdir()}
     assert {"runs.csv", "runs.parquet", "cells.csv", "decision.csv", "cost.csv", "datasheet.md", "SHA256SUMS",
-            "runs"} <= names
+            "runs", "CITATION.cff", "HOW-TO-CITE.txt"} <= names
+    cff = yaml.safe_load((out / "CITATION.cff").read_text())
+    assert cff["repository-code"] == "https://github.com/you/backbone-bench" and cff["title"].startswith("backbone-bench")
+    cite = (out / "HOW-TO-CITE.txt").read_text()
+    assert "edition offline_cpu" in cite and "https://github.com/you/backbone-bench at commit" in cite
     runs = pd.read_csv(out / "runs.csv")
     assert (runs["preset"] == "offline_cpu").all() and len(runs) == len(list((out / "runs").glob("*.json")))
     assert len(list((out / "runs").glob("*.npz"))) == (runs["status"] == "ok").sum()

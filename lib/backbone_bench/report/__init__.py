@@ -33,4 +33,4 @@ from backbone_bench.report.costs import (  # noqa: F401
 from backbone_bench.report.decision import (  # noqa: F401
     answer, answer_display, answer_text, cost_words, decision_csv, picks_display)
 from backbone_bench.report.datasets import (  # noqa: F401
-    best_backbone, confusion_of_best, dataset_cards, fewer_than_asked)
+    best_backbone, clone_text, confusion_of_best, dataset_cards, fewer_than_asked, sources_text)

@@ -53,6 +53,32 @@ def citation_text(edition: str, runs: int, path: Path = CFF) -> str:
     return f"{authors} ({year}). {cff['title']}. Version {cff['version']}, edition {edition} ({runs} runs)."
 
 
+def repository_url() -> str:
+    """The published repository's URL where it is configured (BACKBONE_BENCH_REPOSITORY_URL), else ''."""
+    import os
+
+    return os.environ.get("BACKBONE_BENCH_REPOSITORY_URL", "").strip().rstrip("/")
+
+
+def cff_text(path: Path = CFF) -> str:
+    """CITATION.cff as a release carries it: with ``repository-code`` where the repository is configured."""
+    import yaml
+
+    text = path.read_text()
+    url = repository_url()
+    if url and "repository-code" not in read_cff(path):
+        text = text.rstrip("\n") + "\n" + yaml.safe_dump({"repository-code": url}, sort_keys=False)
+    return text
+
+
+def how_to_cite(edition: str, runs: int, commit: str, path: Path = CFF) -> str:
+    """The text a release folder carries beside its tables: the citation line, the edition and the code."""
+    url = repository_url()
+    return (f"{citation_text(edition, runs, path)}\n\nCode: {url + ' at ' if url else ''}commit {commit}. "
+            "CITATION.cff in this folder holds the same metadata for reference managers (GitHub's 'Cite this "
+            "repository' reads it).\n")
+
+
 if __name__ == "__main__":
     ZENODO.write_text(json.dumps(zenodo_metadata(), indent=2, sort_keys=True) + "\n")
     print(f"wrote {ZENODO}")

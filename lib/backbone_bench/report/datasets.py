@@ -113,3 +113,28 @@ def _short_classes(counts, classes, shots: int) -> str:
     if len(short) <= 4:
         return ", ".join(f"{name} {n}" for name, n in short)
     return f"{low} to {high} in {where}" if low < high else f"{low} in {where}"
+
+
+def sources_text(datasets) -> str:
+    """Where each dataset comes from off the study's machines, besides the study's data bundle (the
+    mirror's exact files, the only source the committed splits fit): the public source the package
+    downloads and verifies, where it has one, for new runs with splits of their own."""
+    from backbone_bench.data.registry import get_dataset
+
+    rows = ["| dataset | public source, for new runs (the book itself reads the bundle) |", "|---|---|"]
+    for name in datasets:
+        spec = get_dataset(name)
+        public = [s for s in spec.sources if getattr(s, "download", False)]
+        where = ("; ".join(s.describe() + (f", checked against {s.checksum}" if getattr(s, "checksum", "") else "")
+                           for s in public) + ", downloaded and verified by the package") if public else \
+            "none the package can fetch: only the study's data bundle"
+        rows.append(f"| {name} | {where} |")
+    return "\n".join(rows)
+
+
+def clone_text() -> str:
+    """The first command of a rebuild: the configured repository's URL, or what to put there."""
+    from backbone_bench.report.citation import repository_url
+
+    url = repository_url()
+    return f"git clone {url}" if url else "git clone <the repository's URL> (BACKBONE_BENCH_REPOSITORY_URL names it)"

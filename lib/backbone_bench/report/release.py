@@ -63,6 +63,8 @@ COLUMNS = {
     "weights_bn_folded": "BatchNorm folded into the convolutions in the shipped weights",
     "weights_int8_derived": "weights dequantised from an int8 model",
     "n_train": "training images", "n_val": "validation images", "n_test": "test images scored",
+    "n_val_selected": "validation images model selection scored (the clean subset where the recipe asks)",
+    "weights_library": "the library that builds the network (timm or torchvision)",
     "effective_shots": "the training images per class actually available",
     "subset_shared": "the seeds' training subsets are the same images (the whole pool)",
     "collapsed": "one class got at least 98 % of the test predictions",
@@ -73,6 +75,8 @@ COLUMNS = {
     "mean": "the cell's mean over seeds", "n_runs": "runs in the cell", "lo": "lower end of the 95 % interval",
     "hi": "upper end of the 95 % interval",
     "n_subsets": "independent training subsets in the cell: 1 means the interval holds test images only",
+    "overlap": "the share of a seed's training images another seed's subset also holds",
+    "n_effective": "the independent seeds the cell's seeds are worth, given their overlap (the bootstrap widens to it)",
     "chance": "balanced accuracy of a constant guess: 1 / classes",
     # decision.csv
     "domain": "natural, medical, galaxy or remote sensing", "balanced_accuracy": "the chosen backbone's mean over "
@@ -82,7 +86,7 @@ COLUMNS = {
     "separable": "the gap's interval lies above zero", "datasets": "datasets behind the domain's mean",
     "n_test_clean": "test images in the clean subset", "train_images_per_second": "training throughput of the run",
     "compiled": "whether torch.compile ran", "weights_backbone": "the weights' network name",
-    "weights_source": "the weights file or Hub id", "weights_create_kwargs": "timm create_model options",
+    "weights_source": "the weights file or Hub id", "weights_create_kwargs": "the network's build options",
     "weights_mean": "input normalisation mean", "weights_std": "input normalisation std",
     "weights_reported_top1": "ImageNet top-1 the weights' source reports", "micro_batch": "images per forward pass "
     "when a step was split to fit memory", "data_key": "digest of the prepared images", "engine": "the training "
@@ -154,6 +158,11 @@ def release(preset: str, out: Path, results: Path | None = None, n_boot: int = 1
             if source.exists():
                 shutil.copy2(source, out / "runs" / source.name)
     (out / "datasheet.md").write_text(datasheet(preset, table, tables, n_boot))
+    from backbone_bench.environment import git_commit
+    from backbone_bench.report import citation
+
+    (out / "CITATION.cff").write_text(citation.cff_text())
+    (out / "HOW-TO-CITE.txt").write_text(citation.how_to_cite(preset, len(ok), git_commit()))
     write_checksums(out)
     return out
 
