@@ -116,8 +116,9 @@ def test_no_repository_buttons_without_a_configured_repository(quick_book):
 
 
 def test_with_a_repository_url_every_launch_link_points_at_a_file_of_the_repository(quick_book, monkeypatch):
-    """BACKBONE_BENCH_REPOSITORY_URL set (as the Pages workflow sets it): repository, issue, Binder and
-    Colab buttons appear, and the notebook each launch link opens is a tracked file of this repository."""
+    """BACKBONE_BENCH_REPOSITORY_URL set (as the Pages workflow sets it): repository and issue buttons
+    appear, Binder and Colab only on the lab's pages (where they work), each saying what it installs,
+    and the notebook each launch link opens is a tracked file of this repository."""
     from urllib.parse import unquote
 
     from backbone_bench.report import build
@@ -131,12 +132,16 @@ def test_with_a_repository_url_every_launch_link_points_at_a_file_of_the_reposit
     launches = []
     for page in html.rglob("*.html"):
         text = page.read_text()
-        launches += re.findall(r'href="(https://(?:mybinder\.org|colab\.research\.google\.com)[^"]+)"', text)
+        found = re.findall(r'href="(https://(?:mybinder\.org|colab\.research\.google\.com)[^"]+)"', text)
+        assert not found or page.parent.name == "lab", page  # launch buttons on the lab's pages only
+        if found:
+            assert "replaces Colab" in text and "environment.yml" in text and "CIFAR-10" in text
+        launches += found
     assert launches, "no launch buttons"
     assert any("colab" in link for link in launches) and any("mybinder" in link for link in launches)
     for link in launches:
         link = unquote(link.replace("&amp;", "&"))
-        path = re.search(r"(?:urlpath=(?:tree|lab/tree)/|blob/main/)([^&?]+)", link).group(1)
+        path = re.search(r"(?:labpath=|urlpath=(?:tree|lab/tree)/|blob/main/)([^&?]+)", link).group(1)
         assert path in tracked, (link, path)
     intro = (html / "book" / "intro.html").read_text()
     assert f'href="{url}"' in intro and f"{url}/issues" in intro

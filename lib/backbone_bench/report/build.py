@@ -181,8 +181,10 @@ def _retitle(nb, title: str) -> None:
 
 
 def book_config(root: Path) -> Path:
-    """_config.yml, plus the repository and launch buttons when BACKBONE_BENCH_REPOSITORY_URL names
-    a real repository (buttons that point nowhere are worse than none)."""
+    """_config.yml, plus the repository and issue buttons when BACKBONE_BENCH_REPOSITORY_URL names a
+    real repository (buttons that point nowhere are worse than none). No launch buttons on every page:
+    a page of results opened in Colab or Binder has no data mirror and no records beside it; the lab's
+    pages carry their own Colab and Binder badges (report/lab.py), where they work."""
     url = os.environ.get("BACKBONE_BENCH_REPOSITORY_URL", "").strip()
     config = root / "_config.yml"
     if not url:
@@ -191,8 +193,6 @@ def book_config(root: Path) -> Path:
 
     data = yaml.safe_load(config.read_text())
     data["repository"] = dict(url=url, path_to_book="", branch=os.environ.get("BACKBONE_BENCH_BRANCH", "main"))
-    data["launch_buttons"] = dict(notebook_interface="classic", binderhub_url="https://mybinder.org",
-                                  colab_url="https://colab.research.google.com")
     data["html"] |= dict(use_repository_button=True, use_issues_button=True)
     out = root / "_build" / "_config_with_repository.yml"
     out.parent.mkdir(parents=True, exist_ok=True)

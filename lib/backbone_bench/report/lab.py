@@ -25,6 +25,20 @@ MINUTES = paths.REPO_ROOT / "results" / "benchmarks" / "lab_minutes.csv"
 GRID = dict(datasets=["cifar10"], shots=[10], backbones=["tf_efficientnet_lite0"])
 
 
+def launch_text(repository_url: str, branch: str, name: str) -> str:
+    """The lab page's Colab and Binder badges, with what each installs and which data it reads."""
+    repo = repository_url.split("github.com/")[-1].rstrip("/")
+    colab = f"https://colab.research.google.com/github/{repo}/blob/{branch}/book/lab/{name}.ipynb"
+    binder = f"https://mybinder.org/v2/gh/{repo}/{branch}?labpath=book/lab/{name}.ipynb"
+    return (f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab}) "
+            f"[![Launch Binder](https://mybinder.org/badge_logo.svg)]({binder})\n\n"
+            "*Colab*: the first cell installs this package from the repository, with torch pinned "
+            "(2.14.1): it replaces Colab's own torch, a few minutes. *Binder* builds the repository's "
+            "`environment.yml`, longer the first time. Either way the lab reads CIFAR-10 from its public "
+            "source (the Hugging Face Hub, verified) and tf_efficientnet_lite0's ImageNet weights through "
+            "timm, and draws its own split: its numbers are close to, not the same as, the key's.")
+
+
 def student_version(nb):
     """The instructor notebook less its solution cells (tagged ``solution``): what students open. Its
     exercise labels get a prefix: both pages are in one book, and a label names one place."""
@@ -151,10 +165,7 @@ def write_pages(root: Path, repository_url: str = "", branch: str = "main") -> l
         for cell in page.cells:  # numbered per page (the book would count on from the other page)
             cell.source = re.sub(r"(:label: [\w-]+)\n", r"\1\n:nonumber:\n", cell.source)
         if repository_url:
-            link = (f"https://colab.research.google.com/github/{repository_url.split('github.com/')[-1]}"
-                    f"/blob/{branch}/book/lab/{name}.ipynb")
-            page.cells.insert(1, nbformat.v4.new_markdown_cell(
-                f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({link})"))
+            page.cells.insert(1, nbformat.v4.new_markdown_cell(launch_text(repository_url, branch, name)))
         page.cells.insert(1, nbformat.v4.new_markdown_cell(minutes_text()))  # the book's pages are not executed
         if name == "instructor":  # the book shows each key as text: rendering it never trains
             runs = _runs() if (RECORDS / "runs").is_dir() else None
