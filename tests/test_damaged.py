@@ -120,6 +120,9 @@ def test_a_results_folder_that_cannot_be_written_is_named_before_any_compute(tmp
     with pytest.raises(Exception, match="results folder") as err:
         paths.check_results()
     assert expected in str(err.value) and "BACKBONE_BENCH_RESULTS" in str(err.value)
+    assert "--results" not in str(err.value)  # run and results have no --results: the message offers none
+    with pytest.raises(Exception, match="give --results"):
+        paths.check_results(option="--results")
     assert main(["results"]) == 2
     assert main(["run", "--preset", "quick", "--datasets", "uc_merced"]) == 2
     if where == "under_a_file":

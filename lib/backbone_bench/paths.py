@@ -61,13 +61,15 @@ def splits_dir() -> Path:
     return results_dir() / "splits"
 
 
-def check_results(folder: Path | None = None, write: bool = True) -> Path:
+def check_results(folder: Path | None = None, write: bool = True, option: str | None = None) -> Path:
     """The results folder, refused with a message naming it and the fix before any compute: a path
-    under a regular file, or (``write``) one that cannot be created or written."""
+    under a regular file, or (``write``) one that cannot be created or written. ``option``: the
+    command's own flag for it, where it has one (the fix names it then, and only then)."""
     from backbone_bench.errors import InvalidParameterError
 
     folder = Path(folder or results_dir())
-    fix = "set BACKBONE_BENCH_RESULTS (or --results) to a folder you can write"
+    fix = f"give {option} (or set BACKBONE_BENCH_RESULTS) a folder you can write" if option else \
+        "set BACKBONE_BENCH_RESULTS to a folder you can write"
     for part in [folder, *folder.parents]:
         if part.exists() and not part.is_dir():
             raise InvalidParameterError(f"results folder {folder}: {part} is a file, not a folder; {fix}")

@@ -383,7 +383,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_cost)
     p = sub.add_parser("study", help="the whole study: sweep (resuming), notebooks via papermill, the book")
     p.add_argument("--preset", default=None, help=f"one of: {', '.join(PRESET_NAMES)}; default: the published edition "
-                                                    "(cpu once its whole grid is recorded, until then offline_cpu)")
+                                                    "(cpu, whole or partial)")
     p.add_argument("--root", help="where the book is built (default: the repo for offline, else _build/books/PRESET)")
     p.add_argument("--results", help="results folder (default: results/)")
     p.add_argument("--device", default="auto", type=device_arg, help="auto | cpu | cuda | cuda:N")

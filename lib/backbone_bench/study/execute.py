@@ -88,7 +88,7 @@ def check_provenance(results=None) -> None:
 
         raise BenchError(f"the package has uncommitted changes (`git status lib`), and records made now would name "
                          f"code in no commit ({commit}): commit them first, or try them on another results folder "
-                         "(BACKBONE_BENCH_RESULTS=/tmp/results or --results where the command has it), where the "
+                         "(BACKBONE_BENCH_RESULTS=/tmp/results; `study` and `release` also take --results), where the "
                          "diff is kept beside the records")
     (folder / "diffs").mkdir(parents=True, exist_ok=True)
     (folder / "diffs" / f"{commit}.patch").write_text(package_diff())
