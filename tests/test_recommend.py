@@ -199,3 +199,16 @@ def test_parquet_in_hugging_face_layout(clean_folder, tmp_path):
     first = next(LocalImages(str(path), "parquet").read(path))
     assert first.label == CLASSES[labels[0]] and first.split == "train"
     assert decode(first.payload, 3, 32)[2] == "RGB"
+
+
+def test_the_inventory_wraps_its_examples_to_the_terminal():
+    from backbone_bench.recommend.run import inventory_text
+
+    table = pd.DataFrame([dict(found="images read", count=60, action="decoded", examples=""),
+                          dict(found="not images", count=2, action="skipped",
+                               examples="forest/notes.txt, forest/other_notes_that_are_long.txt, beach/a_long_name.txt")])
+    text = inventory_text(table, 60)
+    assert all(len(line) <= 60 for line in text.splitlines()) and len(text.splitlines()) > 3
+    column = text.splitlines()[0].index("examples")
+    assert text.splitlines()[2][column:].startswith("forest/notes.txt")
+    assert "other_notes_that_are_long.txt" in text and "a_long_name.txt" in text

@@ -121,10 +121,29 @@ def _prepare(spec, listing, out: Path, progress: bool):
     rows = userdata.inventory(listing, prepared.meta)
     table = pd.DataFrame(rows)
     table.to_csv(out / "inventory.csv", index=False)
-    print(f"what was found in {listing.path}:\n" + table.to_string(index=False))
+    print(f"what was found in {listing.path}:\n" + inventory_text(table))
     kept = Counter(spec.classes[i] for i in prepared.labels.tolist())
     userdata.check_counts(kept, f"{listing.path} (after unreadable images and duplicates were removed)")
     return prepared, load_splits(prepared)
+
+
+def inventory_text(table, width: int | None = None) -> str:
+    """The inventory as the terminal shows it: the examples column wrapped to the terminal's width
+    (continuation lines under it), never a line wider than the screen."""
+    import shutil
+    import textwrap
+
+    width = width or shutil.get_terminal_size((100, 20)).columns
+    plain = table.assign(examples="")
+    lines = plain.to_string(index=False).splitlines()
+    left = max(len(line.rstrip()) for line in lines) - len("examples")
+    room = max(20, width - left - 1)
+    out = [lines[0][:left].rstrip().ljust(left) + " examples"]
+    for line, examples in zip(lines[1:], table["examples"]):
+        wrapped = textwrap.wrap(str(examples), room) or [""]
+        out.append(line[:left].rstrip().ljust(left) + " " + wrapped[0])
+        out += [" " * left + " " + more for more in wrapped[1:]]
+    return "\n".join(out)
 
 
 def _configs(s: Settings, pairs, dataset: str, shots: int) -> list[dict]:
