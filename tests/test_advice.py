@@ -36,8 +36,13 @@ def test_same_network_is_a_mode_choice_and_unsupported_gains_are_not_claimed():
     text = advice.answer_text(s, markdown=False)
     assert "cheaper one" not in text
     assert "the same network linear probe" in text and "choice is one of mode, not of backbone" in text
-    assert "Pretraining buys" not in text and "cannot tell" in text and "+0.125 [-0.009, +0.278]" in text
-    assert "scratch twin collapsed to one class in 1 of 1 run(s)" in text and "chance 0.250" in text
+    assert "Pretraining buys" not in text and "+0.125 [-0.009, +0.278]" in text
+    assert "resnet18's scratch twin" in text and "collapsed to one class in 1 of 1 run(s)" in text
+    assert "measures no gain from pretraining" in text and "chance 0.250" in text
+    # a separated gain against a collapsed twin is claimed no more than an unseparated one
+    s.pretraining = dict(backbone="resnet18", finetune=0.62, scratch=0.25, gain=0.37, lo=0.30, hi=0.44)
+    text = advice.answer_text(s, markdown=False)
+    assert "Pretraining buys" not in text and "measures no gain from pretraining" in text
     assert "test images only (one training subset)" in text and "chance is 0.250" in text
 
 
@@ -50,7 +55,8 @@ def test_a_separated_gain_is_claimed_and_a_test_disagreement_gets_a_next_step():
     text = advice.answer_text(s, markdown=False)
     assert "Validation and test disagree" in text and "validation (40 images)" in text
     assert "label more validation images" in text and "runner-up" in text
-    assert "Pretraining buys +0.300 [+0.240, +0.360]" in text and "3 seeds, then test images" in text
+    assert "Pretraining buys +0.300 [+0.240, +0.360] over a_net's scratch twin" in text
+    assert "3 seeds, then test images" in text
 
 
 def test_unseparated_networks_name_the_faster_and_chance_is_flagged():
@@ -66,8 +72,19 @@ def test_unseparated_networks_name_the_faster_and_chance_is_flagged():
 
 
 def test_rerun_line_keeps_every_option():
+    import os
+
     line = Settings("imgs", "out", seeds=1, resolution=48, steps=2, n_boot=100).command()
     assert "--n-boot 100" in line and "--steps 2" in line and "--resolution 48" in line
+    assert f"recommend {os.path.abspath('imgs')} " in line  # the input as an absolute path
+
+
+def test_how_this_was_made_lists_only_what_ran():
+    s = summary([candidate("a_net", "linear_probe", 0.7, 0.6, 0.8, 0.7), candidate("b_net", "linear_probe", 0.6, 0.5, 0.7, 0.6)])
+    s.runs = pd.DataFrame(dict(status="ok", device="cpu", git_commit="abc", shots=20, recipe_steps=[0, 0],
+                               mode=["linear_probe", "linear_probe"], backbone=["a_net", "b_net"]))
+    text = advice.settings_text(s)
+    assert "2 backbone(s) screened with a linear probe" in text and "fine-tuned" not in text and "scratch" not in text
     assert "--n-boot" not in Settings("imgs", "out").command()      # the default is not repeated
 
 

@@ -208,15 +208,16 @@ def _pretraining_text(s: Summary) -> str:
     p = s.pretraining
     diff = uncertainty.fmt(p["gain"], p["lo"], p["hi"], signed=True)
     scratch = s.candidates[(s.candidates["backbone"] == p["backbone"]) & (s.candidates["mode"] == "scratch")].iloc[0]
-    note = ""
-    if scratch.get("collapsed", 0):
-        note = (f" The scratch twin collapsed to one class in {int(scratch['collapsed'])} of {int(scratch['n_runs'])} "
-                f"run(s) (test {scratch['test']:.3f}; chance {s.chance:.3f}): the recipe did not train it.")
-    elif scratch["test_lo"] <= s.chance:
-        note = f" The scratch twin's interval contains chance ({s.chance:.3f})."
+    twin = f"{p['backbone']}'s scratch twin (the same network from random weights, the same recipe)"
+    if scratch.get("collapsed", 0):  # no gain is claimed against a network the recipe did not train
+        return (f"Fine-tuned {p['backbone']} scores {diff} above {twin}, but the twin collapsed to one class in "
+                f"{int(scratch['collapsed'])} of {int(scratch['n_runs'])} run(s) (test {scratch['test']:.3f}; chance "
+                f"{s.chance:.3f}): the recipe did not train it, so this measures no gain from pretraining.")
+    note = f" {twin[0].upper() + twin[1:]}'s interval contains chance ({s.chance:.3f})." \
+        if scratch["test_lo"] <= s.chance else ""
     verdict = uncertainty.decided(p["lo"], p["hi"])
     if verdict > 0:
-        return f"Pretraining buys {diff} over the same network trained from scratch ({p['backbone']}).{note}"
+        return f"Pretraining buys {diff} over {twin}.{note}"
     if verdict < 0:
         return (f"Trained from scratch, {p['backbone']} scores higher than fine-tuned from ImageNet: fine-tune minus "
                 f"scratch {diff}, an interval below zero.{note}")
@@ -286,8 +287,11 @@ def settings_text(s: Summary) -> str:
     commits = ", ".join(sorted(ok["git_commit"].unique())) if len(ok) else "-"
     shots = int(ok["shots"].iat[0]) if len(ok) else 0
     steps = ", ".join(f"{m}: {int(v)}" for m, v in ok.groupby("mode")["recipe_steps"].first().items()) if len(ok) else ""
+    ran = ok.groupby("mode")["backbone"].nunique() if len(ok) else pd.Series(dtype=int)
+    phases = [f"{n} backbone(s) screened with a linear probe" if m == "linear_probe" else
+              f"{n} fine-tuned" if m == "finetune" else f"{n} scratch twin(s)" for m, n in ran.items()]
     return (f"Input: {s.dataset['kind']} `{st['path']}` ({len(s.dataset['classes'])} classes). "
-            f"{st['resolution']} px; {st['seeds']} seed(s); the screen's top {st['top']} fine-tuned; horizontal flips "
+            f"{st['resolution']} px; {st['seeds']} seed(s); {', '.join(phases) or 'nothing ran'}; horizontal flips "
             f"{'on' if st['flip'] else 'off'}; every training image used (up to {shots} per class); optimizer steps "
             f"per learning rate {steps}; recipe and learning-rate grid of the study's `offline` preset. "
             f"{len(ok)} runs on {devices}; code {commits}. Choices read validation only; test is read for this "

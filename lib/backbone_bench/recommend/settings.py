@@ -30,7 +30,10 @@ class Settings:
     n_boot: int = 1000
 
     def command(self) -> str:
-        args = ["backbone-bench", "recommend", self.path, "--out", self.out, "--panel", self.panel,
+        import os
+
+        # the input as an absolute path: the report is read, and the line pasted, from anywhere
+        args = ["backbone-bench", "recommend", os.path.abspath(self.path), "--out", self.out, "--panel", self.panel,
                 "--top", str(self.top), "--seeds", str(self.seeds), "--resolution", str(self.resolution),
                 "--device", self.device]
         if self.backbones:
