@@ -335,7 +335,7 @@ def test_a_shot_level_short_of_images_is_said_in_few_words():
 
 
 def test_a_pages_rerun_line_repeats_the_parameters_it_was_made_with():
-    from backbone_bench.report.load import page_params, rerun_command
+    from backbone_bench.report.about import page_params, rerun_command
 
     made = page_params("domain", dict(domain="medical", n_boot=200, shots=[10], seeds=None, downloads="x", preset="cpu"))
     assert made == dict(domain="medical", n_boot=200, shots=[10])  # defaults, where it writes and the preset left out

@@ -7,7 +7,7 @@ from conftest import REPO, requires_mirror
 from test_uncertainty import make_runs
 
 from backbone_bench import report
-from backbone_bench.report import editions
+from backbone_bench.report import editions, regret
 from backbone_bench.analysis import uncertainty
 from backbone_bench.data.registry import DATASETS
 
@@ -63,10 +63,10 @@ def test_the_224_px_probes_beside_the_cpu_edition_from_the_committed_records():
     text = editions.summary_text(rows, "cpu", "offline")
     assert f"Of the {len(rows)} domain and shot cells" in text and "224 px minus 96 px" in text
     assert "`" not in status + text
-    regret = editions.resolution_regret(report.draws(page, results, 100), theirs)
-    assert len(regret) and (regret["regret"] >= 0).all() and (regret["random"] >= 0).all()
-    assert ((regret["pick"] == regret["best"]) == (regret["regret"] == 0)).all()
-    assert editions.regret_text(regret, "cpu", "offline").startswith(f"Over the {len(regret)} dataset and shot cells")
+    regrets = regret.resolution_regret(report.draws(page, results, 100), theirs)
+    assert len(regrets) and (regrets["regret"] >= 0).all() and (regrets["random"] >= 0).all()
+    assert ((regrets["pick"] == regrets["best"]) == (regrets["regret"] == 0)).all()
+    assert regret.regret_text(regrets, "cpu", "offline").startswith(f"Over the {len(regrets)} dataset and shot cells")
     shown = editions.display(rows, "cpu", "offline").to_html()
     assert "224 px minus 96 px, mean over backbones" in shown and "the 224 px probes pick" in shown and "this edition's 96 px probes pick" in shown
     assert any(word in shown for word in ("the same", "within noise of", "separable from"))
@@ -103,12 +103,12 @@ def test_the_regret_of_a_pick_at_the_other_resolution_is_its_best_minus_the_pick
                      for s in (0, 1)])
     other = draws_of([("uc_merced", 10, b, probe, s, acc, False) for b, acc in (("a", 0.9), ("b", 0.8), ("c", 0.5))
                       for s in (0, 1)])
-    row = editions.resolution_regret(page, other).iloc[0]
+    row = regret.resolution_regret(page, other).iloc[0]
     assert (row["pick"], row["best"]) == ("b", "a")
     assert row["regret"] == pytest.approx(0.1) and row["random"] == pytest.approx((0 + 0.1 + 0.4) / 3)
     assert row["regret_lo"] <= row["regret"] <= row["regret_hi"] and 0 <= row["floor"] < 0.05
-    assert editions.resolution_regret(page, None).empty
-    text = editions.regret_text(editions.resolution_regret(page, other), "cpu", "offline")
+    assert regret.resolution_regret(page, None).empty
+    text = regret.regret_text(regret.resolution_regret(page, other), "cpu", "offline")
     assert "costs 0.100" in text and "better than a random pick" in text
 
 

@@ -122,6 +122,11 @@ def write_recipe_page(root: Path) -> Path:
     path = root / "book" / "generated" / "presets.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+    from backbone_bench.report.datasets import sources_text
+    from backbone_bench.study.published import PUBLISHED
+
+    # the reproduce page's table of where each dataset comes from (a glued table cannot cross pages)
+    (path.parent / "data_sources.md").write_text(sources_text(PRESETS[PUBLISHED].datasets) + "\n")
     return path
 
 

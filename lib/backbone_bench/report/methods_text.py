@@ -1,0 +1,83 @@
+"""What Methods says that the records decide: what a shifted test set measures, what bf16 changed,
+each dataset's near-twin rule, and which cells' seeds share their images. Each is a sentence glued
+into the book from the records or the committed benchmark tables, never typed."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from backbone_bench.analysis import uncertainty
+from backbone_bench.data.registry import DATASETS
+from backbone_bench.report.labels import METRIC, MODE_NAMES, chance_of
+from backbone_bench.report.load import results_path
+
+
+def shift_text(table: pd.DataFrame, results, dataset: str = "brain_tumor_mri", weakest: str = "glioma_tumor") -> str:
+    """What a dataset whose test set is shifted from its training source measures, from the records:
+    how far validation (drawn from the training source) exceeds test for fine-tuning, how many
+    10-shot scratch twins score below chance, and the fine-tunes' median test recall of ``weakest``."""
+    from backbone_bench.study.store import read_arrays
+
+    ok = table[(table["status"] == "ok") & (table["dataset"] == dataset)] if len(table) else table
+    tuned = ok[ok["mode"] == "finetune"] if len(ok) else ok
+    if tuned.empty:
+        return f"No fine-tuning run of {dataset} is recorded in this edition yet."
+    cells = tuned.groupby(["shots", "backbone"])[["val_balanced_accuracy", METRIC]].mean()
+    gap = cells["val_balanced_accuracy"] - cells[METRIC]
+    classes = DATASETS[dataset].classes
+    recalls = []
+    for key in tuned["key"]:
+        arrays = read_arrays(key, results_path(results))
+        mask = arrays["test_label"] == classes.index(weakest)
+        if mask.any():
+            recalls.append(float((arrays["test_pred"][mask] == classes.index(weakest)).mean()))
+    scratch = ok[(ok["mode"] == "scratch") & (ok["shots"] == 10)]
+    below = int((scratch[METRIC] < chance_of(dataset)).sum())
+    return (f"{dataset} measures transfer to a shifted test set more than accuracy on its own source: its "
+            f"validation images come from the training source and its test images, by the dataset's own account, do "
+            f"not. Fine-tuned, its validation balanced accuracy exceeds test by {gap.min():.2f} to {gap.max():.2f} "
+            f"(per shot level and backbone, {len(cells)} cells); {below} of its {len(scratch)} ten-shot scratch twins "
+            f"score below chance ({chance_of(dataset):.2f}) on test; and the fine-tunes recall a median "
+            f"{np.median(recalls):.2f} of its {weakest.replace('_', ' ')} test images ({len(recalls)} runs). Its "
+            "rankings say which backbone transfers best across that shift, not which fits its source best.")
+
+
+def precision_text(results) -> str:
+    """What bf16 autocast changed against the fp32 reruns of the same configs
+    (benchmarks/precision_pairs.py), per backbone and mode."""
+    path = results_path(results) / "benchmarks" / "precision_pairs_summary.csv"
+    if not path.exists():
+        return "No bf16 record has been set beside its fp32 rerun in this results folder."
+    t = pd.read_csv(path)
+    parts = [f"{r.backbone} {MODE_NAMES.get(r.mode, r.mode)}: {uncertainty.fmt(r.bf16_minus_fp32, r.lo, r.hi, signed=True)} "
+             f"over {r.pairs} pairs ({r.verdict}), {r.predictions_changed:.0%} of test predictions and "
+             f"{r.choice_changed:.0%} of validation's choices changed" for r in t.itertuples()]
+    return "bf16 minus fp32, test balanced accuracy: " + "; ".join(parts) + "."
+
+
+def twin_rules_text(datasets) -> str:
+    """Each dataset's near-twin rule as data/twins.py applies it (registry settings), one clause each."""
+    from backbone_bench.data import twins
+
+    clauses = []
+    for name in datasets:
+        words = twins.rule_words(DATASETS[name])
+        on = [f"{rule}: {w}" for rule, w in words.items() if w != "off"]
+        clauses.append(f"{name} ({'; '.join(on) or 'no rule'})")
+    return "; ".join(clauses) + "."
+
+
+def overlap_text(table: pd.DataFrame) -> str:
+    """The cells whose seeds share a flagged share of their training images, and what they are worth."""
+    from backbone_bench.analysis.uncertainty import effective_seeds
+    from backbone_bench.report.labels import FLAG_OVERLAP
+    from backbone_bench.report.load import subset_overlaps
+
+    ok = table[table["status"] == "ok"] if len(table) else table
+    shared = dict(ok.groupby(["dataset", "shots"])["subset_shared"].any()) if len(ok) else {}
+    flagged = [(d, k, rho) for (d, k), rho in subset_overlaps(ok).items() if FLAG_OVERLAP <= rho < 1 and not shared.get((d, k))]
+    if not flagged:
+        return "No cell's seeds share a tenth of their training images."
+    seeds = int(ok["seed"].nunique())
+    return "; ".join(f"{d} at {k} shots: {rho:.0%} (n={seeds} worth {effective_seeds(seeds, rho):.1f})"
+                     for d, k, rho in sorted(flagged, key=lambda x: -x[2]))
