@@ -93,7 +93,7 @@ def resolution_advice(rows: pd.DataFrame, preset: str, other: str | None) -> str
     s = regret_summary(rows)
     return (f"Taking this edition's pick at {a} px costs about {s['regret'][0]:.3f} balanced accuracy on average (a "
             f"random pick {s['random'][0]:.3f}; noise alone {s['floor'][0]:.3f}; from the "
-            f"{report.MODE_RUNS[rows['mode'].iloc[0]]} at both resolutions, [below](#does-the-answer-hold-at-224-px)). "
+            f"{report.MODE_RUNS[rows['mode'].iloc[0]]} at both resolutions, in \"Does the answer hold at 224 px?\" below). "
             "So take the *within noise* set as your shortlist, expect to lose about that much by taking the pick "
             "unseen, and settle it on your own data at your resolution with `backbone-bench recommend`.")
 
