@@ -122,19 +122,19 @@ def about(preset: str, table: pd.DataFrame, template: str = "summary", results=N
     train = (" To train what is missing first, add `-p run_missing True`: the runs land in the results folder the page "
              "reads (`-p results DIR` keeps them apart from the tracked ones, and a new DIR starts empty, so the page "
              "then trains its whole grid)." if "run_missing" in declared(template) else "")
-    text = (f"Preset `{preset}` at {resolutions}; {len(ok)} runs on {devices}; code {commits}.\n\n"
+    datasets = [d for d in p.datasets if DATASETS[d].domain == params["domain"]] if "domain" in params else None
+    missing = missing_runs(preset, table, datasets)
+    not_yet = f"**Not run yet**: {not_run_text(missing)}.\n\n" if len(missing) else ""
+    text = (f"Preset `{preset}` at {resolutions}; {len(ok)} runs on {devices}; code {commits}.\n\n{not_yet}"
             f"{coverage_grid(table)}\n\n{flags_in_words(ok)}\n\n"
             f"**Rerun this page** as HTML, with the parameters it was made with: "
             f"`{rerun_command(preset, template, params)}`.{train} "
             f"The whole book: `backbone-bench study --preset {preset}`.")
     if preset == "quick":
         display(Markdown(f":::{{warning}}\n**Quick preset: a pipeline check, not a result.** {p.note}\n:::"))
-    datasets = [d for d in p.datasets if DATASETS[d].domain == params["domain"]] if "domain" in params else None
-    missing = missing_runs(preset, table, datasets)
-    if len(missing):  # in plain sight: a partial edition must never pass for a complete one
+    if len(missing):  # in plain sight: a partial edition must never pass for a complete one (the detail: About)
         display(Markdown(f":::{{warning}}\n**Partial edition: {len(table)} of {len(table) + len(missing)} runs of the "
-                         f"`{preset}` grid{' for this domain' if datasets else ''} are recorded.** Not run yet: "
-                         f"{not_run_text(missing)}. Every number here uses only the recorded runs; nothing is "
-                         f"imputed (what exists: *About this edition*). `backbone-bench run --preset {preset}` "
-                         "makes what is missing.\n:::"))
+                         f"`{preset}` grid{' for this domain' if datasets else ''} are recorded.** Every number here "
+                         f"uses only those; *About this edition* lists what is missing, and `backbone-bench run "
+                         f"--preset {preset}` makes it.\n:::"))
     display(Markdown(f":::{{admonition}} About this edition\n:class: dropdown note\n{text}\n:::"))
