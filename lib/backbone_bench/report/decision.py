@@ -80,6 +80,11 @@ def answer_text(rows: pd.DataFrame) -> str:
                  f"{cheaper['trains_faster'].max():.1f} times faster to train")
     text += (f". In {none} of the {len(rows)} rows no number of seeds would separate the top two: the test set's "
              "own noise is larger than their gap.")
+    other = rows[rows["fastest_infer"].notna() & (rows["fastest_infer"] != rows["use"])]
+    if len(other):  # the cheapest to train is not always the fastest to run: name the other where they differ
+        text += (" Where inference speed matters more than training time, another backbone within noise runs "
+                 "faster: " + "; ".join(f"{SHORT_DOMAIN.get(r.row, r.row)} at {r.shots} ({short_name(r.fastest_infer)})"
+                                       for r in other.itertuples()) + ".")
     return text
 
 
