@@ -87,14 +87,19 @@ def resolve_weights(backbone: str, pretrained: bool = True) -> Weights:
     try:  # timm goes to the Hub, or to its cache when HF_HUB_OFFLINE is set
         model = timm.create_model(backbone, pretrained=True)
     except Exception as err:
-        folders = ", ".join(map(str, paths.weights_folders())) or "(BACKBONE_BENCH_WEIGHTS is not set)"
-        raise WeightsUnavailableError(
-            f"{backbone}: no ImageNet weights. Not in the local weights folders ({folders}) and the Hub "
-            f"did not serve them ({type(err).__name__}: {str(err)[:160]}). Connect to the internet, or add "
-            f"{backbone.partition('.')[0]}.safetensors with a weights.json entry.") from None
+        raise _unavailable(backbone, "the Hub did not serve them", err) from None
     cfg = model.pretrained_cfg
     return Weights(backbone, "hub", f"hf-hub:{cfg.get('hf_hub_id') or backbone}", mean=tuple(cfg["mean"]),
                    std=tuple(cfg["std"]))
+
+
+def _unavailable(backbone: str, why: str, err: Exception) -> WeightsUnavailableError:
+    """No local file and no download: the error a user acts on (where it looked, why, what to do)."""
+    folders = ", ".join(map(str, paths.weights_folders())) or "(BACKBONE_BENCH_WEIGHTS is not set)"
+    return WeightsUnavailableError(
+        f"{backbone}: no ImageNet weights. Not in the local weights folders ({folders}) and {why} "
+        f"({type(err).__name__}: {str(err)[:160]}). Connect to the internet, or add "
+        f"{backbone.partition('.')[0]}.safetensors with a weights.json entry.")
 
 
 def _torchvision_download(backbone: str) -> Weights:
@@ -105,11 +110,7 @@ def _torchvision_download(backbone: str) -> Weights:
     try:
         torchvision_models.create(backbone, pretrained_download=True)
     except Exception as err:
-        folders = ", ".join(map(str, paths.weights_folders())) or "(BACKBONE_BENCH_WEIGHTS is not set)"
-        raise WeightsUnavailableError(
-            f"{backbone}: no ImageNet weights. Not in the local weights folders ({folders}) and torchvision could "
-            f"not download its own ({type(err).__name__}: {str(err)[:160]}). Connect to the internet, or add "
-            f"{backbone}.safetensors with a weights.json entry.") from None
+        raise _unavailable(backbone, "torchvision could not download its own", err) from None
     mean, std = torchvision_models.download_normalisation(backbone)
     return Weights(backbone, "hub", f"torchvision:{backbone}.IMAGENET1K_V1", mean=mean, std=std, library="torchvision")
 
