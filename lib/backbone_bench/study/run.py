@@ -166,8 +166,9 @@ def run_configs(configs: list, preset: str, device: torch.device, env: dict, com
     wanted = {recipe_precision(c) for c in configs}
     if len(wanted) > 1:  # a group computes in one precision: mixing them is a planning bug
         raise ValueError(f"a group mixes precisions {sorted(wanted)}; every run of an edition computes in one")
-    exact_fp32(device, wanted.pop())
-    speed = speed_options(configs[0]["backbone"], device, compile_model, recipe_precision(configs[0]))
+    computes_in = wanted.pop()
+    exact_fp32(device, computes_in)
+    speed = speed_options(configs[0]["backbone"], device, compile_model, computes_in)
     if not any(map(store.gradient, configs)):  # probes: one frozen network, nothing to stack or compile
         speed = dict(speed, compiled=compile_model, channels_last=False)
     try:
