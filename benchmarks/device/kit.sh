@@ -6,7 +6,15 @@
 #   kit.sh bench             .carry/bench: uc_merced images for train_throughput.py (a bundle), the vmap
 #                            engine's fused.py for fusion_forms.py --against, and
 #                            .carry/cifar10_5cls: the 2,000-image folder of recommend_budget.py
-#   kit.sh chunk NAME ARGS   .carry/NAME: `backbone-bench bundle ARGS` (the images and weights of those runs)
+#   kit.sh chunk NAME ARGS   .carry/NAME: `backbone-bench bundle ARGS` (the images and weights of those runs,
+#                            and the records they already have), then `slim`, then the upload's size
+#   kit.sh slim              before a call: only what a call needs stays in the working tree (travels.txt,
+#                            git sparse-checkout), so the upload does not grow with results/runs or the book;
+#                            until `kit.sh full`, every command that reads this checkout's results refuses
+#   kit.sh full              after the call: the whole tree back (git sparse-checkout disable)
+#   kit.sh size CARRY...     the bytes one call would upload: the working tree's tracked files that are
+#                            there, untracked files git does not ignore, and the carried paths
+#   kit.sh travels CARRY...  those files, NUL-separated (the CPU rehearsal copies exactly these)
 #   kit.sh compat            no GPU needed: the engine's tests on this CPU under the GPU image's torch and
 #                            torchvision (TORCH, TORCHVISION; default the image's, from the device
 #                            tool's KINDS.md), in a venv of their own (COMPAT_VENV, default /tmp/image-torch)
@@ -14,7 +22,34 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BENCH=${BENCH:-.venv/bin/backbone-bench}
-what=${1:?usage: kit.sh wheels | bench | chunk NAME BUNDLE-ARGS... | compat}; shift
+what=${1:?usage: kit.sh wheels | bench | chunk NAME BUNDLE-ARGS... | slim | full | size CARRY... | travels CARRY... | compat}; shift
+mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
+travels() {  # what the device tool sends: tracked files present here, untracked not ignored, carried paths
+  { git ls-files -z --cached --others --exclude-standard; if [ $# -gt 0 ]; then find "$@" -type f -print0; fi; } |
+    sort -zu | while IFS= read -r -d '' f; do if [ -f "$f" ]; then printf '%s\0' "$f"; fi; done
+}
+size() { travels "$@" | xargs -0r stat -c %s | awk '{s += $1} END {print s + 0}'; }
+case "$what" in
+  travels) travels "$@"; exit ;;
+  size) size "$@"; exit ;;
+  full)
+    git sparse-checkout disable
+    rm -f .carry/SLIM
+    echo "the whole tree is back ($(git ls-files | wc -l) tracked files)"; exit ;;
+  slim)
+    for claim in results/runs/.claims/*; do  # a run in flight here holds a claim naming its process
+      pid=$(grep -o '"pid": *[0-9]*' "$claim" 2>/dev/null | grep -o '[0-9]*$') || continue
+      if kill -0 "$pid" 2>/dev/null; then
+        echo "kit.sh: a sweep (pid $pid) is writing into results/: stop it first; slim removes the records" \
+             "it reads" >&2; exit 2
+      fi
+    done
+    mkdir -p .carry
+    grep -v '^#' benchmarks/device/travels.txt | git sparse-checkout set --no-cone --stdin
+    echo "slimmed by benchmarks/device/kit.sh slim; \`bash benchmarks/device/kit.sh full\` brings the tree back" > .carry/SLIM
+    echo "slim: $(git ls-files -t | grep -c '^H') of $(git ls-files | wc -l) tracked files here until" \
+         "\`bash benchmarks/device/kit.sh full\`"; exit ;;
+esac
 mkdir -p .carry
 # the code's commit, for the records made over there (the copy that travels has no .git)
 git rev-parse --short=12 HEAD | tr -d '\n' > .carry/commit.txt
@@ -38,19 +73,18 @@ case "$what" in
     name=${1:?usage: kit.sh chunk NAME BUNDLE-ARGS...}; shift
     rm -rf ".carry/$name"
     "$BENCH" bundle "$@" --out ".carry/$name"
-    # one upload holds the tracked tree and every carried path: 64 MiB in all
-    tree=$(git ls-files -z | xargs -0 stat -c %s 2>/dev/null | awk '{s+=$1} END {print s}')
-    carried=$(du -sb ".carry/$name" .carry/commit.txt | awk '{s+=$1} END {print s}')
+    bash "$0" slim
+    # one upload holds the working tree and every carried path: 64 MiB in all
+    tree=$(size); carried=$(size ".carry/$name" .carry/commit.txt); carried=$((carried - tree))
     limit=$((64 * 1024 * 1024))
     total=$((tree + carried))
-    mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
     if [ "$total" -gt "$limit" ]; then
-      echo "kit.sh: chunk $name is $(mib "$carried") MiB; with the tracked tree ($(mib "$tree") MiB) that is" \
+      echo "kit.sh: chunk $name is $(mib "$carried") MiB; with the working tree ($(mib "$tree") MiB) that is" \
            "$(mib "$total") MiB, over the 64 MiB upload: fewer datasets or backbones (at most" \
            "$(mib $((limit - tree))) MiB fit)" >&2
       rm -rf ".carry/$name"; exit 2
     fi
-    echo "chunk $name: $(mib "$carried") MiB + tracked tree $(mib "$tree") MiB = $(mib "$total") of 64 MiB" \
+    echo "chunk $name: $(mib "$carried") MiB + working tree $(mib "$tree") MiB = upload $(mib "$total") of 64 MiB" \
          "($(mib $((limit - total))) MiB left)"
     ;;
   compat)

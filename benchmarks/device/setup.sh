@@ -1,8 +1,8 @@
 # Source on the GPU machine, in the repository root, naming the carried folders that hold data:
 #   source benchmarks/device/setup.sh .carry/bench [.carry/chunk10a ...]
 # Installs this package over the image's torch/timm (--no-deps), the carried wheels into /tmp/site,
-# and points the package at the carried bundles and a fresh cache. Runs write into the repository's
-# results/ (so the records it already holds are skipped); `bb_collect` packs the records made since
+# and points the package at the carried bundles and a fresh cache. The bundles' records (those of
+# their cells, `kit.sh chunk`) go into results/runs, and runs write there (so they are skipped); `bb_collect` packs the records made since
 # into $OUT/records.tgz, to import here with `backbone-bench results merge records.tgz`.
 if [ -n "${SIMULATE:-}" ]; then
   # the CPU rehearsal (tests/test_device_call.py): this copy's lib/ on the path, nothing installed,
@@ -17,9 +17,13 @@ if [ -d .carry/wheels ]; then
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 data=""; weights=""
+mkdir -p results/runs
 for d in "$@"; do
   data="$data${data:+:}$PWD/$d"
   [ -d "$d/weights" ] && weights="$weights${weights:+:}$PWD/$d/weights"
+  # the records the chunk's cells already have (only these travel): the sweep skips them; times kept,
+  # so bb_collect (files newer than the stamp below) returns only what is made here
+  [ -d "$d/runs" ] && cp -p "$d"/runs/* results/runs/
 done
 [ -f .carry/commit.txt ] && export BACKBONE_BENCH_COMMIT="$(cat .carry/commit.txt)"
 export BACKBONE_BENCH_DATA="$data" BACKBONE_BENCH_WEIGHTS="$weights" BACKBONE_BENCH_CACHE=/tmp/bb-cache

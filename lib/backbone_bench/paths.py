@@ -53,7 +53,15 @@ def cache_dir() -> Path:
 def results_dir() -> Path:
     """BACKBONE_BENCH_RESULTS, else the repository's results/ (from any working directory), else ./results."""
     default = REPO_ROOT / "results" if in_checkout() else Path("results")
-    return Path(os.environ.get("BACKBONE_BENCH_RESULTS", default)).expanduser()
+    folder = Path(os.environ.get("BACKBONE_BENCH_RESULTS", default)).expanduser()
+    if (folder.parent / ".carry" / "SLIM").exists():
+        # the records are not in the working tree: a sweep would redo them and pages would be empty
+        from backbone_bench.errors import InvalidParameterError
+
+        raise InvalidParameterError(f"{folder}: this checkout is slimmed for a GPU call (benchmarks/device/kit.sh "
+                                    "slim: its records are not in the working tree); run `bash "
+                                    "benchmarks/device/kit.sh full` first")
+    return folder
 
 
 def splits_dir() -> Path:

@@ -4,7 +4,10 @@
 encoded bytes of every image those runs touch (their training subsets, validation and test;
 never re-encoded), the labels and source splits of the whole prepared dataset (small integers:
 the shot subsets are drawn over the whole pool), and the prepared data's content key; and
-``out/weights/`` with the local weights files they start from and their ``weights.json`` entries.
+``out/weights/`` with the local weights files they start from and their ``weights.json`` entries;
+and ``out/runs/`` with the records those runs already have (JSON and arrays), so that a machine that
+receives the bundle but not the repository's records skips them as the sweep here would
+(``benchmarks/device/setup.sh`` puts them in its ``results/runs``).
 
 With ``BACKBONE_BENCH_DATA=out`` and ``BACKBONE_BENCH_WEIGHTS=out/weights``, ``prepare`` finds the
 bundle first and rebuilds the prepared arrays at the same indices (rows no run reads stay zero),
@@ -22,6 +25,7 @@ from backbone_bench.data.bundled import BUNDLE_VERSION
 from backbone_bench.data.prepare import prepare, resolve_source
 from backbone_bench.data.sources import decode
 from backbone_bench.data.splits import load_splits
+from backbone_bench.study import store
 
 def used_indices(configs: list[dict]) -> dict[str, np.ndarray]:
     """Per dataset, the prepared-array indices the configs read."""
@@ -93,4 +97,23 @@ def make_bundle(configs: list[dict], out: Path) -> dict:
         sizes[f"weights/{backbone}"] = Path(weights.file).stat().st_size
     if manifest:
         (out / "weights" / "weights.json").write_text(json.dumps(manifest, indent=1))
+    copied = copy_records(configs, out / "runs")
+    if copied:
+        sizes[f"runs ({copied} records)"] = sum(p.stat().st_size for p in (out / "runs").iterdir())
     return sizes
+
+
+def copy_records(configs: list[dict], folder: Path, results: Path | None = None) -> int:
+    """Copy the records (JSON and arrays, times kept) that ``configs`` already have into ``folder``;
+    returns how many. Only these cells' records travel, whatever the size of the store."""
+    source = store.runs_dir(results)
+    copied = 0
+    for key in sorted({store.config_key(c) for c in configs}):
+        files = [source / f"{key}{suffix}" for suffix in (".json", ".npz")]
+        if not files[0].exists():
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in filter(Path.exists, files):
+            shutil.copy2(path, folder / path.name)
+        copied += 1
+    return copied
