@@ -368,7 +368,7 @@ def register(sub) -> None:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates behind the intervals")
     p.add_argument("--no-report", action="store_true", help="write summary.csv/json but not report.html")
     p.add_argument("--screen-only", action="store_true", help="stop after the linear-probe screen (minutes on a CPU)")
-    p.set_defaults(func=cmd_recommend)
+    p.set_defaults(func=cmd_recommend, trains=True)
     p = sub.add_parser("cost", help="parameters, GMACs, throughput, latency, memory -> results/cost.csv")
     p.add_argument("--panel", type=_csv(str), default=["lightweight", "seed", "offline"], help="panels to measure")
     p.add_argument("--backbones", type=_csv(str), help="measure these instead of panels")
@@ -394,7 +394,7 @@ def register(sub) -> None:
     p.add_argument("--no-build", action="store_true", help="execute the notebooks but do not build the site")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap draws for the intervals")
     add_execution_options(p)
-    p.set_defaults(func=cmd_study)
+    p.set_defaults(func=cmd_study, trains=True)
     p = sub.add_parser("run", help="run a preset's sweep, resuming; failures are recorded and skipped")
     add_grid_options(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
@@ -405,7 +405,7 @@ def register(sub) -> None:
                    help="start no group that would end past SECONDS from now (judged by the group before); "
                         "finish the one in flight and exit cleanly")
     add_execution_options(p)
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, trains=True)
     p = sub.add_parser("results", help="rebuild results/runs.csv|parquet from the records; "
                                        "`results merge DIR` imports records made elsewhere, verified")
     p.add_argument("action", nargs="?", choices=["merge"], help="merge: import the records of another results folder")
@@ -435,7 +435,7 @@ def register(sub) -> None:
     p.add_argument("-y", action="append", metavar="YAML",
                    help="parameters as YAML, as papermill takes them (e.g. -y \"backbones: [regnetx_002]\")")
     p.add_argument("--no-progress-bar", action="store_true", help="no per-cell progress in the terminal")
-    p.set_defaults(func=cmd_page)
+    p.set_defaults(func=cmd_page, trains=True)
     p = sub.add_parser("backbones", help="a panel's backbones and where their weights resolve")
     p.add_argument("panel", nargs="?", default="offline")
     p.set_defaults(func=cmd_backbones)

@@ -125,6 +125,10 @@ def main(argv=None) -> int:
 
     warnings.formatwarning = plain_warning
     args = build_parser().parse_args(argv)
+    if getattr(args, "trains", False) and not getattr(args, "dry_run", False):
+        from backbone_bench import cpu_share
+
+        print(cpu_share.choose(), flush=True)  # the first line, before torch loads its OpenMP runtime
     try:
         return args.func(args)
     except BenchError as err:
