@@ -73,6 +73,12 @@ def timed(workload: str, setting: str, competitors: int, folder: Path) -> tuple[
     return seconds, line
 
 
+def with_ratios(table: pd.DataFrame) -> pd.DataFrame:
+    """Each row's seconds over the median of its workload's idle ``today`` rows."""
+    idle = table[(table["setting"] == "today") & (table["competitors"] == 0)].groupby("workload")["seconds"].median()
+    return table.assign(vs_idle_today=(table["seconds"] / table["workload"].map(idle)).round(2))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workloads", default="sweep,recommend")
@@ -80,6 +86,7 @@ def main(argv=None) -> int:
     p.add_argument("--competitors", default="0,1,2")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--out", required=True, help="CSV to write (rows appended as measured)")
+    p.add_argument("--append", action="store_true", help="keep the rows OUT already holds (more repeats)")
     args = p.parse_args(argv)
 
     import torch
@@ -89,6 +96,7 @@ def main(argv=None) -> int:
 
     cores = os.cpu_count() or 1
     threads = torch.get_num_threads()
+    before = pd.read_csv(args.out) if args.append and Path(args.out).exists() else pd.DataFrame()
     env = environment(torch.device("cpu"))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,17 +104,15 @@ def main(argv=None) -> int:
         export("cifar10", folder, per_class=40, classes=("airplane", "automobile", "bird", "cat", "deer"))
         for workload in args.workloads.split(","):
             for competitors in map(int, args.competitors.split(",")):
-                for setting in args.settings.split(","):
-                    for repeat in range(args.repeats):
+                for repeat in range(args.repeats):  # settings interleaved: a drift of the machine hits each alike
+                    for setting in args.settings.split(","):
                         seconds, line = timed(workload, setting, competitors, folder)
                         fair = max(1.0, (threads + competitors) / cores)
                         rows.append(dict(workload=workload, setting=setting, competitors=competitors, repeat=repeat,
                                          seconds=round(seconds, 2), fair_share_slowdown=round(fair, 2),
                                          chosen=line, device=device_name(torch.device("cpu")), torch=env["torch"],
                                          git_commit=env["git_commit"]))
-                        table = pd.DataFrame(rows)
-                        idle = table[(table.setting == "today") & (table.competitors == 0)].groupby("workload")["seconds"]
-                        table["vs_idle_today"] = (table["seconds"] / table["workload"].map(idle.median())).round(2)
+                        table = with_ratios(pd.concat([before, pd.DataFrame(rows)], ignore_index=True))
                         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
                         table.to_csv(args.out, index=False)
                         print(table.iloc[-1].drop(["device", "torch", "git_commit"]).to_dict(), flush=True)

@@ -99,3 +99,17 @@ def test_a_failed_self_check_says_what_was_expected_and_what_the_cell_produced()
         exec(checks[2], dict(wrong))
     for source in checks:  # every assertion carries a message saying what it got
         assert all(' f"' in part.split("\nassert")[0] for part in source.split("assert ")[1:]), source
+
+
+def test_the_lab_minutes_say_idle_and_under_load_where_both_were_measured(tmp_path, monkeypatch):
+    csv = tmp_path / "lab_minutes.csv"
+    csv.write_text("part,minutes,measured_on,competitors\nset-up,0.04,CPU x,0\nExercise 1: a,1.58,CPU x,0\n"
+                   "set-up,0.1,CPU x,2\nExercise 1: a,3.2,CPU x,2\n")
+    monkeypatch.setattr(lab, "MINUTES", csv)
+    text = lab.minutes_text()
+    assert "| part | minutes, idle | minutes beside 2 busy processes |" in text
+    assert "| Exercise 1: a | 1.6 | 3.2 |" in text and "| **all** | **1.6** | **3.3** |" in text
+    assert "--competitors 2" in text and "sleep rather than spin" in text
+    csv.write_text("part,minutes,measured_on\nset-up,0.04,CPU x\n")  # as written before loads were measured
+    text = lab.minutes_text()
+    assert "| part | minutes, idle |" in text and "--competitors" not in text

@@ -125,6 +125,42 @@ def test_winner_claim_needs_separation():
     assert claims.check_claims(scores, cells).set_index("claim")["verdict"]["ConvNeXt-T is best on natural images"] == "inconclusive"
 
 
+FAMILY_CLAIM = "Newer lightweight families (EfficientNet-Lite, RegNet) beat older ones (SqueezeNet, MobileNetV1)"
+TOP1_CLAIM = "Better ImageNet models transfer better (ImageNet top-1 and transfer rank alike)"
+
+
+def test_newer_against_older_families_is_decided_per_shot_level():
+    # issue 48: at 10 shots the newer families lead by 0.3 (agree); at 100 shots they are even
+    acc = {(10, "tf_efficientnet_lite0"): 0.9, (10, "regnetx_002"): 0.85, (10, "squeezenet1_1"): 0.55,
+           (10, "mobilenetv1_100"): 0.6, (10, "mobilenetv2_100"): 0.1}  # mobilenetv2 is in neither group
+    acc |= {(100, b): 0.8 for b in ("tf_efficientnet_lite0", "regnetx_002", "squeezenet1_1", "mobilenetv1_100")}
+    spec = [(d, k, b, "finetune", s, a, False) for (k, b), a in acc.items() for d in ("cifar10", "uc_merced")
+            for s in range(3)]
+    scores, cells = claim_scores(spec, {"cifar10": "natural", "uc_merced": "remote_sensing"})
+    result = claims.check_claims(scores, cells).set_index("claim")
+    ten, hundred = result.loc[f"{FAMILY_CLAIM}, at 10 shots"], result.loc[f"{FAMILY_CLAIM}, at 100 shots"]
+    assert ten["verdict"] == "agree" and hundred["verdict"] == "inconclusive"
+    assert "+0.30" in ten["evidence"] and "2 datasets" in ten["evidence"] and "mobilenetv2" not in ten["evidence"]
+    # without an older family in the results: not testable, said per level
+    newer_only = [row for row in spec if not row[2].startswith(("squeezenet", "mobilenetv1"))]
+    scores, cells = claim_scores(newer_only, {"cifar10": "natural", "uc_merced": "remote_sensing"})
+    assert claims.check_claims(scores, cells).set_index("claim").loc[f"{FAMILY_CLAIM}, at 10 shots",
+                                                                    "verdict"] == "not testable here"
+
+
+def test_imagenet_top1_against_transfer_is_a_rank_correlation_over_the_backbones_that_report_one():
+    backbones = {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6, "e": 0.5, "f": 0.95}
+    spec = [("cifar10", 10, b, "finetune", s, acc, False) for b, acc in backbones.items() for s in range(3)]
+    scores, cells = claim_scores(spec, {"cifar10": "natural"})
+    top1 = pd.Series({"a": 78.0, "b": 76.0, "c": 72.0, "d": 70.0, "e": 65.0, "f": None})
+    row = claims.check_claims(scores, cells, top1=top1).set_index("claim").loc[TOP1_CLAIM]
+    assert row["verdict"] == "agree" and "5 backbones" in row["evidence"] and "none reported for f" in row["evidence"]
+    reversed_top1 = pd.Series({"a": 65.0, "b": 70.0, "c": 72.0, "d": 76.0, "e": 78.0})
+    assert claims.check_claims(scores, cells, top1=reversed_top1).set_index("claim").loc[TOP1_CLAIM,
+                                                                                        "verdict"] == "disagree"
+    assert claims.check_claims(scores, cells).set_index("claim").loc[TOP1_CLAIM, "verdict"] == "not testable here"
+
+
 def test_a_cells_interval_does_not_depend_on_the_other_cells_of_the_page():
     # a domain page computes fewer cells than the intro; the same cell must get the same replicates
     spec = [(d, 10, b, "finetune", s, acc, False) for d in ("cifar10", "uc_merced")

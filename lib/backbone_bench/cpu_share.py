@@ -52,6 +52,8 @@ def choose(environ=None, window: float = 0.25) -> str:
     if "torch" in sys.modules:
         return "OpenMP: torch was loaded before the choice could be made; its threads wait as it set them"
     busy = busy_cores(window)
+    if busy is not None and busy >= BUSY_CORES:  # confirmed over a longer window: a moment's blip (a shell
+        busy = min(busy, busy_cores(2 * window) or 0.0)  # command, an editor saving) is not a load
     cores = os.cpu_count() or 1
     if busy is None:
         return f"OpenMP: this system does not say how busy its cores are; threads spin while they wait ({OVERRIDE})"

@@ -21,7 +21,13 @@ from backbone_bench.analysis.uncertainty import decided, fmt, paired_differences
 
 JS = "Jeevan & Sethi 2025"
 BOB = "Goldblum et al. 2023 (BoB)"
+KORNBLITH = "Kornblith et al. 2019"
 NOT_TESTABLE = "not testable here"
+
+#: Lightweight families by the prefix of their timm/torchvision names: the 2019-2020 designs against
+#: the 2016-2017 ones, for the claim that some families are consistently ahead (issue 48)
+NEWER = {"tf_efficientnet_lite": "EfficientNet-Lite", "regnet": "RegNet"}
+OLDER = {"squeezenet": "SqueezeNet", "mobilenetv1": "MobileNetV1"}
 
 
 def _arch(name: str) -> str:
@@ -60,8 +66,10 @@ def _winner_claim(scores, domain, arch):
     return word, f"{have[arch]}'s {domain} score minus the best other's: {interval}"
 
 
-def check_claims(scores: pd.DataFrame, cells=None, cost: pd.DataFrame | None = None) -> pd.DataFrame:
-    """scores: ranking.bootstrap output (fine-tune); cells: uncertainty.CellDraws of every mode."""
+def check_claims(scores: pd.DataFrame, cells=None, cost: pd.DataFrame | None = None,
+                 top1: pd.Series | None = None) -> pd.DataFrame:
+    """scores: ranking.bootstrap output (fine-tune); cells: uncertainty.CellDraws of every mode;
+    top1: the ImageNet top-1 each backbone's weights report (the records' weights_reported_top1)."""
     rows = []
 
     def add(study, claim, verdict_evidence):
@@ -77,7 +85,64 @@ def check_claims(scores: pd.DataFrame, cells=None, cost: pd.DataFrame | None = N
     add(BOB, "Backbone rankings are strongly correlated across tasks (Spearman often > 0.8)", _correlation_claim(scores))
     add(BOB, "Throughput and score are negatively correlated (Spearman -0.41)", _throughput_claim(scores, cost))
     add(JS, "ImageNet pretraining helps most when labelled data is scarce", _scarcity_claim(cells))
+    for claim, result in _family_claims(cells):
+        add(JS, claim, result)
+    add(KORNBLITH, "Better ImageNet models transfer better (ImageNet top-1 and transfer rank alike)",
+        _top1_claim(scores, top1))
     return pd.DataFrame(rows)
+
+
+def family(backbone: str, families: dict) -> str | None:
+    return next((name for prefix, name in families.items() if _arch(backbone).startswith(prefix)), None)
+
+
+def _family_claims(cells) -> list[tuple[str, tuple[str, str]]]:
+    """Per shot level: the newer families' mean fine-tune score minus the older ones', per dataset
+    (where both ran), averaged over the datasets, replicates paired on the same test resamples."""
+    claim = (f"Newer lightweight families ({', '.join(NEWER.values())}) beat older ones "
+             f"({', '.join(OLDER.values())})")
+    ft = None if cells is None else cells.of("finetune")
+    if ft is None or ft.cells.empty:
+        return [(claim, (NOT_TESTABLE, "no fine-tune results"))]
+    c = ft.cells
+    newer = c["backbone"].map(lambda b: family(b, NEWER) is not None).to_numpy()
+    older = c["backbone"].map(lambda b: family(b, OLDER) is not None).to_numpy()
+    out = []
+    for shots in sorted(c["shots"].unique()):
+        points, reps, names = [], [], set()
+        for dataset in sorted(c.loc[c["shots"] == shots, "dataset"].unique()):
+            at = ((c["shots"] == shots) & (c["dataset"] == dataset)).to_numpy()
+            a, b = at & newer, at & older
+            if a.any() and b.any():
+                points.append(c["mean"].to_numpy()[a].mean() - c["mean"].to_numpy()[b].mean())
+                reps.append(ft.draws[a].mean(0) - ft.draws[b].mean(0))
+                names.update(c["backbone"][a | b])
+        label = f"{claim}, at {shots} shots"
+        if not points:
+            out.append((label, (NOT_TESTABLE, f"no dataset has fine-tunes of both at {shots} shots in these results")))
+            continue
+        word, interval = verdict(float(np.mean(points)), np.mean(reps, axis=0))
+        older_names = ", ".join(sorted(n for n in names if family(n, OLDER)))
+        newer_names = ", ".join(sorted(n for n in names if family(n, NEWER)))
+        out.append((label, (word, f"mean balanced accuracy of {newer_names} minus {older_names}, averaged over "
+                                  f"{len(points)} datasets: {interval}")))
+    return out
+
+
+def _top1_claim(scores, top1):
+    overall, draws = _point(scores, "overall"), _draws(scores)
+    reported = pd.Series(dtype=float) if top1 is None else pd.to_numeric(top1, errors="coerce").dropna()
+    common = [b for b in overall.index if b in reported.index]
+    without = [b for b in overall.index if b not in reported.index]
+    if len(common) < 3 or draws is None:
+        return NOT_TESTABLE, (f"the weights report an ImageNet top-1 for {len(common)} of the ranked backbones; "
+                              "a rank correlation needs 3")
+    d = draws.xs("overall", level="domain").loc[common]
+    rho = spearmanr(reported[common], overall[common]).statistic
+    reps = np.array([spearmanr(reported[common], d[b]).statistic for b in d.columns])
+    word, interval = verdict(rho, reps[~np.isnan(reps)])
+    return word, (f"Spearman(reported ImageNet top-1, overall fine-tune score) over the {len(common)} backbones whose "
+                  f"weights report one: {interval}" + (f"; none reported for {', '.join(without)}" if without else ""))
 
 
 ATTENTION = {"swin", "vit", "deit", "swinv2", "mobilevit", "efficientformer", "fastvit"}
