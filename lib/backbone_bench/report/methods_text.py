@@ -81,3 +81,38 @@ def overlap_text(table: pd.DataFrame) -> str:
     seeds = int(ok["seed"].nunique())
     return "; ".join(f"{d} at {k} shots: {rho:.0%} (n={seeds} worth {effective_seeds(seeds, rho):.1f})"
                      for d, k, rho in sorted(flagged, key=lambda x: -x[2]))
+
+
+def clean_selection_text(results) -> str:
+    """What selecting gradient runs on clean validation changed, against the published records chosen
+    on all of it (benchmarks/clean_selection.py): picks moved, and the paired test difference."""
+    path = results_path(results) / "benchmarks" / "clean_selection.csv"
+    if not path.exists():
+        return "What selecting fine-tunes on clean validation would change has not been measured in this results folder."
+    t = pd.read_csv(path)
+    parts = []
+    for (dataset, shots), g in t.groupby(["dataset", "shots"]):
+        delta = g["test_delta"]
+        parts.append(f"{dataset} at {shots} shots: the pick moved in {int(g['moved'].sum())} of {len(g)} runs, test "
+                     f"balanced accuracy changed by {delta.mean():+.3f} on average (from {delta.min():+.3f} to "
+                     f"{delta.max():+.3f})")
+    same = t["same_training"].mean()
+    return ("Trained again with selection on the clean subset only (`python benchmarks/clean_selection.py`), against "
+            "the published runs of the same configs: " + "; ".join(parts) + f". In {same:.0%} of the runs the whole "
+            "validation set's pick equals the published one, so the trainings are the same and only selection differs.")
+
+
+def eval_passes_text(results) -> str:
+    """Why a run keeps its validation passes: evaluation's share of a run's compute per shot level and
+    how often fewer passes would move the chosen checkpoint (benchmarks/eval_passes.py)."""
+    folder = results_path(results) / "benchmarks"
+    if not (folder / "eval_passes.csv").exists() or not (folder / "eval_share.csv").exists():
+        return "Evaluation's share of a run has not been measured in this results folder."
+    cuts = pd.read_csv(folder / "eval_passes.csv")
+    cuts = cuts[cuts["cut"] != "all"]
+    share = pd.read_csv(folder / "eval_share.csv").groupby("shots")["eval_share"].median()
+    levels = ", ".join(f"{v:.0%} at {k} shots" for k, v in share.items())
+    return (f"Evaluation (the validation passes and the test pass) takes a median {levels} of a run's compute at 96 px "
+            f"(the measured CPU path); validating only half of the passes would have moved the chosen checkpoint in "
+            f"{cuts['moved'].min():.0%} to {cuts['moved'].max():.0%} of the `cpu` edition's fine-tunes, so every run "
+            "keeps them all (`python benchmarks/eval_passes.py`).")
