@@ -105,9 +105,24 @@ def environment(device: torch.device) -> dict:
 
     from backbone_bench import __version__
 
-    return dict(device=device_name(device), device_type=device.type, torch=torch.__version__,
-                timm=timm.__version__, backbone_bench=__version__, python=platform.python_version(),
-                git_commit=git_commit(), precision="fp32")  # the run's own precision replaces it (study/run.py)
+    env = dict(device=device_name(device), device_type=device.type, torch=torch.__version__,
+               timm=timm.__version__, backbone_bench=__version__, python=platform.python_version(),
+               git_commit=git_commit(), precision="fp32")  # the run's own precision replaces it (study/run.py)
+    if device.type == "cpu":
+        env["cpu_id"] = cpu_id()
+    return env
+
+
+def cpu_id() -> str:
+    """The processor's family, model and stepping: two processors of one class (one name, one ISA tag)
+    can round fp32 differently (oneDNN picks kernels by microarchitecture), so a rerun that differs
+    can be told from one that should not."""
+    try:
+        fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in open("/proc/cpuinfo"))
+                  if k.strip() in ("cpu family", "model", "stepping")}
+    except OSError:
+        return platform.machine()
+    return f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')} stepping {fields.get('stepping', '?')}"
 
 
 def pick_device(name: str = "auto") -> torch.device:

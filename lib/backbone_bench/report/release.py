@@ -56,6 +56,7 @@ COLUMNS = {
     "device_as_recorded": "the CPU's name as made before names carried the vector unit (empty: as recorded)",
     "device_from": "how the vector unit of such a CPU was inferred (its session's speed path; study/hosts.py)",
     "device_type": "cpu or cuda",
+    "cpu_id": "the CPU's family, model and stepping (processors of one class can round fp32 differently; older records: empty)",
     "precision": "what the run computed in (fp32 or bf16-autocast); an edition's recipe fixes it for every run",
     "torch": "PyTorch version", "timm": "timm version", "backbone_bench": "this package's version",
     "python": "Python version", "git_commit": "the commit of the code that made the run (+dirty.<hash>: uncommitted lib/, its diff in diffs/<commit>.patch)",
