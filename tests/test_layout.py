@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lib" / "backbone_bench"
 # earliest first; a module may import its own stage and earlier ones only
-STAGES = [("backbone_bench", "errors", "paths", "environment", "clock"), ("data",), ("models",), ("engine",), ("study",),
+STAGES = [("backbone_bench", "errors", "paths", "environment", "clock", "cpu_share"), ("data",), ("models",), ("engine",), ("study",),
           ("analysis",), ("report",), ("recommend",), ("cli", "__main__")]
 
 
