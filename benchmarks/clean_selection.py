@@ -1,24 +1,23 @@
 """What selecting fine-tunes on clean validation changes (issue 46, part 3).
 
-The `cpu` edition's gradient runs choose their checkpoint on the whole validation split, twins of
+The `cpu` edition's gradient runs chose their checkpoint on the whole validation split, twins of
 training-pool images included (brain_tumor_mri: 76 of 256 validation images have one, breastmnist:
-31 of 78). This script trains the edition's runs of those datasets again with ``val_select="clean"``
-(the same config otherwise: the same images, seed, budget and learning rate) in a results folder of
-its own (``results/clean_selection/``, committed, so the runs are made once and can join the edition
-when its gradient runs switch to clean selection: `backbone-bench results merge`). Each such run
-records what it chose on the clean subset and what the whole validation set would have chosen
-(``chosen.on_all_val``); the published record with the same config is its twin chosen on all of
-validation. Per run, the CSV gives both picks, whether the pick moved, whether the training was the
-same (every validation pass scored the same as the published run's: otherwise the rerun itself
-differs, as fp32 rounding on another processor of the same class makes it), and the test balanced
-accuracy of both. The selection effect is read on the identical trainings only.
+31 of 78). The edition now selects on the clean subset (its recipe's ``val_select="clean"``), so
+each such run is made again under a new key, in the edition's own results folder; the run it
+replaces (``plan.predecessor_key``: the same config selected on all of validation, the same images,
+seed, budget and learning rate) stays in the store and is its twin. This script makes the reruns
+of the datasets and levels asked for (those already recorded are not trained again), then reads
+them: each records what it chose on the clean subset and what the whole validation set would have
+chosen (``chosen.on_all_val``). Per run, the CSV gives both picks, whether the pick moved, whether
+the training was the same (every validation pass scored the same as the predecessor's: otherwise
+the rerun itself differs, as fp32 rounding on another processor of the same class makes it), and
+the test balanced accuracy of both. The selection effect is read on the identical trainings only.
 
     python benchmarks/clean_selection.py --shots 10          # results/benchmarks/clean_selection.csv
 """
 from __future__ import annotations
 
 import argparse
-import copy
 from pathlib import Path
 
 import pandas as pd
@@ -27,15 +26,9 @@ from backbone_bench import paths
 from backbone_bench.environment import environment, pick_device
 from backbone_bench.study import store
 from backbone_bench.study.execute import execute
-from backbone_bench.study.plan import Plan, build_plan
+from backbone_bench.study.plan import Plan, build_plan, predecessor_key
 
 DATASETS = ("brain_tumor_mri", "breastmnist")
-
-
-def clean_twin(config: dict) -> dict:
-    twin = copy.deepcopy(config)
-    twin["recipe"]["val_select"] = "clean"
-    return twin
 
 
 def pick(chosen: dict) -> tuple:
@@ -75,25 +68,24 @@ def main(argv=None) -> int:
     p.add_argument("--modes", default="finetune")
     p.add_argument("--datasets", default=",".join(DATASETS))
     p.add_argument("--out", default=str(paths.BENCHMARKS / "clean_selection.csv"))
-    p.add_argument("--results", default=str(paths.REPO_ROOT / "results" / "clean_selection"),
-                   help="where the clean-selected runs are kept (those already there are not trained again)")
+    p.add_argument("--results", default=None, help="the edition's results folder (default: the repository's)")
     args = p.parse_args(argv)
+    results = Path(args.results) if args.results else paths.results_dir()
     grid = build_plan("cpu", datasets=args.datasets.split(","), shots=[int(k) for k in args.shots.split(",")],
-                      modes=args.modes.split(","), skip_done=False).configs
-    published = {store.config_key(c): r for c in grid for r in store.read_records(keys=[store.config_key(c)])
+                      modes=args.modes.split(","), skip_done=False, results=results).configs
+    published = {predecessor_key(c): r for c in grid if predecessor_key(c)
+                 for r in store.read_records(results, keys=[predecessor_key(c)])
                  if r["status"] == "ok" and not store.outdated(r)}
-    twins = {store.config_key(clean_twin(c)): store.config_key(c) for c in grid if store.config_key(c) in published}
-    configs = [clean_twin(c) for c in grid if store.config_key(c) in published]
-    results = Path(args.results)
+    configs = [c for c in grid if predecessor_key(c) in published]
     todo = [c for c in configs if not store.read_records(results, keys=[store.config_key(c)])]
-    print(f"{len(configs)} of {len(grid)} published runs selected again on clean validation; {len(todo)} to train")
+    print(f"{len(configs)} of {len(grid)} runs have a predecessor selected on all of validation; {len(todo)} to train")
     if todo:
         execute(Plan("cpu", todo, 0, [], label="clean selection"), "cpu", results)
     rows = []
     for config in configs:
         record = store.read_records(results, keys=[store.config_key(config)])
         if record and record[0]["status"] == "ok":
-            rows.append(compare(published[twins[store.config_key(config)]], record[0]))
+            rows.append(compare(published[predecessor_key(config)], record[0]))
     table = pd.DataFrame(rows).assign(test_delta=lambda t: (t["test_clean"] - t["test_all"]).round(4),
                                       torch=environment(pick_device("cpu"))["torch"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,8 @@ SMALL = dict(datasets=["uc_merced"], backbones=["tf_efficientnet_lite0", "tf_mob
              modes=["linear_probe"])
 
 
-def _ok(config, precision="fp32", commit="abc123"):
-    record = record_base(config, "quick", dict(git_commit=commit), precision=precision)
+def _ok(config, precision="fp32", commit="abc123", preset="quick"):
+    record = record_base(config, preset, dict(git_commit=commit), precision=precision)
     record |= dict(status="ok", metrics=dict(test=dict(balanced_accuracy=0.5)), finished_at=precision + commit,
                    effective_shots=10, subset_shared=False, collapsed=False)
     arrays = dict(test_pred=np.zeros(3, np.uint8), test_label=np.zeros(3, np.uint8), test_index=np.arange(3))
@@ -100,9 +100,47 @@ def test_a_sweep_remakes_outdated_records_before_it_adds_new_cells(results):
 
 
 @requires_mirror
-def test_the_224_px_preset_differs_from_the_published_edition_in_resolution_and_clean_selection_only():
-    from dataclasses import replace
+def test_a_predecessor_selected_on_all_validation_stands_in_until_its_whole_cell_is_rerun(results):
+    """The cpu edition's gradient runs now select on clean validation (new keys). The records made
+    before stand in for a cell until every one of them is made again; a sweep makes those first."""
+    from backbone_bench.report.load import missing_runs, reported, stand_ins_text
+    from backbone_bench.study.plan import predecessor_key
 
+    grid = dict(datasets=["uc_merced"], backbones=["regnetx_002", "tf_mobilenetv3_small_100", "squeezenet1_1"],
+                shots=[10], seeds=[0], modes=["finetune"])
+    new, old_a, old_b = build_plan("cpu", **grid).configs  # in the grid's order
+    assert {c["recipe"]["val_select"] for c in (new, old_a, old_b)} == {"clean"}
+
+    def as_published(config):  # the same config selected on all of validation: the key it had
+        config = dict(config, recipe={k: v for k, v in config["recipe"].items() if k != "val_select"})
+        assert store.config_key(config) == predecessor_key(dict(config, recipe=dict(config["recipe"], val_select="clean")))
+        return config
+
+    for config in (old_a, old_b):
+        _ok(as_published(config), commit="published", preset="cpu")
+    assert build_plan("cpu", **grid).configs == [old_a, old_b, new]  # the reruns before the new backbone
+
+    def cell():
+        table = reported(store.compile_table(), "cpu", datasets=["uc_merced"])
+        return table[(table["shots"] == 10) & (table["mode"] == "finetune")]
+
+    shown = cell()
+    assert set(shown["key"]) == {predecessor_key(old_a), predecessor_key(old_b)}
+    assert set(shown["stands_in_for"]) == {store.config_key(old_a), store.config_key(old_b)}
+    assert "2 runs in 1 cells were selected on all of validation" in stand_ins_text(shown)
+    assert store.config_key(new) in set(missing_runs("cpu", shown, ["uc_merced"])["key"])
+    assert not {store.config_key(old_a), store.config_key(old_b)} & set(missing_runs("cpu", shown, ["uc_merced"])["key"])
+    _ok(old_a, preset="cpu")
+    _ok(new, preset="cpu")  # the cell is not yet whole: its clean records wait, none is mixed in
+    assert set(cell()["key"]) == {predecessor_key(old_a), predecessor_key(old_b)}
+    _ok(old_b, preset="cpu")
+    shown = cell()
+    assert set(shown["key"]) == {store.config_key(c) for c in (new, old_a, old_b)}
+    assert set(shown["stands_in_for"]) == {""} and stand_ins_text(shown) == ""
+
+
+@requires_mirror
+def test_the_224_px_preset_differs_from_the_published_edition_in_resolution_only():
     from backbone_bench.study.presets import get_preset
 
     cpu, wide = get_preset("cpu"), get_preset("cpu224")
@@ -111,8 +149,7 @@ def test_the_224_px_preset_differs_from_the_published_edition_in_resolution_and_
     for mode in wide.modes:
         for shots in wide.shots:
             mine, published = wide.recipe_for(mode, shots), cpu.recipe_for(mode, shots)
-            # every run selects on clean validation from its first (the cpu edition's probes do already)
-            assert mine.val_select == "clean" and replace(mine, val_select=published.val_select) == published
+            assert mine == published and mine.val_select == "clean"  # both select on clean validation
     plan = build_plan("cpu224", datasets=["uc_merced"], backbones=["regnetx_002"], seeds=[0])
     levels = [(c["shots"], c["mode"]) for c in plan.configs]  # a shot level whole before the next
     assert levels == [(10, "linear_probe"), (10, "finetune"), (100, "linear_probe"), (100, "finetune")]

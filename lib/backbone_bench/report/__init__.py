@@ -19,8 +19,8 @@ from backbone_bench.report.labels import (  # noqa: F401
     COST_COLUMNS, DOMAINS_IN_ORDER, GAINS, METRIC, MODE_NAMES, MODE_RAN, MODE_RUNS, SHORT_DOMAIN, SHORT_MODES,
     chance_of, domain_title, fmt_interval, interval_note, listed, short_name)
 from backbone_bench.report.load import (  # noqa: F401
-    coverage, coverage_text, draws, edition_line, load, missing_runs, results_path, successor_text, twins_left_out,
-    with_clean_scores)
+    coverage, coverage_text, draws, edition_line, load, missing_runs, results_path, stand_ins_text, successor_text,
+    twins_left_out, with_clean_scores)
 from backbone_bench.report.about import (  # noqa: F401
     about, coverage_grid, flags_in_words, page_params, published_edition, rerun_command)
 from backbone_bench.report.tables import (  # noqa: F401

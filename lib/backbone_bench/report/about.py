@@ -10,7 +10,7 @@ from IPython.display import Markdown, display
 
 from backbone_bench.data.registry import DATASETS
 from backbone_bench.report.labels import MODE_NAMES, listed
-from backbone_bench.report.load import coverage, missing_runs, not_run_text, results_path
+from backbone_bench.report.load import coverage, missing_runs, not_run_text, results_path, stand_ins_text
 from backbone_bench.study.presets import get_preset
 
 
@@ -125,6 +125,9 @@ def about(preset: str, table: pd.DataFrame, template: str = "summary", results=N
     datasets = [d for d in p.datasets if DATASETS[d].domain == params["domain"]] if "domain" in params else None
     missing = missing_runs(preset, table, datasets)
     not_yet = f"**Not run yet**: {not_run_text(missing)}.\n\n" if len(missing) else ""
+    standing = stand_ins_text(table)
+    if standing:
+        not_yet += f"**Reruns pending**: {standing}\n\n"
     text = (f"Preset `{preset}` at {resolutions}; {len(ok)} runs on {devices}; code {commits}.\n\n{not_yet}"
             f"{coverage_grid(table)}\n\n{flags_in_words(ok)}\n\n"
             f"**Rerun this page** as HTML, with the parameters it was made with: "
@@ -137,4 +140,6 @@ def about(preset: str, table: pd.DataFrame, template: str = "summary", results=N
                          f"`{preset}` grid{' for this domain' if datasets else ''} are recorded.** Every number here "
                          f"uses only those; *About this edition* lists what is missing, and `backbone-bench run "
                          f"--preset {preset}` makes it.\n:::"))
+    if standing:  # in plain sight too: these cells' numbers will change when their reruns land
+        display(Markdown(f":::{{note}}\n**Selection being made equal.** {standing}\n:::"))
     display(Markdown(f":::{{admonition}} About this edition\n:class: dropdown note\n{text}\n:::"))

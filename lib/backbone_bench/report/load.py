@@ -52,13 +52,47 @@ def reported(table: pd.DataFrame, preset: str, outdated: bool = False, datasets=
     it no longer asks for (a changed recipe, a superseded split) are kept in the store but never
     reported under its name; nor are outdated records (another precision than the recipe's, an older
     engine, code in no commit), which count as missing until remade. Refuses a cell that mixes precisions."""
-    from backbone_bench.study.plan import grid_keys
+    from backbone_bench.study.plan import grid_cells
 
     current = table["outdated"].fillna("") == "" if "outdated" in table and not outdated else True
-    table = table[(table["preset"] == preset) & table["key"].isin(grid_keys(preset, datasets)) & current]
+    table = table[(table["preset"] == preset) & current]
+    table = with_stand_ins(table, pd.DataFrame(grid_cells(preset, datasets), columns=GRID_COLUMNS))
     if not outdated:
         check_one_precision(table)
     return table
+
+
+GRID_COLUMNS = ["key", "dataset", "shots", "mode", "backbone", "predecessor"]
+
+
+def with_stand_ins(table: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
+    """The records of ``grid`` (plan.grid_cells), a cell (dataset, shots, mode) at a time. A cell
+    reports its clean-selected records once every run of it that has a predecessor (the same config
+    selected on all of validation, plan.predecessor_key) has been made again; until then its
+    predecessors stand in for the whole cell, as published, and the cell's clean-selected records
+    are held back, so that no cell ranks backbones selected by different rules. ``stands_in_for``
+    names the grid key a stand-in's rerun will have (empty on every other row)."""
+    recorded = set(table["key"]) if len(table) else set()
+    grid = grid.assign(has=grid["key"].isin(recorded), stands=grid["predecessor"].isin(recorded))
+    pending = grid[grid["stands"] & ~grid["has"]].groupby(["dataset", "shots", "mode"]).size()
+    waiting = grid.set_index(["dataset", "shots", "mode"]).index.isin(pending.index)
+    own = table[table["key"].isin(grid.loc[~waiting, "key"])].assign(stands_in_for="")
+    standing = grid[waiting & grid["stands"]]
+    stand_ins = table.merge(standing[["predecessor", "key"]].rename(columns={"key": "stands_in_for"}),
+                            left_on="key", right_on="predecessor").drop(columns="predecessor")
+    return pd.concat([own, stand_ins], ignore_index=True) if len(stand_ins) else own
+
+
+def stand_ins_text(table: pd.DataFrame) -> str:
+    """The cells whose predecessors stand in, in words ("" where none does)."""
+    if "stands_in_for" not in table or not (table["stands_in_for"] != "").any():
+        return ""
+    standing = table[table["stands_in_for"] != ""]
+    cells = standing.groupby(["dataset", "shots", "mode"]).ngroups
+    return (f"{len(standing)} runs in {cells} cells were selected on all of validation, twins of training images "
+            f"included, as first published; they stand in until every run of their cell has been made again with "
+            f"selection on the clean subset (`backbone-bench run --preset {standing['preset'].iloc[0]}` makes those reruns first), and "
+            f"each cell then switches whole: {not_run_text(standing)}.")
 
 
 def check_one_precision(table: pd.DataFrame) -> None:
@@ -137,8 +171,8 @@ def missing_runs(preset: str, table: pd.DataFrame, datasets=None) -> pd.DataFram
     """The runs of the preset's grid (of ``datasets``: all) that have no record: dataset, shots, mode."""
     from backbone_bench.study.plan import grid_cells
 
-    recorded = set(table["key"]) if len(table) else set()
-    cells = pd.DataFrame(grid_cells(preset, datasets), columns=["key", "dataset", "shots", "mode"])
+    recorded = set(table["key"]) | set(table.get("stands_in_for", ())) if len(table) else set()
+    cells = pd.DataFrame(grid_cells(preset, datasets), columns=GRID_COLUMNS)[["key", "dataset", "shots", "mode"]]
     cells = cells[~cells["key"].isin(recorded)]
     return cells[cells["dataset"].isin(datasets)] if datasets is not None else cells
 

@@ -65,6 +65,10 @@ COLUMNS = {
     "weights_int8_derived": "weights dequantised from an int8 model",
     "n_train": "training images", "n_val": "validation images", "n_test": "test images scored",
     "n_val_selected": "validation images model selection scored (the clean subset where the recipe asks)",
+    "chosen_on_all_val": "for a run that selected on clean validation: what all of validation, twins included, "
+                         "would have chosen (its learning rate and step, or its C)",
+    "stands_in_for": "for a run selected on all of validation that stands in until its cell is rerun with clean "
+                     "selection: the key its rerun will have (empty on every other row)",
     "weights_library": "the library that builds the network (timm or torchvision)",
     "effective_shots": "the training images per class actually available",
     "subset_shared": "the seeds' training subsets are the same images (the whole pool)",
@@ -197,7 +201,7 @@ def site_links(preset: str, depth: int = 1) -> str:
 
 
 def datasheet(preset: str, table: pd.DataFrame, tables: dict, n_boot: int) -> str:
-    from backbone_bench.report.load import coverage, missing_runs
+    from backbone_bench.report.load import coverage, missing_runs, stand_ins_text
     from backbone_bench.study.presets import get_preset
 
     p = get_preset(preset)
@@ -211,7 +215,8 @@ def datasheet(preset: str, table: pd.DataFrame, tables: dict, n_boot: int) -> st
              f"**The preset.** {p.note or p.name} ({p.resolution} px; datasets {', '.join(p.datasets)}; "
              f"backbones {', '.join(p.backbones)}).", "",
              f"**Coverage.** {len(ok)} finished runs, {int((table['status'] != 'ok').sum())} failed, "
-             f"{len(missing)} of the grid not run" + (" (a partial edition: nothing is imputed)." if len(missing) else "."),
+             f"{len(missing)} of the grid not run" + (" (a partial edition: nothing is imputed)." if len(missing) else ".")
+             + (f" {stand_ins_text(table)}" if stand_ins_text(table) else ""),
              "", coverage(table).to_markdown(index=False), "",
              f"**Intervals.** 95 % percentile intervals of a two-level bootstrap ({n_boot} replicates): training "
              "subsets (seeds), then test images; a cell with one training subset (`n_subsets` 1) holds test images "

@@ -68,6 +68,7 @@ def build_plan(preset: str, datasets=None, backbones=None, shots=None, modes=Non
     records = store.read_records(results) if skip_done else []
     done = store.done_keys(include_failed=not retry_failed, records=records) if skip_done else set()
     remakes = {r["key"] for r in records if store.outdated(r)}  # recorded, but to be made again
+    current = {r["key"] for r in records if r["status"] == "ok" and not store.outdated(r)}
     configs, skipped_done, skipped_same = [], 0, []
     for config in _grid(p, g.datasets, g.backbones, g.shots, g.modes, g.seeds, g.resolution, steps, skipped_same):
         if store.config_key(config) in done:
@@ -78,9 +79,10 @@ def build_plan(preset: str, datasets=None, backbones=None, shots=None, modes=Non
         configs.sort(key=lambda c: (c["mode"] != "linear_probe", c["shots"]))
     if p.level_first:  # each shot level whole before the next: a finished level is a complete answer
         configs.sort(key=lambda c: (c["shots"], c["mode"] != "linear_probe"))
-    # remakes first (a record in another precision, of an older engine or of code in no commit): they
-    # make an edition's existing cells equal before new cells (a new backbone) are added to it
-    configs.sort(key=lambda c: store.config_key(c) not in remakes)
+    # remakes first (a record in another precision, of an older engine or of code in no commit, or a
+    # run whose predecessor selected on all of validation): they make an edition's existing cells
+    # equal before new cells (a new backbone) are added to it
+    configs.sort(key=lambda c: store.config_key(c) not in remakes and predecessor_key(c) not in current)
     return Plan(preset, configs, skipped_done, skipped_same, group_members=group_members)
 
 
@@ -94,8 +96,20 @@ def grid_cells(preset: str, datasets=None) -> list[dict]:
     preset's): what its book counts as missing. A page of one domain reads only its datasets' data."""
     p = get_preset(preset)  # not build_plan: its name checks import timm, whose tqdm warns inside the book's kernels
     names = [d for d in p.datasets if datasets is None or d in datasets]
-    return [dict(key=store.config_key(c), dataset=c["dataset"], shots=c["shots"], mode=c["mode"])
+    return [dict(key=store.config_key(c), dataset=c["dataset"], shots=c["shots"], mode=c["mode"],
+                 backbone=c["backbone"], predecessor=predecessor_key(c))
             for c in _grid(p, names, p.backbones, p.shots, p.modes, p.seeds, p.resolution, None, [])]
+
+
+def predecessor_key(config: dict) -> str | None:
+    """The key of the run a clean-selected config replaces: the same config selected on all of
+    validation, twins of training-pool images included (how the `cpu` edition's gradient runs were
+    made until issue 46). Its record stands in on the pages until every rerun of its cell is
+    recorded (report/load.with_stand_ins). None where the config selects on all of validation."""
+    if config["recipe"].get("val_select") != "clean":
+        return None
+    recipe = {k: v for k, v in config["recipe"].items() if k != "val_select"}  # "all" is neutral: not in the key
+    return store.config_key({**config, "recipe": recipe})
 
 
 def cut_configs(preset: str) -> list[dict]:

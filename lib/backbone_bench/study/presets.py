@@ -106,10 +106,12 @@ PRESETS = {
     "cpu": Preset(
         name="cpu", datasets=STUDY_DATASETS, backbones=panel("offline"), shots=(10, 100, 1000), modes=MODES,
         seeds=(0, 1, 2), resolution=96,
+        # every run selects on clean validation (issue 46): the gradient runs made before, selected on all
+        # of it, stand in on the pages until every rerun of their cell is recorded (plan.predecessor_key)
         recipe=Recipe(batch_size=32, patience=4, eval_limit=500, test_limit=2000, bn_reestimate_images=128,
-                      probe_cs=PROBE_CS, probe_extend=2),
+                      probe_cs=PROBE_CS, probe_extend=2, val_select="clean"),
         steps_by_shots={10: 150, 100: 300, 1000: 600}, eval_passes=10, shots_first=True,
-        lrs_by_mode={"finetune": (1e-3,), "scratch": (3e-3,)}, probe_recipe=dict(val_select="clean"),
+        lrs_by_mode={"finetune": (1e-3,), "scratch": (3e-3,)},
         shots_by_mode={"scratch": (10, 100)},  # the budget's cut: scratch twins at 1000 shots (least informative)
         note="CPU edition: 96 px, three seeds; fine-tuning and linear probes at 10, 100 and 1000 images per class, "
              "scratch twins at 10 and 100; 150 / 300 / 600 steps of 32 images with one learning rate per mode; "
@@ -119,9 +121,6 @@ PRESETS = {
 PRESETS["cpu224"] = replace(
     PRESETS["cpu"], name="cpu224", resolution=224, modes=("finetune", "linear_probe"), shots_by_mode={},
     shots_first=False, level_first=True,
-    # every run selects on clean validation from its first run (issue 46: at 10 shots the cpu edition's
-    # brain_tumor_mri fine-tunes moved their checkpoint in about half the runs when selected so)
-    recipe=replace(PRESETS["cpu"].recipe, val_select="clean"),
     note="The cpu edition at 224 px: the same recipe, step budgets, learning rates, caps and seeds; fine-tuning and "
          "linear probes at 10, 100 and 1000 images per class (no scratch twins), swept a shot level at a time.")
 
