@@ -35,7 +35,7 @@ def test_a_variable_the_user_set_wins_and_a_loaded_torch_is_said():
     assert "torch was loaded" in cpu_share.choose(env) and env == {}
 
 
-def test_a_training_command_says_its_choice_first_and_a_dry_run_does_not(tmp_path):
+def test_a_training_command_says_its_choice_before_it_trains_and_bad_input_gets_its_error_alone(tmp_path):
     env = dict(os.environ, BACKBONE_BENCH_RESULTS=str(tmp_path), GOMP_SPINCOUNT="300000")
     grid = ["run", "--preset", "quick", "--datasets", "uc_merced", "--shots", "10", "--modes", "scratch",
             "--seeds", "0", "--backbones", "regnetx_002", "--resolution", "32", "--steps", "2"]
@@ -44,6 +44,13 @@ def test_a_training_command_says_its_choice_first_and_a_dry_run_does_not(tmp_pat
     assert dry.returncode == 0 and "OpenMP" not in dry.stdout
     env.pop("GOMP_SPINCOUNT")
     env["OMP_WAIT_POLICY"] = "PASSIVE"
-    out = subprocess.run([sys.executable, "-m", "backbone_bench", *grid, "--deadline", "0"], env=env,
+    out = subprocess.run([sys.executable, "-m", "backbone_bench", *grid, "--deadline", "1"], env=env,
                          capture_output=True, text=True)
-    assert out.stdout.splitlines()[0] == "OpenMP: OMP_WAIT_POLICY=PASSIVE as set in the environment", out.stdout[:500]
+    lines = out.stdout.splitlines()
+    said = lines.index("OpenMP: OMP_WAIT_POLICY=PASSIVE as set in the environment")
+    assert said < next(i for i, line in enumerate(lines) if line.startswith("training with")), out.stdout[:500]
+    (tmp_path / "report.txt").write_text("")
+    bad = subprocess.run([sys.executable, "-m", "backbone_bench", "recommend", str(tmp_path), "--out",
+                          str(tmp_path / "report.txt")], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stdout == "" and len(bad.stderr.splitlines()) == 1, bad.stdout + bad.stderr
+    assert "is a file: give a folder" in bad.stderr

@@ -18,6 +18,8 @@ import os
 import sys
 import time
 
+_pending: list[str] = []  # the choice's line until compute starts (announce)
+
 #: Cores that other processes must keep busy, on average over the window, for threads to sleep.
 BUSY_CORES = 0.5
 OVERRIDE = "OMP_WAIT_POLICY=ACTIVE or PASSIVE to override"
@@ -64,3 +66,15 @@ def choose(environ=None, window: float = 0.25) -> str:
     env["OMP_WAIT_POLICY"] = "PASSIVE"
     return (f"OpenMP: other processes keep {busy:.1f} of {cores} cores busy, so threads sleep while they wait "
             f"(OMP_WAIT_POLICY=PASSIVE: about a fair share of the cores instead of a few times less; {OVERRIDE})")
+
+
+def defer(line: str) -> None:
+    """Keep the choice's line until compute starts (:func:`announce`), so that a command refused for
+    bad input prints its error alone. The variables are set already: the choice itself is not deferred."""
+    _pending[:] = [line]
+
+
+def announce() -> None:
+    """Print the deferred line once, where a command has checked its input and starts to compute."""
+    if _pending:
+        print(_pending.pop(), flush=True)

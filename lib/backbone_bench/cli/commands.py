@@ -141,6 +141,9 @@ def cmd_run(args) -> int:
         print(cluster.job_script())
         cluster.close()
         return 0
+    from backbone_bench import cpu_share
+
+    cpu_share.announce()
     import torch
 
     from backbone_bench.study.execute import execute

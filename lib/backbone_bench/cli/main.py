@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     if getattr(args, "trains", False) and not getattr(args, "dry_run", False):
         from backbone_bench import cpu_share
 
-        print(cpu_share.choose(), flush=True)  # the first line, before torch loads its OpenMP runtime
+        cpu_share.defer(cpu_share.choose())  # before torch loads its OpenMP runtime; said once input is checked
     try:
         return args.func(args)
     except BenchError as err:

@@ -66,6 +66,9 @@ def recommend(path, out=None, panel: str = "offline", backbones=None, top: int =
     from backbone_bench.environment import pick_device
 
     pick_device(device)                                # an unavailable device is refused here, not mid-way
+    from backbone_bench import cpu_share
+
+    cpu_share.announce()                               # every check passed: what the threads will do
 
     clock = _Clock(out)
     with environment(out) as results:

@@ -243,6 +243,9 @@ def _study(preset, root, results, run, device, build, n_boot, workers) -> Path |
     from backbone_bench.study.execute import execute
 
     plan = build_plan(preset, results=results)  # validates before anything runs
+    from backbone_bench import cpu_share
+
+    cpu_share.announce()
     print(f"study {preset}: {plan.skipped_done} runs recorded and reused, {len(plan.configs)} not recorded"
           + ("" if not plan.configs else "; running them now" if run else
              f"; the book reports without them (run them: backbone-bench study --preset {preset} --run)"))

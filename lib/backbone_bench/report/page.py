@@ -149,6 +149,9 @@ def run_page(template: str, out, params: dict, progress: bool = True) -> Path:
     from backbone_bench.errors import BenchError
 
     check(template, params)
+    from backbone_bench import cpu_share
+
+    cpu_share.announce()  # the kernel inherits the choice
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     # folders as absolute paths: the kernel runs in OUT, the reader typed them from where they stand
