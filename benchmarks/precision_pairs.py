@@ -41,8 +41,17 @@ def pairs(results: Path) -> pd.DataFrame:
                          bf16=old["metrics"]["test"]["balanced_accuracy"], fp32=new["metrics"]["test"]["balanced_accuracy"],
                          bf16_chosen=_chosen(old), fp32_chosen=_chosen(new),
                          bf16_device=old["environment"]["device"], fp32_device=new["environment"]["device"],
+                         bf16_train_seconds=old.get("timing", {}).get("train_seconds"),
+                         fp32_train_seconds=new.get("timing", {}).get("train_seconds"),
                          data_key=new.get("data_key")))
     return pd.DataFrame(rows)
+
+
+def _time_ratio(pairs: pd.DataFrame) -> float:
+    """Median fp32 / bf16 training time over the pairs trained on the same CPU class (NaN for probes,
+    whose cost is their feature extraction, and where no pair shares a class)."""
+    same = pairs[(pairs["bf16_device"] == pairs["fp32_device"]) & (pairs["mode"] != "linear_probe")]
+    return float((same["fp32_train_seconds"] / same["bf16_train_seconds"]).median()) if len(same) else float("nan")
 
 
 def _chosen(record: dict) -> str:
@@ -83,7 +92,8 @@ def summarise(table: pd.DataFrame, results: Path, n_boot: int = 1000) -> tuple[p
         rows.append(dict(preset=preset, backbone=backbone, mode=mode, pairs=len(idx), bf16_minus_fp32=point, lo=lo,
                          hi=hi, verdict={1: "bf16 higher", -1: "bf16 lower", 0: "within noise"}[uncertainty.decided(lo, hi)],
                          predictions_changed=float(np.mean(np.array(changed)[idx])),
-                         choice_changed=float(np.mean(table["bf16_chosen"].to_numpy()[idx] != table["fp32_chosen"].to_numpy()[idx]))))
+                         choice_changed=float(np.mean(table["bf16_chosen"].to_numpy()[idx] != table["fp32_chosen"].to_numpy()[idx])),
+                         fp32_over_bf16_train_time=_time_ratio(table.iloc[idx])))
     return table, pd.DataFrame(rows)
 
 

@@ -31,7 +31,8 @@ from backbone_bench.report.checks import (  # noqa: F401
     clean_text, collapsed_text, failures, plausibility, plausibility_display, plausibility_text,
     pretrained_vs_scratch, probe_refit_text, sanity_display, sanity_text)
 from backbone_bench.report.methods_text import (  # noqa: F401
-    clean_selection_text, eval_passes_text, overlap_text, precision_text, shift_text, twin_rules_text)
+    clean_selection_text, equal_treatment_text, eval_passes_text, overlap_text, precision_text, shift_text,
+    twin_rules_text)
 from backbone_bench.report.costs import (  # noqa: F401
     convergence, convergence_text, cost_display, cost_table, gpu_time_text, gpu_training_time, repeated_timings_text,
     resolution_budget_text, sweep_hours_text, training_time, training_time_display)

@@ -8,7 +8,7 @@ import pandas as pd
 
 from backbone_bench.analysis import uncertainty
 from backbone_bench.data.registry import DATASETS
-from backbone_bench.report.labels import METRIC, MODE_NAMES, chance_of
+from backbone_bench.report.labels import METRIC, MODE_NAMES, SHORT_DOMAIN, chance_of
 from backbone_bench.report.load import results_path
 
 
@@ -53,6 +53,42 @@ def precision_text(results) -> str:
              f"over {r.pairs} pairs ({r.verdict}), {r.predictions_changed:.0%} of test predictions and "
              f"{r.choice_changed:.0%} of validation's choices changed" for r in t.itertuples()]
     return "bf16 minus fp32, test balanced accuracy: " + "; ".join(parts) + "."
+
+
+def equal_treatment_text(results) -> str:
+    """Which of the published fine-tuning decision rows the equal-treatment rules changed so far
+    (benchmarks/equal_treatment.py: the records as published against today's, the six published
+    backbones, both scored on today's clean test subsets)."""
+    path = results_path(results) / "benchmarks" / "equal_treatment_decision.csv"
+    if not path.exists():
+        return "The answer as published has not been set beside today's in this results folder."
+    t = pd.read_csv(path)
+    moved = []
+    for r in t.itertuples():
+        what = [f"{name} {getattr(r, f'{name}_published')} → {getattr(r, f'{name}_now')}" for name in ("best", "use")
+                if getattr(r, f"{name}_changed")]
+        if r.set_changed:
+            what.append(f"within noise {r.within_noise_published.count(',') + 1} → {r.within_noise_now.count(',') + 1} backbones")
+        if what:
+            moved.append(f"{SHORT_DOMAIN.get(r.row, r.row)} {r.shots} ({'; '.join(what)})")
+    pending = t["stand_ins_now"].iat[0]
+    return (f"{len(moved)} of {len(t)} fine-tuning decision rows of the six published backbones differ from the "
+            f"published answer (commit `{t['published_commit'].iat[0]}`): " + ", ".join(moved) + ". "
+            + ("" if pending == "none" else f"Not final: {pending} still stand in for their clean-selected reruns. ")
+            + f"A changed use with the same set is a change of cost{_slower(results)} "
+              "(`python benchmarks/equal_treatment.py`).")
+
+
+def _slower(results) -> str:
+    path = results_path(results) / "benchmarks" / "precision_pairs_summary.csv"
+    t = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    t = t.dropna(subset=["fp32_over_bf16_train_time"]) if "fp32_over_bf16_train_time" in t else t.iloc[:0]
+    if t.empty:
+        return ""
+    return (f": in fp32 the fine-tunes and scratch twins of {' and '.join(sorted(t['backbone'].unique()))} train "
+            f"{t['fp32_over_bf16_train_time'].min():.2f} to {t['fp32_over_bf16_train_time'].max():.2f} times as long "
+            "as they did in bf16 on the same CPU class (median per backbone and mode), so a cheaper backbone may now be "
+            "the cheapest within noise")
 
 
 def twin_rules_text(datasets) -> str:
