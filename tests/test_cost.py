@@ -76,3 +76,31 @@ def test_a_cpu_edition_sets_the_gpu_runs_cost_beside_its_own():
                     & (times["shots"] == fused["shots"])]
         assert row["seconds"].iloc[0] < fused["total_seconds"]  # a fused run's share, not its group's time
     assert report.gpu_time_text(times.iloc[0:0], other) == "No run of this study has been recorded on a GPU yet."
+
+
+def test_the_224_px_cpu_runs_cost_is_set_beside_the_same_runs_at_96_px(monkeypatch):
+    """Each cpu224 run's time beside the cpu edition's same (processor class, mode, shots, backbone)."""
+    import pandas as pd
+
+    import importlib
+
+    from backbone_bench import report
+
+    load = importlib.import_module("backbone_bench.report.load")  # the module: report.load is its function
+
+    def runs(resolution, seconds, device_type="cpu"):
+        return pd.DataFrame(dict(status="ok", device="CPU X x2 threads", device_type=device_type, mode="finetune",
+                                 shots=10, backbone=["a", "b"], total_seconds=seconds, group_members=1,
+                                 resolution=resolution))
+
+    monkeypatch.setattr(load, "load", lambda preset, results=None, **_: runs(224, [300.0, 500.0]))
+    times = report.wide_training_time("cpu", runs(96, [60.0, 100.0]))
+    assert times[["backbone", "seconds", "seconds_base", "ratio"]].to_dict("records") == [
+        dict(backbone="a", seconds=300.0, seconds_base=60.0, ratio=5.0),
+        dict(backbone="b", seconds=500.0, seconds_base=100.0, ratio=5.0)]
+    text = report.wide_time_text(times)
+    assert text == ("From the `cpu224` edition: 2 runs at 224 px on CPU X x2 threads; a run there takes a median "
+                    "fine-tune 5.0x the time of the same run at 96 px on the same processor class.")
+    assert report.wide_training_time("cpu224", runs(224, [1.0, 2.0])).empty  # its own page: nothing beside itself
+    monkeypatch.setattr(load, "load", lambda preset, results=None, **_: runs(224, [300.0, 500.0], "cuda"))
+    assert report.wide_training_time("cpu", runs(96, [60.0, 100.0])).empty  # GPU runs have their own table

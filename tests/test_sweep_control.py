@@ -148,6 +148,9 @@ def test_the_book_sets_the_sweeps_measured_hours_against_their_projection(tmp_pa
     from backbone_bench.study.budget import recorded_against_projection
 
     assert costs.sweep_hours_text(tmp_path) == "No run of the `cpu` edition has been recorded on a CPU yet."
+    wide = costs.sweep_hours_text(REPO / "results", "cpu224")  # before its first run: projected per shot level
+    if wide.startswith("No run"):
+        assert "runs are projected at" in wide and "10 shots" in wide and "1000 shots" in wide
     records = [r for r in store.read_records(REPO / "results") if r.get("preset") == "cpu"]
     if not records:
         return

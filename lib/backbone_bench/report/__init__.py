@@ -35,7 +35,7 @@ from backbone_bench.report.methods_text import (  # noqa: F401
     twin_rules_text)
 from backbone_bench.report.costs import (  # noqa: F401
     convergence, convergence_text, cost_display, cost_table, gpu_time_text, gpu_training_time, repeated_timings_text,
-    resolution_budget_text, sweep_hours_text, training_time, training_time_display)
+    resolution_budget_text, sweep_hours_text, training_time, training_time_display, wide_time_text, wide_training_time)
 from backbone_bench.report.decision import (  # noqa: F401
     answer, answer_display, answer_text, cost_words, decision_csv, picks_display)
 from backbone_bench.report.datasets import (  # noqa: F401

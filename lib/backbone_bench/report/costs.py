@@ -10,6 +10,8 @@ from backbone_bench.report.load import results_path
 BUDGET_HOURS, ALLOWED_HOURS = 15.0, 20.0
 #: The edition GPU time goes to (the 224 px design); CPU editions show its GPU runs' cost beside their own.
 GPU_EDITION = "offline"
+#: The edition that trains at the backbones' own resolution on a CPU: the cost page sets its runs beside this edition's.
+WIDE_EDITION = "cpu224"
 
 
 def cost_table(results) -> pd.DataFrame | None:
@@ -94,6 +96,39 @@ def gpu_time_text(times: pd.DataFrame, other: str | None) -> str:
             "network (Methods: fused groups), so a run's share of its group's time is what it costs there.")
 
 
+def wide_training_time(preset: str, table: pd.DataFrame, results=None) -> pd.DataFrame:
+    """``training_time`` of the 224 px CPU edition's runs (WIDE_EDITION), each beside the same run's
+    time in ``table`` (this edition: same processor class, mode, shot level and backbone) and the
+    ratio of the two: what training at 224 px costs on a CPU like the reader's. Empty on that
+    edition's own pages and before it has runs."""
+    from backbone_bench.report.load import load
+
+    if preset == WIDE_EDITION:
+        return training_time(table.iloc[0:0])
+    wide = load(WIDE_EDITION, results)
+    wide = wide[wide["device_type"] == "cpu"] if len(wide) and "device_type" in wide else wide.iloc[0:0]
+    times = training_time(wide)
+    keys = ["device", "mode", "shots", "backbone"]
+    base = training_time(table)[keys + ["resolution", "seconds"]].rename(
+        columns={"seconds": "seconds_base", "resolution": "resolution_base"})
+    times = times.merge(base, on=keys, how="left")
+    return times.assign(ratio=times["seconds"] / times["seconds_base"])
+
+
+def wide_time_text(times: pd.DataFrame, results=None) -> str:
+    """What the 224 px CPU table holds, in words, with the median ratio to this edition's runs per
+    mode; before it has runs, the sweep's projection for it."""
+    if times.empty:
+        return f"No run of the `{WIDE_EDITION}` edition is recorded yet. " + sweep_hours_text(results, WIDE_EDITION)
+    ratios = times.dropna(subset=["ratio"]).groupby("mode")["ratio"].median()
+    said = "; ".join(f"{SHORT_MODES.get(m, m)} {r:.1f}x" for m, r in ratios.items())
+    base = ", ".join(f"{int(r)} px" for r in sorted(times["resolution_base"].dropna().unique()))
+    return (f"From the `{WIDE_EDITION}` edition: {int(times['runs'].sum())} runs at 224 px on "
+            f"{', '.join(sorted(times['device'].unique()))}"
+            + (f"; a run there takes a median {said} the time of the same run at {base} on the same processor class"
+               if len(ratios) else "") + ".")
+
+
 def training_time_display(times: pd.DataFrame, device: str):
     """One device's ``training_time`` as a grid narrow enough for the page: a row per backbone, a
     column per mode and shot level, seconds (minutes from one minute up) per run."""
@@ -159,6 +194,27 @@ def _cut_text(preset: str, device: str) -> str:
             "informative comparison; every shot level and seed of fine-tuning and of the linear probes is run.")
 
 
+def _projected_by_level(preset: str, results) -> str:
+    """Before an edition's first run: its grid's projected hours per shot level on each processor
+    with a committed throughput measurement (study/budget.py), scaled by how far the `cpu` edition's
+    runs strayed from theirs mode by mode (the same recipe at another resolution)."""
+    from backbone_bench.study import store
+    from backbone_bench.study.budget import calibrated_hours, measured_devices
+    from backbone_bench.study.plan import build_plan
+
+    grid = build_plan(preset, results=results, skip_done=False).configs
+    published = [r for r in store.read_records(results) if r.get("preset") == "cpu"]
+    parts = []
+    for device in measured_devices():
+        levels = {k: calibrated_hours([c for c in grid if c["shots"] == k], published, device)[0]
+                  for k in sorted({c["shots"] for c in grid})}
+        if all(h is not None for h in levels.values()):
+            parts.append(f"{sum(levels.values()):.0f} h on {device} ("
+                         + ", ".join(f"{k} shots {h:.0f} h" for k, h in levels.items()) + ")")
+    return (f" Its {len(grid)} runs are projected at " + " or ".join(parts) + ", at the pace the `cpu` edition's runs "
+            "kept against their projection, mode by mode." if parts else "")
+
+
 def sweep_hours_text(results, preset: str = "cpu", budget_hours: float = BUDGET_HOURS) -> str:
     """The edition's sweep hours as measured, against the projection made before it ran
     (study/budget.py), per processor it ran on (a sweep's sessions land on whichever machine they
@@ -175,7 +231,7 @@ def sweep_hours_text(results, preset: str = "cpu", budget_hours: float = BUDGET_
     records = [r for r in everything if r.get("preset") == preset]
     devices = Counter(r["environment"]["device"] for r in records if r.get("environment", {}).get("device_type") == "cpu")
     if not devices:
-        return f"No run of the `{preset}` edition has been recorded on a CPU yet."
+        return f"No run of the `{preset}` edition has been recorded on a CPU yet." + _projected_by_level(preset, results)
     measured = {d: recorded_against_projection(records, d) for d, _ in devices.most_common()}
     took = sum(t for t, _, _ in measured.values())
     per = "; ".join(f"{n} run{'s' if n != 1 else ''} on {d} took {t:.1f} h" + (f" against {p:.1f} h projected for them ({t / p:.2f}x)" if p else
