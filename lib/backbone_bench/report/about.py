@@ -124,7 +124,8 @@ def about(preset: str, table: pd.DataFrame, template: str = "summary", results=N
              "then trains its whole grid)." if "run_missing" in declared(template) else "")
     datasets = [d for d in p.datasets if DATASETS[d].domain == params["domain"]] if "domain" in params else None
     missing = missing_runs(preset, table, datasets)
-    not_yet = f"**Not run yet**: {not_run_text(missing)}.\n\n" if len(missing) else ""
+    not_yet = (f"**Not run yet**: {not_run_text(missing)} (`backbone-bench run --preset {preset}` makes them).\n\n"
+               if len(missing) else "")
     standing = stand_ins_text(table)
     if standing:
         not_yet += f"**Reruns pending**: {standing}\n\n"
@@ -135,11 +136,17 @@ def about(preset: str, table: pd.DataFrame, template: str = "summary", results=N
             f"The whole book: `backbone-bench study --preset {preset}`.")
     if preset == "quick":
         display(Markdown(f":::{{warning}}\n**Quick preset: a pipeline check, not a result.** {p.note}\n:::"))
-    if len(missing):  # in plain sight: a partial edition must never pass for a complete one (the detail: About)
+    n_standing = int((table["stands_in_for"] != "").sum()) if "stands_in_for" in table else 0
+    # in plain sight, briefly (the answer must still open the first screen): a partial edition never passes
+    # for a complete one, nor a cell whose runs are being remade for one already remade (the detail: About)
+    stand_in = f" ({n_standing} of them stand in for reruns with clean selection)" if n_standing else ""
+    if len(missing):
         display(Markdown(f":::{{warning}}\n**Partial edition: {len(table)} of {len(table) + len(missing)} runs of the "
-                         f"`{preset}` grid{' for this domain' if datasets else ''} are recorded.** Every number here "
-                         f"uses only those; *About this edition* lists what is missing, and `backbone-bench run "
-                         f"--preset {preset}` makes it.\n:::"))
-    if standing:  # in plain sight too: these cells' numbers will change when their reruns land
-        display(Markdown(f":::{{note}}\n**Selection being made equal.** {standing}\n:::"))
+                         f"`{preset}` grid{' for this domain' if datasets else ''} are recorded**{stand_in}. Every number "
+                         f"uses only those; *About this edition* lists what is missing and the command that makes it."
+                         f"\n:::"))
+    elif n_standing:
+        display(Markdown(f":::{{warning}}\n**Reruns pending**: {n_standing} runs selected on all of validation, as "
+                         f"first published, stand in for their reruns with clean selection; *About this edition* says "
+                         f"which.\n:::"))
     display(Markdown(f":::{{admonition}} About this edition\n:class: dropdown note\n{text}\n:::"))
