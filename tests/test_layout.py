@@ -86,7 +86,8 @@ def test_the_planner_and_the_book_pages_start_without_torch():
     import sys
 
     modules = ["backbone_bench.study.budget", "backbone_bench.study.progress", "backbone_bench.study.plan",
-               "backbone_bench.report", "backbone_bench.report.costs", "backbone_bench.report.editions"]
+               "backbone_bench.report", "backbone_bench.report.costs", "backbone_bench.report.sweep_hours",
+               "backbone_bench.report.editions"]
     code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint(sorted(m for m in ('torch', 'timm') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

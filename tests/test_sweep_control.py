@@ -144,17 +144,17 @@ def test_the_book_sets_the_sweeps_measured_hours_against_their_projection(tmp_pa
     from collections import Counter
 
     from conftest import REPO
-    from backbone_bench.report import costs
+    from backbone_bench.report import sweep_hours
     from backbone_bench.study.budget import recorded_against_projection
 
-    assert costs.sweep_hours_text(tmp_path) == "No run of the `cpu` edition has been recorded on a CPU yet."
-    wide = costs.sweep_hours_text(REPO / "results", "cpu224")  # before its first run: projected per shot level
+    assert sweep_hours.sweep_hours_text(tmp_path) == "No run of the `cpu` edition has been recorded on a CPU yet."
+    wide = sweep_hours.sweep_hours_text(REPO / "results", "cpu224")  # before its first run: projected per shot level
     if wide.startswith("No run"):
         assert "runs are projected at" in wide and "10 shots" in wide and "1000 shots" in wide
     records = [r for r in store.read_records(REPO / "results") if r.get("preset") == "cpu"]
     if not records:
         return
-    text = costs.sweep_hours_text(REPO / "results")
+    text = sweep_hours.sweep_hours_text(REPO / "results")
     totals = []
     for device in Counter(r["environment"]["device"] for r in records):  # each processor class on its own
         took, projected, n = recorded_against_projection(records, device)
@@ -166,7 +166,7 @@ def test_the_book_sets_the_sweeps_measured_hours_against_their_projection(tmp_pa
 
 
 def test_the_methods_say_which_of_budget_resolution_and_convergence_gave_way():
-    from backbone_bench.report.costs import _gave_way
+    from backbone_bench.report.sweep_hours import _gave_way
 
     assert _gave_way(14.0, 15.0, "It") == "It stays within the 15-hour budget."
     over = _gave_way(16.5, 15.0, "It")
@@ -179,7 +179,7 @@ def test_the_methods_name_what_the_budget_cut_from_the_design():
     """The cpu preset leaves out scratch twins at 1000 shots, and nothing else: the methods say so with
     the count (uc_merced has no 1000-shot level of its own) and what it saved."""
     from conftest import REPO
-    from backbone_bench.report.costs import resolution_budget_text
+    from backbone_bench.report.sweep_hours import resolution_budget_text
     from backbone_bench.study.plan import cut_configs, grid_keys
     from backbone_bench.study.presets import get_preset
 
@@ -199,7 +199,7 @@ def test_a_cpu_sweep_ends_its_log_with_the_editions_hours(results, capsys, monke
     the book prints them."""
     import backbone_bench.study.execute as execute_module
     from backbone_bench.cli.main import main
-    from backbone_bench.report.costs import sweep_hours_text
+    from backbone_bench.report.sweep_hours import sweep_hours_text
 
     monkeypatch.setattr(execute_module, "execute", lambda plan, *a, **k: {"ok": len(plan.configs)})
     assert main(["run", "--preset", "cpu", "--datasets", "uc_merced", "--shots", "10", "--modes", "linear_probe",

@@ -156,7 +156,7 @@ def cmd_run(args) -> int:
                      cluster=cluster, deadline=args.deadline)
     print("finished: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) if counts else "nothing to run")
     if counts and plan.preset == "cpu":  # the edition's hours so far, or its real total once the grid is whole
-        from backbone_bench.report.costs import sweep_hours_text
+        from backbone_bench.report.sweep_hours import sweep_hours_text
 
         print(sweep_hours_text(None, plan.preset))
     return 0

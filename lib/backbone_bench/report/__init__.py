@@ -5,7 +5,7 @@ The notebooks use ``from backbone_bench import report`` and call ``report.NAME``
 are that interface, each living in the module that owns its job (display.py: figures, glue, long
 tables, downloads; labels.py: words and formats; load.py: an edition's records and coverage;
 about.py: the About box; tables.py: the answer's tables and sentences; checks.py: sanity and
-plausibility; methods_text.py: what Methods says, from the records; costs.py: the cost page;
+plausibility; methods_text.py: what Methods says, from the records; costs.py: the cost page; sweep_hours.py: the sweep's hours;
 decision.py: the answer as a decision; datasets.py: dataset cards). plots.py, editions.py, regret.py
 (what this edition's pick costs at another resolution), kernels.py,
 citation.py (CITATION.cff and what is made from it), release.py (an edition as a checksummed folder),
@@ -35,7 +35,8 @@ from backbone_bench.report.methods_text import (  # noqa: F401
     twin_rules_text)
 from backbone_bench.report.costs import (  # noqa: F401
     convergence, convergence_text, cost_display, cost_table, gpu_time_text, gpu_training_time, repeated_timings_text,
-    resolution_budget_text, sweep_hours_text, training_time, training_time_display, wide_time_text, wide_training_time)
+    training_time, training_time_display, wide_time_text, wide_training_time)
+from backbone_bench.report.sweep_hours import resolution_budget_text, sweep_hours_text  # noqa: F401
 from backbone_bench.report.decision import (  # noqa: F401
     answer, answer_display, answer_text, cost_words, decision_csv, picks_display)
 from backbone_bench.report.datasets import (  # noqa: F401

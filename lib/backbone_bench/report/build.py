@@ -250,8 +250,14 @@ def _study(preset, root, results, run, device, build, n_boot, workers) -> Path |
           + ("" if not plan.configs else "; running them now" if run else
              f"; the book reports without them (run them: backbone-bench study --preset {preset} --run)"))
     if plan.configs and not run:  # in plain sight in the terminal too: a partial edition never passes for whole
-        print(f"warning: the `{preset}` edition is partial ({plan.skipped_done} of "
-              f"{plan.skipped_done + len(plan.configs)} runs); every page says so in a banner")
+        from backbone_bench.report.load import load
+
+        shown = load(preset, results)  # as the pages count: a stand-in is reported, and said to stand in
+        standing = int((shown["stands_in_for"] != "").sum()) if "stands_in_for" in shown else 0
+        print(f"warning: the `{preset}` edition is partial ({len(shown)} of "
+              f"{plan.skipped_done + len(plan.configs)} runs recorded"
+              + (f", {standing} of them standing in for reruns with clean selection" if standing else "")
+              + "); every page says so in a banner")
     if run and plan.configs:
         execute(plan, device, results, **workers)  # workers: see sweep.execute (Dask options)
     if root.resolve() != paths.REPO_ROOT:
