@@ -14,6 +14,8 @@ the rerun itself differs, as fp32 rounding on another processor of the same clas
 the test balanced accuracy of both. The selection effect is read on the identical trainings only.
 
     python benchmarks/clean_selection.py --shots 10          # results/benchmarks/clean_selection.csv
+    python benchmarks/clean_selection.py --shots 10,100,1000 --modes finetune,scratch \
+        --datasets brain_tumor_mri,breastmnist,cifar10,uc_merced --no-train   # what the sweep's reruns show so far
 """
 from __future__ import annotations
 
@@ -69,6 +71,8 @@ def main(argv=None) -> int:
     p.add_argument("--datasets", default=",".join(DATASETS))
     p.add_argument("--out", default=str(paths.BENCHMARKS / "clean_selection.csv"))
     p.add_argument("--results", default=None, help="the edition's results folder (default: the repository's)")
+    p.add_argument("--no-train", action="store_true",
+                   help="read the reruns the sweep has made so far; train none (the sweep makes them first)")
     args = p.parse_args(argv)
     results = Path(args.results) if args.results else paths.results_dir()
     grid = build_plan("cpu", datasets=args.datasets.split(","), shots=[int(k) for k in args.shots.split(",")],
@@ -79,7 +83,7 @@ def main(argv=None) -> int:
     configs = [c for c in grid if predecessor_key(c) in published]
     todo = [c for c in configs if not store.read_records(results, keys=[store.config_key(c)])]
     print(f"{len(configs)} of {len(grid)} runs have a predecessor selected on all of validation; {len(todo)} to train")
-    if todo:
+    if todo and not args.no_train:
         execute(Plan("cpu", todo, 0, [], label="clean selection"), "cpu", results)
     rows = []
     for config in configs:

@@ -41,3 +41,13 @@ def test_what_equal_treatment_changed_names_each_moved_row_and_what_is_not_final
     assert text.startswith("1 of 2 fine-tuning decision rows") and "galaxies" not in text
     assert "medical 10 (best tf_efficientnet_lite1 → mobilenetv2_100; within noise 2 → 3 backbones)" in text
     assert "Not final: 12 runs in 2 cells still stand in" in text
+
+
+def test_clean_selection_is_said_per_mode_where_the_table_has_one(tmp_path):
+    (tmp_path / "benchmarks").mkdir()
+    pd.DataFrame(dict(dataset="cifar10", shots=10, mode=["finetune", "scratch"], moved=[True, False],
+                      same_training=True, test_delta=[-0.01, 0.0])).to_csv(
+        tmp_path / "benchmarks" / "clean_selection.csv", index=False)
+    text = report.clean_selection_text(tmp_path)
+    assert "cifar10 at 10 shots (fine-tuning): the pick moved in 1 of 1 runs" in text
+    assert "cifar10 at 10 shots (scratch twins): the pick moved in 0 of 1 runs" in text

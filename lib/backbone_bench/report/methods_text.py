@@ -128,12 +128,15 @@ def clean_selection_text(results) -> str:
         return "What selecting fine-tunes on clean validation would change has not been measured in this results folder."
     t = pd.read_csv(path)
     parts = []
-    for (dataset, shots), g in t.groupby(["dataset", "shots"]):
+    by = ["dataset", "shots"] + (["mode"] if "mode" in t else [])
+    for key, g in t.groupby(by):
+        dataset, shots = key[0], key[1]
+        mode = f" ({MODE_NAMES.get(key[2], key[2])})" if len(key) > 2 else ""
         same = g[g["same_training"]]
         effect = (f"where the rerun trained exactly as the published run ({len(same)} of {len(g)}), test balanced "
                   f"accuracy changed by {same['test_delta'].mean():+.3f} on average (from {same['test_delta'].min():+.3f} "
                   f"to {same['test_delta'].max():+.3f})" if len(same) else "no rerun trained exactly as its published run")
-        parts.append(f"{dataset} at {shots} shots: the pick moved in {int(g['moved'].sum())} of {len(g)} runs; {effect}")
+        parts.append(f"{dataset} at {shots} shots{mode}: the pick moved in {int(g['moved'].sum())} of {len(g)} runs; {effect}")
     other = t.loc[~t["same_training"], "test_delta"].abs()
     noise = (f" The other reruns differ from their published runs by up to {other.max():.2f} although nothing but the "
              "selection changed: their published runs came from another session, most likely on another processor of "
