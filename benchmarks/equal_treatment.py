@@ -47,8 +47,7 @@ def published_results(commit: str, into: Path) -> Path:
     return into / "results"
 
 
-def decision(results: Path | None, backbones, n_boot: int, outdated: bool) -> pd.DataFrame:
-    table = report.load("cpu", results, outdated=outdated)
+def decision(table: pd.DataFrame, results: Path | None, backbones, n_boot: int) -> pd.DataFrame:
     table = table[table["backbone"].isin(backbones)]
     rows = report.answer(report.draws(table, results, n_boot), table, "cpu", results)
     return rows.assign(within_noise=rows["within_noise"].map(lambda names: ", ".join(sorted(names))))
@@ -62,10 +61,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     backbones = [b for b in get_preset("cpu").backbones if b not in ("mobilenetv1_100", "squeezenet1_1")]
     with tempfile.TemporaryDirectory() as tmp:
+        published = published_results(args.published, Path(tmp))
         # outdated kept: the published book read the bf16 runs the precision rule has since remade
-        before = decision(published_results(args.published, Path(tmp)), backbones, args.n_boot, outdated=True)
-    after = decision(None, backbones, args.n_boot, outdated=False)
-    stand_ins = report.stand_ins_text(report.load("cpu"))
+        before = decision(report.load("cpu", published, outdated=True), published, backbones, args.n_boot)
+    now = report.load("cpu")
+    after = decision(now, None, backbones, args.n_boot)
+    stand_ins = report.stand_ins_text(now)
     both = before.merge(after, on=["row", "shots"], suffixes=("_published", "_now"))
     keep = ["row", "shots"] + [f"{c}_{w}" for c in COLUMNS for w in ("published", "now")]
     both = both[keep].assign(

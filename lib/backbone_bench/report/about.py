@@ -10,7 +10,7 @@ from IPython.display import Markdown, display
 
 from backbone_bench.data.registry import DATASETS
 from backbone_bench.report.labels import MODE_NAMES, listed
-from backbone_bench.report.load import coverage, missing_runs, not_run_text, results_path, stand_ins_text
+from backbone_bench.report.load import coverage, missing_runs, not_run_text, results_path, stand_ins, stand_ins_text
 from backbone_bench.study.presets import get_preset
 
 
@@ -136,7 +136,7 @@ def about(preset: str, table: pd.DataFrame, template: str = "summary", results=N
             f"The whole book: `backbone-bench study --preset {preset}`.")
     if preset == "quick":
         display(Markdown(f":::{{warning}}\n**Quick preset: a pipeline check, not a result.** {p.note}\n:::"))
-    n_standing = int((table["stands_in_for"] != "").sum()) if "stands_in_for" in table else 0
+    n_standing = len(stand_ins(table))
     # in plain sight, briefly (the answer must still open the first screen): a partial edition never passes
     # for a complete one, nor a cell whose runs are being remade for one already remade (the detail: About)
     stand_in = f" ({n_standing} of them stand in for reruns with clean selection)" if n_standing else ""

@@ -250,10 +250,10 @@ def _study(preset, root, results, run, device, build, n_boot, workers) -> Path |
           + ("" if not plan.configs else "; running them now" if run else
              f"; the book reports without them (run them: backbone-bench study --preset {preset} --run)"))
     if plan.configs and not run:  # in plain sight in the terminal too: a partial edition never passes for whole
-        from backbone_bench.report.load import load
+        from backbone_bench.report.load import load, stand_ins
 
         shown = load(preset, results)  # as the pages count: a stand-in is reported, and said to stand in
-        standing = int((shown["stands_in_for"] != "").sum()) if "stands_in_for" in shown else 0
+        standing = len(stand_ins(shown))
         print(f"warning: the `{preset}` edition is partial ({len(shown)} of "
               f"{plan.skipped_done + len(plan.configs)} runs recorded"
               + (f", {standing} of them standing in for reruns with clean selection" if standing else "")

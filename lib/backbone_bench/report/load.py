@@ -83,16 +83,22 @@ def with_stand_ins(table: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([own, stand_ins], ignore_index=True) if len(stand_ins) else own
 
 
+def stand_ins(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a reported ``table`` that stand in for a rerun (with_stand_ins)."""
+    return table[table["stands_in_for"] != ""] if "stands_in_for" in table else table.iloc[0:0]
+
+
 def stand_ins_text(table: pd.DataFrame) -> str:
     """The cells whose predecessors stand in, in words ("" where none does)."""
-    if "stands_in_for" not in table or not (table["stands_in_for"] != "").any():
+    standing = stand_ins(table)
+    if standing.empty:
         return ""
-    standing = table[table["stands_in_for"] != ""]
     cells = standing.groupby(["dataset", "shots", "mode"]).ngroups
+    command = f"backbone-bench run --preset {standing['preset'].iloc[0]}"
     return (f"{len(standing)} runs in {cells} cells were selected on all of validation, twins of training images "
             f"included, as first published; they stand in until every run of their cell has been made again with "
-            f"selection on the clean subset (`backbone-bench run --preset {standing['preset'].iloc[0]}` makes those reruns first), and "
-            f"each cell then switches whole: {not_run_text(standing)}.")
+            f"selection on the clean subset (`{command}` makes those reruns first), and each cell then switches "
+            f"whole: {not_run_text(standing)}.")
 
 
 def check_one_precision(table: pd.DataFrame) -> None:

@@ -58,16 +58,16 @@ def _cut_text(preset: str, device: str) -> str:
             "informative comparison; every shot level and seed of fine-tuning and of the linear probes is run.")
 
 
-def _projected_by_level(preset: str, results) -> str:
+def _projected_by_level(preset: str, results, records: list) -> str:
     """Before an edition's first run: its grid's projected hours per shot level on each processor
     with a committed throughput measurement (study/budget.py), scaled by how far the `cpu` edition's
-    runs strayed from theirs mode by mode (the same recipe at another resolution)."""
-    from backbone_bench.study import store
+    runs (of ``records``, the store as read) strayed from theirs mode by mode (the same recipe at
+    another resolution)."""
     from backbone_bench.study.budget import calibrated_hours, measured_devices
     from backbone_bench.study.plan import build_plan
 
     grid = build_plan(preset, results=results, skip_done=False).configs
-    published = [r for r in store.read_records(results) if r.get("preset") == "cpu"]
+    published = [r for r in records if r.get("preset") == "cpu"]
     parts = []
     for device in measured_devices():
         levels = {k: calibrated_hours([c for c in grid if c["shots"] == k], published, device)[0]
@@ -95,7 +95,7 @@ def sweep_hours_text(results, preset: str = "cpu", budget_hours: float = BUDGET_
     records = [r for r in everything if r.get("preset") == preset]
     devices = Counter(r["environment"]["device"] for r in records if r.get("environment", {}).get("device_type") == "cpu")
     if not devices:
-        return f"No run of the `{preset}` edition has been recorded on a CPU yet." + _projected_by_level(preset, results)
+        return f"No run of the `{preset}` edition has been recorded on a CPU yet." + _projected_by_level(preset, results, everything)
     measured = {d: recorded_against_projection(records, d) for d, _ in devices.most_common()}
     took = sum(t for t, _, _ in measured.values())
     per = "; ".join(f"{n} run{'s' if n != 1 else ''} on {d} took {t:.1f} h" + (f" against {p:.1f} h projected for them ({t / p:.2f}x)" if p else
