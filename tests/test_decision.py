@@ -89,7 +89,10 @@ def test_the_decision_display_fits_a_phone_and_the_csv_keeps_every_column():
     csv = shown.for_csv(rows)
     assert csv.loc[0, "within_noise"] == "tf_efficientnet_lite0 regnetx_002" and csv.loc[0, "own_picks"] == \
         "cifar10=tf_efficientnet_lite0"
-    assert "cheaper one is within noise" in shown.answer_text(rows)
+    said = shown.answer_text(rows)  # one row: no "0 of 1", no "x to x" range
+    assert said.startswith("In its one row a cheaper backbone than the best is within noise, at most "
+                           f"{rows.loc[0, 'at_most']:.3f} below the best") and " 0 of " not in said
+    assert "and 3.0 times faster to train" in said
     faster = rows.assign(fastest_infer="tf_efficientnet_lite0")  # the best runs faster, regnetx_002 trains faster
     assert "another backbone within noise runs faster: natural photos at 10 (lite0)" in shown.answer_text(faster)
 
@@ -116,3 +119,19 @@ def test_the_shifted_test_set_of_brain_tumor_mri_is_said_from_the_records():
     text = report.shift_text(table, REPO / "results")
     assert "validation balanced accuracy exceeds test by 0.3" in text and "below chance (0.25)" in text
     assert "glioma tumor test images" in text and "`" not in text  # glued as plain text into Methods
+
+
+def test_a_row_is_priced_from_its_own_datasets_runs_so_every_page_gives_it_the_same_use():
+    from backbone_bench.report import decision as shown
+
+    cells = make_cells({("cifar10", "a"): 0.80, ("cifar10", "b"): 0.795,
+                        ("breastmnist", "a"): 0.80, ("breastmnist", "b"): 0.795})
+    # b is cheaper on cifar10's runs, a on breastmnist's: pooled, a page would price one row by the other's runs
+    runs = pd.DataFrame([dict(dataset=d, backbone=b, total_seconds=t, status="ok", device="CPU X", resolution=96,
+                              mode="finetune", shots=10, key=f"{d}{b}{s}")
+                         for d, b, t in [("cifar10", "a", 100.0), ("cifar10", "b", 20.0),
+                                         ("breastmnist", "a", 10.0), ("breastmnist", "b", 90.0)] for s in range(3)])
+    whole = shown.answer(cells, runs, "cpu", datasets=["cifar10", "breastmnist"])
+    alone = shown.answer(cells, runs[runs["dataset"] == "cifar10"], "cpu", datasets=["cifar10"])
+    assert list(whole["row"]) == ["natural", "medical"] and list(whole["use"]) == ["b", "a"]
+    assert whole.iloc[0]["trains_faster"] == alone.iloc[0]["trains_faster"] == 5.0

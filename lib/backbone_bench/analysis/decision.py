@@ -60,7 +60,8 @@ def _matrix(cells: CellDraws, positions: np.ndarray, what: np.ndarray):
 def decide(cells: CellDraws, group: dict, mode: str = "finetune", seconds: dict | None = None,
            infer: dict | None = None, level: float = 0.95) -> pd.DataFrame:
     """One row per (row, shots): pick, within-noise set, use and what it costs, power; ``seconds``:
-    shots -> {backbone: training seconds per run}, ``infer``: {backbone: inference images/s}."""
+    (row, shots) or shots -> {backbone: training seconds per run} (a row's own key first), ``infer``:
+    {backbone: inference images/s}."""
     out = []
     for row, shots, positions in rows_of(cells, group, mode):
         backbones, datasets, mean, reps = _matrix(cells, positions, cells.draws)
@@ -71,7 +72,7 @@ def decide(cells: CellDraws, group: dict, mode: str = "finetune", seconds: dict 
         gaps = regret_reps - regret_reps[best]                          # pick minus each, replicate by replicate
         lo, hi = quantiles(gaps, level)
         near = [i for i in range(len(backbones)) if i == best or decided(lo[i], hi[i]) <= 0]
-        cost = (seconds or {}).get(shots, {})
+        cost = (seconds or {}).get((row, shots), (seconds or {}).get(shots, {}))
         priced = [i for i in near if backbones[i] in cost]
         use = min(priced, key=lambda i: (cost[backbones[i]], regret[i])) if priced else best
         if backbones[best] in cost and cost[backbones[best]] < MIN_SAVING * cost[backbones[use]]:

@@ -19,10 +19,15 @@ def answer(cells: CellDraws, table: pd.DataFrame, preset: str, results=None, by:
            datasets=None, mode: str = "finetune") -> pd.DataFrame:
     """The decision rows (tidy, one per row and shot level) of ``cells``: by ``domain`` (a domain's
     datasets held fixed, its pick the smallest mean regret) or by ``dataset``; ``datasets``: only those."""
-    seconds, where = decision_costs(table, mode)
     infer, infer_device = inference_rates(results, get_preset(preset).resolution)
     names = cells.cells["dataset"].unique() if datasets is None else datasets
     group = {d: DATASETS[d].domain if by == "domain" else d for d in names}
+    seconds, where = {}, {}
+    for row in set(group.values()):  # a row's cost from its own datasets' runs: every page then prices it alike
+        own = table[table["dataset"].isin([d for d in group if group[d] == row])] if len(table) else table
+        cost, device = decision_costs(own, mode)
+        seconds.update({(row, k): v for k, v in cost.items()})
+        where.update({(row, k): v for k, v in device.items()})
     rows = rule.decide(cells, group, mode, seconds, infer)
     if rows.empty:
         return rows
@@ -30,7 +35,7 @@ def answer(cells: CellDraws, table: pd.DataFrame, preset: str, results=None, by:
     rows = rows.assign(order=rows["row"].map(order)).sort_values(["order", "shots"]).drop(columns="order")
     rows["chance"] = [sum(chance_of(d) for d in group if group[d] == r) / sum(group[d] == r for d in group)
                       for r in rows["row"]]
-    rows["train_measured_on"] = rows["shots"].map(where)
+    rows["train_measured_on"] = [where.get((r, k)) for r, k in zip(rows["row"], rows["shots"])]
     rows["infer_measured_on"] = infer_device
     rows["power"] = rows.apply(rule.power_words, axis=1)
     return rows.reset_index(drop=True)
@@ -63,23 +68,29 @@ def answer_display(rows: pd.DataFrame, by: str = "domain"):
     return shown.style.hide(axis="index")
 
 
+def _span(values: pd.Series, fmt: str) -> str:
+    low, high = fmt.format(values.min()), fmt.format(values.max())
+    return low if low == high else f"{low} to {high}"
+
+
 def answer_text(rows: pd.DataFrame) -> str:
     """The decision in sentences: how many rows, where use is not the best and what that costs at most."""
     if rows.empty:
         return "No row has two backbones with results yet."
     cheaper = rows[rows["use"] != rows["best"]]
     none = int(rows["test_floor"].sum())
-    text = (f"In {len(rows) - len(cheaper)} of the {len(rows)} rows the best backbone is also the cheapest to train "
-            "among those within noise of it")
+    same, n = len(rows) - len(cheaper), len(rows)
+    every = "In its one row" if n == 1 else f"In {'both' if n == 2 else 'every one'} of the {n} rows"
+    text = ((every if same == n else f"In {same} of the {n} rows") + " the best backbone is also the cheapest to train "
+            "among those within noise of it") if same else ""
     if len(cheaper):
         worst = cheaper.loc[cheaper["at_most"].idxmax()]
-        text += (f"; in the other {len(cheaper)} a cheaper one is within noise, at most "
-                 f"{cheaper['at_most'].min():.3f} to {cheaper['at_most'].max():.3f} below the best (the upper end of "
-                 f"the 95 % interval of the shortfall; largest for {SHORT_DOMAIN.get(worst['row'], worst['row'])} at "
-                 f"{worst['shots']} images per class) and {cheaper['trains_faster'].min():.1f} to "
-                 f"{cheaper['trains_faster'].max():.1f} times faster to train")
-    text += (f". In {none} of the {len(rows)} rows no number of seeds would separate the top two: the test set's "
-             "own noise is larger than their gap.")
+        text += ((f"; in the other {len(cheaper)}" if same else every) + " a cheaper backbone than the best is within "
+                 f"noise, at most {_span(cheaper['at_most'], '{:.3f}')} below the best (the upper end of the 95 % "
+                 f"interval of the shortfall; largest for {SHORT_DOMAIN.get(worst['row'], worst['row'])} at "
+                 f"{worst['shots']} images per class) and {_span(cheaper['trains_faster'], '{:.1f}')} times faster to train")
+    text += ((f". In {none} of the {n} rows" if 0 < none < n else f". {every}" if none else ". In none of the rows")
+             + " no number of seeds would separate the top two: the test set's own noise is larger than their gap.")
     other = rows[rows["fastest_infer"].notna() & (rows["fastest_infer"] != rows["use"])]
     if len(other):  # the cheapest to train is not always the fastest to run: name the other where they differ
         text += (" Where inference speed matters more than training time, another backbone within noise runs "
@@ -94,8 +105,9 @@ def cost_words(rows: pd.DataFrame) -> str:
         return ""
     devices = sorted({d for d in rows["train_measured_on"].dropna()})
     infer = rows["infer_measured_on"].dropna()
-    text = ("Training cost: the median wall time of a fine-tuning run in this edition's records (data, training and "
-            f"every evaluation), per shot level on one processor class ({'; '.join(devices)})")
+    text = ("Training cost: the median wall time of a fine-tuning run of the row's own datasets in this edition's "
+            "records (data, training and every evaluation, so the same row costs the same on every page), per shot "
+            f"level on one processor class ({'; '.join(devices)})")
     if len(infer):
         text += f"; inference: images per second from the cost table on {infer.iloc[0]}"
     return text + "."
