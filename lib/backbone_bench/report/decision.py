@@ -22,9 +22,10 @@ def answer(cells: CellDraws, table: pd.DataFrame, preset: str, results=None, by:
     infer, infer_device = inference_rates(results, get_preset(preset).resolution)
     names = cells.cells["dataset"].unique() if datasets is None else datasets
     group = {d: DATASETS[d].domain if by == "domain" else d for d in names}
+    members = {r: [d for d in group if group[d] == r] for r in set(group.values())}
     seconds, where = {}, {}
-    for row in set(group.values()):  # a row's cost from its own datasets' runs: every page then prices it alike
-        own = table[table["dataset"].isin([d for d in group if group[d] == row])] if len(table) else table
+    for row, own_datasets in members.items():  # a row's cost from its own datasets' runs: every page prices it alike
+        own = table[table["dataset"].isin(own_datasets)] if len(table) else table
         cost, device = decision_costs(own, mode)
         seconds.update({(row, k): v for k, v in cost.items()})
         where.update({(row, k): v for k, v in device.items()})
@@ -33,8 +34,7 @@ def answer(cells: CellDraws, table: pd.DataFrame, preset: str, results=None, by:
         return rows
     order = {d: i for i, d in enumerate(DOMAINS_IN_ORDER)} if by == "domain" else {d: i for i, d in enumerate(names)}
     rows = rows.assign(order=rows["row"].map(order)).sort_values(["order", "shots"]).drop(columns="order")
-    rows["chance"] = [sum(chance_of(d) for d in group if group[d] == r) / sum(group[d] == r for d in group)
-                      for r in rows["row"]]
+    rows["chance"] = [sum(chance_of(d) for d in members[r]) / len(members[r]) for r in rows["row"]]
     rows["train_measured_on"] = [where.get((r, k)) for r, k in zip(rows["row"], rows["shots"])]
     rows["infer_measured_on"] = infer_device
     rows["power"] = rows.apply(rule.power_words, axis=1)
@@ -73,6 +73,15 @@ def _span(values: pd.Series, fmt: str) -> str:
     return low if low == high else f"{low} to {high}"
 
 
+def _in_rows(k: int, n: int) -> str:
+    """"In k of the n rows", said as a reader would say it at the ends (none, one, both, every one)."""
+    if k == 0:
+        return "In none of the rows"
+    if k < n:
+        return f"In {k} of the {n} rows"
+    return "In its one row" if n == 1 else f"In {'both' if n == 2 else 'every one'} of the {n} rows"
+
+
 def answer_text(rows: pd.DataFrame) -> str:
     """The decision in sentences: how many rows, where use is not the best and what that costs at most."""
     if rows.empty:
@@ -80,17 +89,15 @@ def answer_text(rows: pd.DataFrame) -> str:
     cheaper = rows[rows["use"] != rows["best"]]
     none = int(rows["test_floor"].sum())
     same, n = len(rows) - len(cheaper), len(rows)
-    every = "In its one row" if n == 1 else f"In {'both' if n == 2 else 'every one'} of the {n} rows"
-    text = ((every if same == n else f"In {same} of the {n} rows") + " the best backbone is also the cheapest to train "
-            "among those within noise of it") if same else ""
+    text = _in_rows(same, n) + " the best backbone is also the cheapest to train among those within noise of it" if same else ""
     if len(cheaper):
         worst = cheaper.loc[cheaper["at_most"].idxmax()]
-        text += ((f"; in the other {len(cheaper)}" if same else every) + " a cheaper backbone than the best is within "
-                 f"noise, at most {_span(cheaper['at_most'], '{:.3f}')} below the best (the upper end of the 95 % "
+        text += ((f"; in the other {len(cheaper)}" if same else _in_rows(n, n)) + " a cheaper backbone than the best is "
+                 f"within noise, at most {_span(cheaper['at_most'], '{:.3f}')} below the best (the upper end of the 95 % "
                  f"interval of the shortfall; largest for {SHORT_DOMAIN.get(worst['row'], worst['row'])} at "
                  f"{worst['shots']} images per class) and {_span(cheaper['trains_faster'], '{:.1f}')} times faster to train")
-    text += ((f". In {none} of the {n} rows" if 0 < none < n else f". {every}" if none else ". In none of the rows")
-             + " no number of seeds would separate the top two: the test set's own noise is larger than their gap.")
+    text += (f". {_in_rows(none, n)} no number of seeds would separate the top two: the test set's own noise is larger "
+             "than their gap.")
     other = rows[rows["fastest_infer"].notna() & (rows["fastest_infer"] != rows["use"])]
     if len(other):  # the cheapest to train is not always the fastest to run: name the other where they differ
         text += (" Where inference speed matters more than training time, another backbone within noise runs "
