@@ -73,6 +73,10 @@ UC_MERCED_CLASSES = (
     "sparseresidential", "storagetanks", "tenniscourt")
 EUROSAT_CLASSES = ("AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial",
                    "Pasture", "PermanentCrop", "Residential", "River", "SeaLake")
+GALAXY10_CLASSES = ("disturbed", "merging", "round_smooth", "in_between_round_smooth", "cigar_shaped_smooth",
+                    "barred_spiral", "unbarred_tight_spiral", "unbarred_loose_spiral", "edge_on_without_bulge",
+                    "edge_on_with_bulge")
+FLOWERS102_CLASSES = tuple(f"flower_{i:03d}" for i in range(102))
 
 _ENTRIES = [
     DatasetSpec(
@@ -135,23 +139,18 @@ _ENTRIES = [
         curation="None; no source test split, so a stratified 20 % is held out."),
     DatasetSpec(
         name="galaxy10_decals", domain="galaxy", flip_ok=True, storage_size=256,
-        classes=("disturbed", "merging", "round_smooth", "in_between_round_smooth", "cigar_shaped_smooth",
-                 "barred_spiral", "unbarred_tight_spiral", "unbarred_loose_spiral", "edge_on_without_bulge",
-                 "edge_on_with_bulge"),
+        classes=GALAXY10_CLASSES,
         sources=(HubParquet("matthieulel/galaxy10_decals", {"train": "train", "test": "test"},
-                            class_names=("disturbed", "merging", "round_smooth", "in_between_round_smooth",
-                                         "cigar_shaped_smooth", "barred_spiral", "unbarred_tight_spiral",
-                                         "unbarred_loose_spiral", "edge_on_without_bulge",
-                                         "edge_on_with_bulge")),),
+                            class_names=GALAXY10_CLASSES),),
         description="DECaLS galaxy images (17,736), ten Galaxy Zoo DECaLS morphology classes.",
         citation="Leung and Bovy, astroNN (2019); Walmsley et al., MNRAS 509 (2022) 3966.",
         licence="Galaxy10 DECaLS, public (astroNN).",
         curation="None; no class is defined by handedness, so flips are allowed."),
     DatasetSpec(
         name="flowers102", domain="natural", flip_ok=True, storage_size=256,
-        classes=tuple(f"flower_{i:03d}" for i in range(102)),
+        classes=FLOWERS102_CLASSES,
         sources=(HubParquet("nelorth/oxford-flowers", {"train": "train", "test": "test"},
-                            class_names=tuple(f"flower_{i:03d}" for i in range(102))),),
+                            class_names=FLOWERS102_CLASSES),),
         description="Oxford 102 Flowers: 8,189 photos of 102 flower species.",
         citation="Nilsback and Zisserman, ICVGIP 2008.",
         licence="Research use.",
