@@ -49,10 +49,14 @@ def precision_text(results) -> str:
     if not path.exists():
         return "No bf16 record has been set beside its fp32 rerun in this results folder."
     t = pd.read_csv(path)
-    parts = [f"{r.backbone} {MODE_NAMES.get(r.mode, r.mode)}: {uncertainty.fmt(r.bf16_minus_fp32, r.lo, r.hi, signed=True)} "
-             f"over {r.pairs} pairs ({r.verdict}), {r.predictions_changed:.0%} of test predictions and "
-             f"{r.choice_changed:.0%} of validation's choices changed" for r in t.itertuples()]
-    return "bf16 minus fp32, test balanced accuracy: " + "; ".join(parts) + "."
+    editions = []
+    for preset, rows in t.groupby("preset", sort=False):  # each edition its own pairs: another resolution
+        parts = [f"{r.backbone} {MODE_NAMES.get(r.mode, r.mode)}: "
+                 f"{uncertainty.fmt(r.bf16_minus_fp32, r.lo, r.hi, signed=True)} over {r.pairs} pairs ({r.verdict}), "
+                 f"{r.predictions_changed:.0%} of test predictions and {r.choice_changed:.0%} of validation's choices "
+                 "changed" for r in rows.itertuples()]
+        editions.append(f"in the `{preset}` edition, " + "; ".join(parts))
+    return "bf16 minus fp32, test balanced accuracy: " + "; and ".join(editions) + "."
 
 
 def equal_treatment_text(results) -> str:
