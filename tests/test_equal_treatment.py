@@ -210,18 +210,3 @@ def test_a_fine_tune_asked_to_select_on_clean_validation_scores_its_passes_there
     best = max(record["curves"], key=lambda c: (c["val_clean_balanced_accuracy"], -c["val_clean_nll"]))
     assert record["chosen"]["step"] == best["step"] and set(record["chosen"]["on_all_val"]) == {"lr", "step"}
 
-
-def test_the_methods_page_says_each_editions_precision_pairs_apart(tmp_path):
-    """Two editions' bf16 - fp32 pairs (another resolution each) are said per edition, never pooled
-    under one backbone name. The summary rows are made by hand."""
-    from backbone_bench.report import precision_text
-
-    (tmp_path / "benchmarks").mkdir()
-    row = dict(backbone="regnetx_002", mode="linear_probe", pairs=51, bf16_minus_fp32=0.002, lo=-0.005, hi=0.012,
-               verdict="within noise", predictions_changed=0.05, choice_changed=0.35, fp32_over_bf16_train_time=np.nan)
-    pd.DataFrame([dict(preset="cpu", **row), dict(preset="offline_cpu", **row | dict(pairs=18))]).to_csv(
-        tmp_path / "benchmarks" / "precision_pairs_summary.csv", index=False)
-    text = precision_text(tmp_path)
-    assert "`cpu` edition, regnetx_002" in text and "`offline_cpu` edition, regnetx_002" in text
-    assert "over 51 pairs" in text and "over 18 pairs" in text
-    assert precision_text(tmp_path / "none").startswith("No bf16 record")

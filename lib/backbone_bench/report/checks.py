@@ -225,9 +225,16 @@ def probe_refit_text(results) -> str:
 
     parts = []
     for preset, rows in t.groupby("preset", sort=False):
-        total = sum(c["mode"] == "linear_probe" for c in grid_cells(preset))
-        so_far = "" if len(rows) >= total else (f", {len(rows)} of its {total} probes refitted so far: "
-                                                f"{', '.join(sorted(rows['dataset'].unique()))}; the rest follow")
+        probes = [c for c in grid_cells(preset) if c["mode"] == "linear_probe"]
+        # only backbones that had probes to refit count: those joining the panel later were fitted on the wide grid
+        refittable = set(rows["backbone"])
+        total = sum(c["backbone"] in refittable for c in probes)
+        later = sorted({c["backbone"] for c in probes} - refittable)
+        count = f", {len(rows)} probes" if len(rows) >= total else (
+            f", {len(rows)} of its {total} probes refitted so far: {', '.join(sorted(rows['dataset'].unique()))}; "
+            "the rest follow")
+        if later:
+            count += f"; {' and '.join(later)}, which joined the panel later, were fitted on the wide grid from the start"
         change = (rows["test_after"] - rows["test_before"]).groupby(rows["dataset"])
         spans = []
         for dataset, diff in change:
@@ -237,7 +244,7 @@ def probe_refit_text(results) -> str:
         probe_rows = d[(d["mode_before"] == "linear_probe") | (d["mode_after"] == "linear_probe")]
         moved = probe_rows[probe_rows["backbone_before"] != probe_rows["backbone_after"]]
         parts.append(
-            f"`{preset}` ({int(rows['resolution'].iloc[0])} px{so_far or f', {len(rows)} probes'}): validation chose the old grid's "
+            f"`{preset}` ({int(rows['resolution'].iloc[0])} px{count}): validation chose the old grid's "
             f"smallest C in {rows['smallest_C_before'].mean():.0%} of the probes; on the wide grid its choice sits on "
             f"an edge in {int(rows['edge_after'].sum())} ({rows['edge_after'].mean():.1%}), each after the grid grew "
             f"as far as allowed; the probes' clean-test balanced accuracy changed "
